@@ -1,0 +1,28 @@
+"""Builds the seccomp shim (a small C program) into the package when it is installed."""
+
+import importlib.util
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+def _shim_builder():
+    path = Path(__file__).parent / "src/faultbox/engine/shim_build.py"
+    spec = importlib.util.spec_from_file_location("_faultbox_shim_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class BuildWithShim(build_py):
+    def run(self):
+        super().run()
+        builder = _shim_builder()
+        if self.editable_mode:
+            builder.build(builder.PACKAGE_BIN)
+        else:
+            builder.build(Path(self.build_lib) / "faultbox/engine/_bin")
+
+
+setup(cmdclass={"build_py": BuildWithShim})

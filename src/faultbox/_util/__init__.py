@@ -1,0 +1,1 @@
+"""Leaf helpers with no faultbox imports: globs, durations, spelling suggestions."""

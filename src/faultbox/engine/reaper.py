@@ -1,0 +1,55 @@
+"""The reaper: makes sure no service outlives the run, even if the runner is killed with SIGKILL.
+
+The runner starts it once per run, in its own session, and tells it over a pipe about every process
+group and cgroup it creates ("+pg 123", "-pg 123", "+cg /sys/fs/cgroup/...", "-cg ..."). When the
+pipe closes without "bye" - the runner died - the reaper kills every group and cgroup it still
+knows, removes the cgroups, and exits. Terminal signals do not reach it; only the pipe matters.
+
+Run as `python -m faultbox.engine.reaper` with the pipe on stdin.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from faultbox.engine.cgroup import Cgroup
+
+
+def main() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    groups: set[int] = set()
+    cgroups: set[str] = set()
+    clean_exit = False
+    for raw in sys.stdin:
+        line = raw.strip()
+        if line == "bye":
+            clean_exit = True
+            break
+        op, _, arg = line.partition(" ")
+        if op == "+pg":
+            groups.add(int(arg))
+        elif op == "-pg":
+            groups.discard(int(arg))
+        elif op == "+cg":
+            cgroups.add(arg)
+        elif op == "-cg":
+            cgroups.discard(arg)
+    if clean_exit and not groups and not cgroups:
+        return
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for path in sorted(cgroups, key=len, reverse=True):
+        group = Cgroup(Path(path))
+        group.kill()
+        group.remove(timeout=5.0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Rules as the supervisor sees them: numbered, with their syscall numbers and a seeded random
+stream each (DECISIONS §11: the same seed gives the same decisions whatever the thread timing)."""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from faultbox.model.fault import ActionKind, SyscallRule
+from faultbox.model.syscalls import native_table
+
+KIND_CODES = {
+    ActionKind.ALLOW: 0,
+    ActionKind.DENY: 1,
+    ActionKind.DELAY: 2,
+    ActionKind.HOLD: 3,
+    ActionKind.TRACE: 4,
+}
+
+
+def rule_seed(run_seed: int, key: str) -> int:
+    """A 64-bit seed for one rule's probability stream, from the run seed and the rule's identity."""
+    digest = hashlib.sha256(f"{run_seed}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """A rule installed on a service, with its id and the key its random stream derives from."""
+
+    id: int
+    rule: SyscallRule
+    key: str
+    assumption: str = ""
+
+    def wire(self, run_seed: int) -> tuple[Any, ...]:
+        _, table = native_table()
+        action = self.rule.action
+        nrs = [table[s] for s in self.rule.syscalls if s in table]
+        err = getattr(errno_mod, action.errno, 0) if action.errno else 0
+        return (
+            self.id,
+            nrs,
+            KIND_CODES[action.kind],
+            err,
+            action.decision(),
+            action.delay,
+            action.probability,
+            self.rule.path,
+            self.rule.addr,
+            action.tag,
+            rule_seed(run_seed, self.key),
+        )

@@ -1,0 +1,159 @@
+"""The error tree of faultbox.
+
+    FaultboxError                    root of everything faultbox raises on purpose
+    ├── SpecError                    the spec is wrong: a stable code, a location, a fix hint
+    ├── InfraError                   the machine or a dependency broke (not the user's spec)
+    └── InternalError                a bug in faultbox itself
+
+    SpecFailure(BaseException)       raised by fail() and assert_* inside spec code
+    ├── MonitorStop                  a monitor was violated: the scenario must stop
+    └── TestTimeout                  the test's deadline passed
+
+SpecFailure derives from BaseException on purpose: spec code is Python underneath, and a failure
+must travel through any library code on the way up without being swallowed by `except Exception`.
+User mistakes are reported as text with a location; a traceback is never shown for them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Code(enum.Enum):
+    """Stable error codes. Each one has a hint in HINTS (a test checks that)."""
+
+    SPEC_SYNTAX = "SPEC_SYNTAX"
+    SPEC_NOT_STARLARK = "SPEC_NOT_STARLARK"
+    SPEC_UNDEFINED = "SPEC_UNDEFINED"
+    SPEC_LOAD_FAILED = "SPEC_LOAD_FAILED"
+    SPEC_BAD_ARGUMENT = "SPEC_BAD_ARGUMENT"
+    SPEC_DEPENDENCY_CYCLE = "SPEC_DEPENDENCY_CYCLE"
+    SPEC_NOT_FOUND = "SPEC_NOT_FOUND"
+    SPEC_FROZEN = "SPEC_FROZEN"
+    NO_TEST_MATCHED = "NO_TEST_MATCHED"
+    LAUNCH_FAILED = "LAUNCH_FAILED"
+    PORT_IN_USE = "PORT_IN_USE"
+    HEALTHCHECK_TIMEOUT = "HEALTHCHECK_TIMEOUT"
+    SERVICE_EXITED = "SERVICE_EXITED"
+    FAULT_NOT_FILTERABLE = "FAULT_NOT_FILTERABLE"
+    DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
+    SUPERVISOR_FAILED = "SUPERVISOR_FAILED"
+    IMAGE_UNSUPPORTED = "IMAGE_UNSUPPORTED"
+
+
+HINTS: dict[Code, str] = {
+    Code.SPEC_SYNTAX: "fix the syntax at the marked position; specs are Starlark (a subset of Python syntax)",
+    Code.SPEC_NOT_STARLARK: "rewrite the construct with Starlark features only (see docs/spec-language.md)",
+    Code.SPEC_UNDEFINED: "define the name before use, load() it from another file, or fix its spelling",
+    Code.SPEC_LOAD_FAILED: "the spec raised while loading; fix the statement at the marked line",
+    Code.SPEC_BAD_ARGUMENT: "check the builtin's arguments in docs/spec-language.md",
+    Code.SPEC_DEPENDENCY_CYCLE: "remove one depends_on edge so that services can start in order",
+    Code.SPEC_NOT_FOUND: "check the path; relative load() paths resolve against the loading file's directory",
+    Code.SPEC_FROZEN: "top-level values are frozen after loading; build a new value inside the function",
+    Code.NO_TEST_MATCHED: "pass an exact test name, a glob such as 'matrix_*', or omit --test",
+    Code.LAUNCH_FAILED: "check the service's binary path, args and cwd",
+    Code.PORT_IN_USE: "stop the process holding the port, or give the interface another port",
+    Code.HEALTHCHECK_TIMEOUT: "make sure the healthcheck address matches what the service listens on, "
+    "or raise the healthcheck timeout",
+    Code.SERVICE_EXITED: "read the service's last stderr lines above; it crashed while starting",
+    Code.FAULT_NOT_FILTERABLE: "name the syscall as a literal keyword in a fault()/fault_assumption() call "
+    "so the service starts with it in its filter",
+    Code.DEPENDENCY_MISSING: "run ./scripts/setup to install the servers faultbox starts",
+    Code.SUPERVISOR_FAILED: "this is a bug or a resource problem; rerun with the same --seed and report it",
+    Code.IMAGE_UNSUPPORTED: "there is no container engine here; use the local server helpers "
+    "from @faultbox/services.star",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in a spec something was written."""
+
+    file: str
+    line: int
+    col: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.col else f"{self.file}:{self.line}"
+
+
+class FaultboxError(Exception):
+    """Root of the errors faultbox raises on purpose."""
+
+
+class SpecError(FaultboxError):
+    """The user's spec is wrong. Carries a code, a location and a one-line fix."""
+
+    def __init__(
+        self,
+        code: Code,
+        message: str,
+        location: SourceLocation | None = None,
+        hint: str | None = None,
+        source_line: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.location = location
+        self.hint = hint if hint is not None else HINTS[code]
+        self.source_line = source_line
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        lines = [f"{where}error [{self.code.value}]: {self.message}"]
+        if self.source_line is not None and self.location is not None:
+            lines.append(f"    {self.source_line.rstrip()}")
+            if self.location.col:
+                indent = len(self.source_line) - len(self.source_line.lstrip())
+                caret_at = max(self.location.col - 1 - indent, 0)
+                lines.append("    " + " " * caret_at + "^")
+        if self.hint:
+            lines.append(f"  fix: {self.hint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class InfraError(FaultboxError):
+    """The environment broke: a server could not start, a port is taken, the supervisor died."""
+
+    def __init__(self, code: Code, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint if hint is not None else HINTS[code]
+
+    def __str__(self) -> str:
+        return f"[{self.code.value}] {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
+
+
+class InternalError(FaultboxError):
+    """A bug in faultbox."""
+
+
+class SpecFailure(BaseException):  # noqa: N818 - it is a failure, not an error
+    """Raised by fail() and the assert_* builtins inside spec code.
+
+    `details` carries structured context for reports (expected, actual, nearest events).
+    """
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MonitorStop(SpecFailure):
+    """A monitor was violated; the scenario stops at its next step or wait."""
+
+
+class TestTimeout(SpecFailure):
+    """The test ran past its deadline."""
+
+    __test__ = False  # not a pytest test class

@@ -1,0 +1,1 @@
+"""Plain data: services, faults, scenarios, monitors, events, responses and results. No I/O, no threads."""

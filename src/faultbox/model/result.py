@@ -1,0 +1,249 @@
+"""Results as data: outcomes, verdicts, violations, per-test and per-run results (DECISIONS §12).
+
+Reporters read only these (or their dicts), never live runner objects."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from faultbox.model.event import Event
+
+SCHEMA_VERSION = 1
+
+
+class Verdict(enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    INCONCLUSIVE = "inconclusive"
+    HALTED = "halted"
+
+
+class Outcome(enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    EXPECTATION_VIOLATED = "expectation_violated"
+    FAULT_BYPASSED = "fault_bypassed"
+    ERRORED = "errored"
+    INCONCLUSIVE = "inconclusive"
+    HALTED = "halted"
+
+    @property
+    def verdict(self) -> Verdict:
+        return _VERDICT[self]
+
+    @property
+    def mark(self) -> str:
+        return _MARK[self]
+
+
+_VERDICT = {
+    Outcome.PASSED: Verdict.PASS,
+    Outcome.FAILED: Verdict.FAIL,
+    Outcome.EXPECTATION_VIOLATED: Verdict.FAIL,
+    Outcome.FAULT_BYPASSED: Verdict.FAIL,
+    Outcome.ERRORED: Verdict.ERROR,
+    Outcome.INCONCLUSIVE: Verdict.INCONCLUSIVE,
+    Outcome.HALTED: Verdict.HALTED,
+}
+_MARK = {
+    Outcome.PASSED: "✓",
+    Outcome.FAILED: "✗",
+    Outcome.EXPECTATION_VIOLATED: "≠",
+    Outcome.FAULT_BYPASSED: "∅",
+    Outcome.ERRORED: "!",
+    Outcome.INCONCLUSIVE: "?",
+    Outcome.HALTED: "⊘",
+}
+
+
+@dataclass
+class Violation:
+    """The first monitor violation of a test."""
+
+    monitor: str
+    message: str
+    seq: int
+    event: dict[str, Any]
+    before: list[dict[str, Any]] = field(default_factory=list)
+    location: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor,
+            "message": self.message,
+            "seq": self.seq,
+            "event": self.event,
+            "before": self.before,
+            "location": self.location,
+        }
+
+
+@dataclass
+class Diagnostic:
+    level: str  # "error" | "warning" | "info"
+    code: str
+    message: str
+    service: str = ""
+    syscall: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v != ""}
+
+
+@dataclass
+class FaultRecord:
+    """A syscall fault rule that was active during a test, with what it did."""
+
+    service: str
+    keyword: str
+    decision: str
+    syscalls: list[str]
+    label: str = ""
+    matched: int = 0
+    fired: int = 0
+    unresolved_paths: int = 0
+    assumption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    name: str
+    outcome: Outcome
+    reason: str = ""
+    duration_ms: int = 0
+    seed: int = 0
+    location: str = ""  # file:line of the failure in the spec
+    events: list[Event] = field(default_factory=list)
+    violation: Violation | None = None
+    faults: list[FaultRecord] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # expected/actual, nearest events
+    return_value: str = ""
+    matrix: tuple[str, str] | None = None
+    assumptions: list[str] = field(default_factory=list)
+    replay: str = ""
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.outcome.verdict
+
+    def to_dict(self, with_events: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "verdict": self.verdict.value,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "location": self.location,
+            "duration_ms": self.duration_ms,
+            "seed": self.seed,
+            "replay": self.replay,
+            "assumptions": self.assumptions,
+            "matrix": list(self.matrix) if self.matrix else None,
+            "violation": self.violation.to_dict() if self.violation else None,
+            "faults": [f.to_dict() for f in self.faults],
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "details": self.details,
+            "return_value": self.return_value,
+            "event_count": len(self.events),
+        }
+        if with_events:
+            out["events"] = [e.to_dict() for e in self.events]
+        return out
+
+
+@dataclass
+class MatrixCell:
+    scenario: str
+    assumption: str
+    test: str
+    outcome: Outcome | None  # None: excluded
+    reason: str = ""
+    duration_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "fault": self.assumption,
+            "test": self.test,
+            "outcome": self.outcome.value if self.outcome else "excluded",
+            "reason": self.reason,
+            "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass
+class MatrixResult:
+    scenarios: list[str]
+    assumptions: list[str]
+    cells: list[MatrixCell]
+
+    def cell(self, scenario: str, assumption: str) -> MatrixCell | None:
+        for c in self.cells:
+            if c.scenario == scenario and c.assumption == assumption:
+                return c
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        ran = [c for c in self.cells if c.outcome is not None]
+        return {
+            "scenarios": self.scenarios,
+            "faults": self.assumptions,
+            "cells": [c.to_dict() for c in self.cells],
+            "total": len(ran),
+            "passed": sum(1 for c in ran if c.outcome is Outcome.PASSED),
+            "failed": sum(1 for c in ran if c.outcome is not Outcome.PASSED),
+        }
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    USAGE = 1
+    FAILED = 2
+    INCONCLUSIVE = 3
+
+
+@dataclass
+class RunResult:
+    spec: str
+    seed: int
+    started: float
+    duration_ms: int = 0
+    tests: list[TestResult] = field(default_factory=list)
+    matrix: MatrixResult | None = None
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in Verdict}
+        for t in self.tests:
+            out[t.verdict.value] += 1
+        return out
+
+    @property
+    def exit_code(self) -> ExitCode:
+        c = self.counts()
+        if c["fail"] or c["error"] or self.interrupted:
+            return ExitCode.FAILED
+        if c["inconclusive"]:
+            return ExitCode.INCONCLUSIVE
+        return ExitCode.OK
+
+    def to_dict(self, with_events: bool = True) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "spec": self.spec,
+            "seed": self.seed,
+            "started": self.started,
+            "duration_ms": self.duration_ms,
+            "counts": self.counts(),
+            "interrupted": self.interrupted,
+            "tests": [t.to_dict(with_events) for t in self.tests],
+            "matrix": self.matrix.to_dict() if self.matrix else None,
+        }

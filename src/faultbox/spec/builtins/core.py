@@ -1,0 +1,133 @@
+"""Starlark's own builtins: print, fail, struct, json, type, str/repr, getattr/hasattr, load, sleep."""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from typing import Any
+
+from faultbox.errors import SpecFailure
+from faultbox.spec import host as host_mod
+from faultbox.spec.args import ArgError, type_name
+from faultbox.spec.builtins import builtin
+from faultbox.spec.compile import current_module
+from faultbox.spec.registry import SpecBuilder
+from faultbox.spec.values import JSON_MODULE, Struct, starlark_repr, starlark_str
+
+
+def _getattr(value: Any, name: str, *default: Any) -> Any:
+    if not isinstance(name, str):
+        raise ArgError(f"getattr(): attribute name must be a string, got {type_name(name)}")
+    if name.startswith("_"):
+        if default:
+            return default[0]
+        raise ArgError(f"getattr(): attributes beginning with '_' are not accessible ({name!r})")
+    return getattr(value, name, *default)
+
+
+def _hasattr(value: Any, name: str) -> bool:
+    return isinstance(name, str) and not name.startswith("_") and hasattr(value, name)
+
+
+def _dir(value: Any) -> list[str]:
+    return sorted(a for a in dir(value) if not a.startswith("_"))
+
+
+def _hash(value: Any) -> int:
+    """Deterministic across runs (Python's str hash is salted per process)."""
+    if isinstance(value, str):
+        return zlib.crc32(value.encode()) - (1 << 31)
+    return hash(value)
+
+
+PLAIN_VALUES: dict[str, Any] = {
+    "None": None,
+    "True": True,
+    "False": False,
+    "abs": abs,
+    "all": all,
+    "any": any,
+    "bool": bool,
+    "dict": dict,
+    "enumerate": enumerate,
+    "float": float,
+    "int": int,
+    "len": len,
+    "list": list,
+    "max": max,
+    "min": min,
+    "range": range,
+    "reversed": lambda seq: list(reversed(seq)),
+    "sorted": sorted,
+    "tuple": tuple,
+    "zip": lambda *seqs: list(zip(*seqs, strict=False)),
+    "chr": chr,
+    "ord": ord,
+    "str": starlark_str,
+    "repr": starlark_repr,
+    "type": type_name,
+    "getattr": _getattr,
+    "hasattr": _hasattr,
+    "dir": _dir,
+    "hash": _hash,
+    "json": JSON_MODULE,
+}
+
+
+@builtin("print", "*values, sep: str = ' '")
+def print_(builder: SpecBuilder, values: tuple[Any, ...], sep: str) -> None:
+    text = sep.join(starlark_str(v) for v in values)
+    host = host_mod.current()
+    if host is not None:
+        host.print(text)
+    else:
+        sys.stderr.write(f"[load] {text}\n")
+
+
+@builtin("fail", "*values, sep: str = ' '")
+def fail(builder: SpecBuilder, values: tuple[Any, ...], sep: str) -> None:
+    raise SpecFailure(sep.join(starlark_str(v) for v in values) or "fail() called")
+
+
+@builtin("struct", "**fields")
+def struct(builder: SpecBuilder, fields: dict[str, Any]) -> Struct:
+    return Struct(fields)
+
+
+@builtin("sleep", "duration: duration")
+def sleep(builder: SpecBuilder, duration: float) -> None:
+    """Wait inside a test; a monitor violation or the test deadline ends the wait early."""
+    if duration < 0:
+        raise ArgError("sleep(): the duration must not be negative")
+    host_mod.require("sleep()").sleep(duration)
+
+
+@builtin("load", "module: str, *symbols: str, **aliases: str")
+def load(builder: SpecBuilder, module: str, symbols: tuple[str, ...], aliases: dict[str, str]) -> None:
+    """Bind symbols of another .star file into the calling module (DECISIONS §3)."""
+    caller = current_module()
+    if caller is None:
+        raise ArgError("load() must be a top-level statement of a spec file")
+    loader = caller.globals.get("__fb_loader__")
+    if loader is None:
+        raise ArgError("load() is not available here")
+    target = loader.load(module, caller)
+    exported = target.exported()
+    wanted = {s: s for s in symbols} | aliases
+    for local, remote in wanted.items():
+        if remote not in exported:
+            from faultbox._util.spell import did_you_mean
+
+            names = ", ".join(sorted(n for n in exported if not n.startswith("_"))) or "nothing"
+            raise ArgError(
+                f'load(): "{module}" has no symbol {remote!r}{did_you_mean(remote, exported)}',
+                f"it defines: {names}",
+            )
+        caller.globals[local] = exported[remote]
+
+
+def namespaces(universe: dict[str, Any]) -> dict[str, Any]:
+    """Dotted names built from plain builtins: observe.stdout / observe.stderr."""
+    return {
+        "observe": Struct({"stdout": universe["_observe_stdout"], "stderr": universe["_observe_stderr"]}),
+    }

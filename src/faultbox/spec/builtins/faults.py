@@ -1,0 +1,230 @@
+"""Syscall faults: deny/delay/allow/hold values, and fault()/fault_start()/trace() scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from faultbox._util.spell import did_you_mean
+from faultbox.model.fault import (
+    ERRNO_NAMES,
+    Action,
+    ActionKind,
+    ProbabilityError,
+    SyscallRule,
+    parse_probability,
+)
+from faultbox.model.scenario import FaultAssumption
+from faultbox.model.service import Service
+from faultbox.model.syscalls import FAMILIES, FD_ARG0, PATH_ARG, expand, known_syscalls
+from faultbox.spec import host as host_mod
+from faultbox.spec.args import ArgError, register_type, register_type_name, type_name
+from faultbox.spec.builtins import builtin
+from faultbox.spec.registry import SpecBuilder
+from faultbox.spec.values import InterfaceRef, ServiceValue
+
+register_type_name(Action, "fault")
+register_type_name(FaultAssumption, "fault_assumption")
+register_type("fault", lambda v: isinstance(v, Action), "a fault (deny(...), delay(...), allow())")
+
+_ADDR_SYSCALLS = frozenset({"connect", "sendto", "sendmsg", "sendmmsg"})
+
+
+def _probability(value: Any, what: str) -> float:
+    try:
+        return parse_probability(value)
+    except ProbabilityError as exc:
+        raise ArgError(f"{what}: {exc}") from None
+
+
+@builtin("deny", "errno: str, *, probability: any = 1.0, label: str = '', path: str? = None, addr: str? = None")
+def deny(builder: SpecBuilder, errno: str, probability: Any, label: str, path: str | None, addr: str | None) -> Action:
+    name = errno.upper()
+    if name not in ERRNO_NAMES:
+        raise ArgError(
+            f'deny(): unknown errno "{errno}"{did_you_mean(name, ERRNO_NAMES)}',
+            f"supported: {', '.join(ERRNO_NAMES)}",
+        )
+    return Action(ActionKind.DENY, errno=name, probability=_probability(probability, "deny()"),
+                  label=label, path=path, addr=addr)  # fmt: skip
+
+
+@builtin(
+    "delay",
+    "duration: duration, *, probability: any = 1.0, label: str = '', path: str? = None, addr: str? = None",
+)
+def delay(
+    builder: SpecBuilder, duration: float, probability: Any, label: str, path: str | None, addr: str | None
+) -> Action:
+    if duration <= 0:
+        raise ArgError("delay(): the duration must be positive")
+    return Action(ActionKind.DELAY, delay=duration, probability=_probability(probability, "delay()"),
+                  label=label, path=path, addr=addr)  # fmt: skip
+
+
+@builtin("allow", "")
+def allow(builder: SpecBuilder) -> Action:
+    """A rule that never fires: it puts a syscall in the service's filter so its calls are recorded."""
+    return Action(ActionKind.ALLOW)
+
+
+@builtin("hold", "tag: str = 'held', *, path: str? = None, addr: str? = None")
+def hold(builder: SpecBuilder, tag: str, path: str | None, addr: str | None) -> Action:
+    """Park matching syscalls until release(tag) lets them go (or the fault scope ends)."""
+    return Action(ActionKind.HOLD, tag=tag, path=path, addr=addr)
+
+
+@builtin("release", "tag: str = 'held', *, errno: str? = None, count: int = 0")
+def release(builder: SpecBuilder, tag: str, errno: str | None, count: int) -> int:
+    """Let held syscalls continue (or fail with errno); returns how many were released."""
+    host = host_mod.require("release()")
+    if errno is not None and errno.upper() not in ERRNO_NAMES:
+        raise ArgError(f'release(): unknown errno "{errno}"')
+    releaser = getattr(host, "release", None)
+    if releaser is None:
+        raise ArgError("release(): this runner has no held syscalls")
+    result: int = releaser(tag, errno.upper() if errno else None, count)
+    return result
+
+
+# -- building rules ----------------------------------------------------------------------------
+
+
+def services_of(target: Any, what: str) -> list[Service]:
+    """The services a fault target names: a service, an interface of one, or a list of them."""
+    if isinstance(target, ServiceValue):
+        return [target.model]
+    if isinstance(target, InterfaceRef):
+        return [target.owner]
+    if isinstance(target, (list, tuple)):
+        out: list[Service] = []
+        for item in target:
+            out.extend(services_of(item, what))
+        return out
+    raise ArgError(f"{what}: the target must be a service (or a list of services), got {type_name(target)}")
+
+
+def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[SyscallRule]:
+    """`write=deny("EIO")` on a service -> SyscallRules with families and named ops expanded."""
+    rules: list[SyscallRule] = []
+    known = known_syscalls()
+    for key, action in keywords.items():
+        if not isinstance(action, Action):
+            raise ArgError(
+                f"{what}: {key}= must be a fault (deny/delay/allow/hold), got {type_name(action)}",
+                f'example: {key}=deny("EIO")',
+            )
+        op = svc.ops.get(key)
+        if op is not None:
+            syscalls: list[str] = []
+            for sc in op.syscalls:
+                syscalls.extend(s for s in expand(sc) if s not in syscalls)
+            if op.path and action.path:
+                raise ArgError(f"{what}: op {key} already has path={op.path}; do not give path= again")
+            path = op.path or action.path
+        elif key in known or key in FAMILIES:
+            syscalls = list(expand(key))
+            path = action.path
+        else:
+            ops = f"; named ops of {svc.name}: {', '.join(svc.ops)}" if svc.ops else ""
+            raise ArgError(
+                f'{what}: unknown syscall or op "{key}" for service "{svc.name}"'
+                f"{did_you_mean(key, [*FAMILIES, *svc.ops, *known])}{ops}",
+                "use a syscall name (write, read, openat, fsync, connect, ...) or an op from service(ops=)",
+            )
+        if not syscalls:
+            raise ArgError(f'{what}: "{key}" names no syscall this machine has')
+        if path and not all(s in PATH_ARG or s in FD_ARG0 for s in syscalls):
+            raise ArgError(f"{what}: path= only applies to syscalls on files (open, write, fsync, ...), not {key}")
+        if action.addr and not all(s in _ADDR_SYSCALLS for s in syscalls):
+            raise ArgError(f"{what}: addr= only applies to connect and sendto, not {key}")
+        rules.append(
+            SyscallRule(
+                service=svc.name,
+                keyword=key,
+                syscalls=tuple(syscalls),
+                action=action,
+                op=key if op is not None else "",
+                path=path,
+                addr=action.addr,
+            )
+        )
+    return rules
+
+
+def _rules_for(target: Any, keywords: Mapping[str, Any], what: str) -> list[SyscallRule]:
+    if not keywords:
+        raise ArgError(f"{what}: name at least one syscall fault, e.g. write=deny(\"EIO\")")
+    rules: list[SyscallRule] = []
+    for svc in services_of(target, what):
+        rules.extend(build_rules(svc, keywords, what))
+    return rules
+
+
+def _assumptions(target: Any) -> list[FaultAssumption] | None:
+    if isinstance(target, FaultAssumption):
+        return [target]
+    if isinstance(target, (list, tuple)) and target and all(isinstance(t, FaultAssumption) for t in target):
+        return list(target)
+    return None
+
+
+@builtin("fault", "target: any, *, run: callable? = None, **rules")
+def fault(builder: SpecBuilder, target: Any, run: Callable[[], Any] | None, rules: dict[str, Any]) -> Any:
+    """fault(svc, run=fn, write=deny("EIO")) or fault(assumption, run=fn): rules live while fn runs."""
+    if run is None:
+        raise ArgError(
+            "fault() needs run=: the function during which the fault is active",
+            "write fault(db, write=deny(\"EIO\"), run=scenario), or use fault_start()/fault_stop()",
+        )
+    assumptions = _assumptions(target)
+    if assumptions is not None:
+        if rules:
+            raise ArgError("fault(assumption, ...) takes no extra syscall rules; put them in the assumption")
+        return host_mod.require("fault()").apply_assumptions(assumptions, run)
+    built = _rules_for(target, rules, "fault()")
+    return host_mod.require("fault()").apply_faults(built, run)
+
+
+@builtin("fault_all", "targets: list, *, run: callable, **rules")
+def fault_all(builder: SpecBuilder, targets: list[Any], run: Callable[[], Any], rules: dict[str, Any]) -> Any:
+    built = _rules_for(targets, rules, "fault_all()")
+    return host_mod.require("fault_all()").apply_faults(built, run)
+
+
+@builtin("fault_start", "target: any, **rules")
+def fault_start(builder: SpecBuilder, target: Any, rules: dict[str, Any]) -> None:
+    built = _rules_for(target, rules, "fault_start()")
+    host_mod.require("fault_start()").apply_faults(built, None)
+
+
+@builtin("fault_stop", "target: any")
+def fault_stop(builder: SpecBuilder, target: Any) -> None:
+    host = host_mod.require("fault_stop()")
+    for svc in services_of(target, "fault_stop()"):
+        host.stop_faults(svc.name)
+
+
+def _trace_rules(target: Any, syscalls: list[str], what: str) -> list[SyscallRule]:
+    if not syscalls:
+        raise ArgError(f'{what}: syscalls= must name at least one syscall, e.g. ["openat", "write"]')
+    trace_action = Action(ActionKind.TRACE)
+    return _rules_for(target, dict.fromkeys(syscalls, trace_action), what)
+
+
+@builtin("trace", "target: any, *, syscalls: strlist, run: callable")
+def trace(builder: SpecBuilder, target: Any, syscalls: list[str], run: Callable[[], Any]) -> Any:
+    """Record the listed syscalls of a service while `run` runs (they are always in its filter)."""
+    return host_mod.require("trace()").apply_faults(_trace_rules(target, syscalls, "trace()"), run)
+
+
+@builtin("trace_start", "target: any, *, syscalls: strlist")
+def trace_start(builder: SpecBuilder, target: Any, syscalls: list[str]) -> None:
+    host_mod.require("trace_start()").apply_faults(_trace_rules(target, syscalls, "trace_start()"), None)
+
+
+@builtin("trace_stop", "target: any")
+def trace_stop(builder: SpecBuilder, target: Any) -> None:
+    host = host_mod.require("trace_stop()")
+    for svc in services_of(target, "trace_stop()"):
+        host.stop_faults(svc.name)

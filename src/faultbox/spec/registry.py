@@ -1,0 +1,105 @@
+"""What a spec declares while it loads (SpecBuilder), and the finished, checked result (Spec)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from faultbox.errors import SourceLocation
+from faultbox.model.monitor import Monitor
+from faultbox.model.scenario import FaultAssumption, FaultMatrix, FaultScenario, TestCase, callable_name
+from faultbox.model.service import Service
+from faultbox.spec.args import ArgError
+from faultbox.spec.compile import Module
+
+
+@dataclass
+class SpecBuilder:
+    """Collects declarations from every module of one spec (the root and what it loads)."""
+
+    spec_path: str
+    services: dict[str, Service] = field(default_factory=dict)
+    scenarios: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    assumptions: dict[str, FaultAssumption] = field(default_factory=dict)
+    fault_scenarios: dict[str, FaultScenario] = field(default_factory=dict)
+    matrices: list[FaultMatrix] = field(default_factory=list)
+    spec_monitors: list[Monitor] = field(default_factory=list)
+    claimed: set[int] = field(default_factory=set)  # ids of monitors attached via monitors=
+    locations: dict[str, SourceLocation | None] = field(default_factory=dict)
+
+    def add_service(self, svc: Service) -> None:
+        if svc.name in self.services:
+            prev = self.services[svc.name].location
+            raise ArgError(
+                f'service "{svc.name}" is already declared' + (f" at {prev}" if prev else ""),
+                "give each service a distinct name",
+            )
+        self.services[svc.name] = svc
+
+    def add_scenario(self, fn: Callable[[], Any]) -> None:
+        self.scenarios.setdefault(callable_name(fn), fn)
+
+    def add_assumption(self, fa: FaultAssumption) -> None:
+        if fa.name in self.assumptions:
+            prev = self.assumptions[fa.name].location
+            raise ArgError(
+                f'a fault_assumption named "{fa.name}" already exists' + (f" (at {prev})" if prev else ""),
+                "give each fault_assumption a distinct name",
+            )
+        self.assumptions[fa.name] = fa
+
+    def add_fault_scenario(self, fs: FaultScenario) -> None:
+        if fs.name in self.fault_scenarios:
+            prev = self.fault_scenarios[fs.name].location
+            raise ArgError(
+                f'a fault scenario named "{fs.name}" already exists' + (f" (at {prev})" if prev else ""),
+                "give each fault_scenario a distinct name",
+            )
+        self.fault_scenarios[fs.name] = fs
+
+    def claim_monitors(self, monitors: tuple[Monitor, ...]) -> None:
+        """Monitors attached through monitors= run only where attached (DECISIONS §7)."""
+        for m in monitors:
+            self.claimed.add(id(m))
+
+
+@dataclass
+class Spec:
+    """A loaded, checked spec: ready to run."""
+
+    path: str
+    root: Module
+    modules: dict[str, Module]
+    services: dict[str, Service]
+    tests: list[TestCase]
+    assumptions: dict[str, FaultAssumption]
+    matrices: list[FaultMatrix]
+    spec_monitors: list[Monitor]
+    syscalls: dict[str, frozenset[str]]  # service -> syscalls its filter intercepts
+
+    def test(self, name: str) -> TestCase | None:
+        for t in self.tests:
+            if t.name == name:
+                return t
+        return None
+
+
+def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
+    """Tests in name order: `def test_*` in the root module, scenario() functions, fault scenarios
+    and matrix cells. An earlier source wins a name collision."""
+    found: dict[str, TestCase] = {}
+    for name, value in root.globals.items():
+        if name.startswith("test_") and callable(value) and name in root.checked.top_level:
+            line = root.checked.top_level[name]
+            found[name] = TestCase(name, body=value, location=SourceLocation(root.path, line))
+    for name, fn in builder.scenarios.items():
+        test_name = f"test_{name}"
+        if test_name not in found:
+            code = getattr(fn, "__code__", None)
+            loc = SourceLocation(code.co_filename, code.co_firstlineno) if code else None
+            found[test_name] = TestCase(test_name, body=fn, location=loc)
+    for fs in builder.fault_scenarios.values():
+        if fs.test_name not in found:
+            found[fs.test_name] = TestCase(fs.test_name, fault_scenario=fs, location=fs.location)
+    return [found[k] for k in sorted(found)]

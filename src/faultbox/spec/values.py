@@ -1,0 +1,289 @@
+"""Values a spec holds: services and their interfaces, step methods, structs, and the Starlark
+spelling of values (`str([1, "a"])` is `[1, "a"]`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from faultbox._util.frozen import FrozenDict, FrozenList, freeze, thaw
+from faultbox._util.spell import did_you_mean
+from faultbox.model.service import Interface, Service
+from faultbox.spec import host as host_mod
+from faultbox.spec.args import ArgError, Signature, register_type_name
+
+# protocol -> method -> signature. This table is the spec-facing surface of the step clients; the
+# runner's protocol clients implement exactly these.
+STEP_METHODS: dict[str, dict[str, str]] = {
+    "http": {
+        m: "path: str = '/', *, body: any = None, headers: strdict = {}, timeout: duration = '30s'"
+        for m in ("get", "post", "put", "delete", "patch")
+    },
+    "tcp": {"send": "data: str, *, timeout: duration = '10s'"},
+    "postgres": {
+        "query": "sql: str, *, params: list? = None, timeout: duration = '30s'",
+        "exec": "sql: str, *, params: list? = None, timeout: duration = '30s'",
+    },
+    "redis": {
+        "get": "key: str, *, timeout: duration = '10s'",
+        "set": "key: str, value: any, *, ex: int? = None, timeout: duration = '10s'",
+        "delete": "key: str, *, timeout: duration = '10s'",
+        "keys": "pattern: str = '*', *, timeout: duration = '10s'",
+        "incr": "key: str, *, timeout: duration = '10s'",
+        "hget": "key: str, field: str, *, timeout: duration = '10s'",
+        "hset": "key: str, field: str, value: any, *, timeout: duration = '10s'",
+        "lpush": "key: str, value: any, *, timeout: duration = '10s'",
+        "lrange": "key: str, start: int = 0, stop: int = -1, *, timeout: duration = '10s'",
+        "ping": "*, timeout: duration = '10s'",
+        "command": "args: list, *, timeout: duration = '10s'",
+    },
+    "kafka": {
+        "publish": "topic: str, *, key: str? = None, value: any = None, data: any = None, "
+        "headers: strdict = {}, timeout: duration = '10s'",
+        "consume": "topic: str, *, group: str? = None, timeout: duration = '10s', max: int = 1",
+    },
+}
+STEP_METHODS["http2"] = STEP_METHODS["http"]
+_SIGNATURES: dict[tuple[str, str], Signature] = {}
+
+# methods a service answers itself when it has one interface (or one named "default")
+_SHORTHAND = ("get", "post", "put", "delete", "patch", "send")
+
+
+def step_signature(protocol: str, method: str) -> Signature:
+    key = (protocol, method)
+    sig = _SIGNATURES.get(key)
+    if sig is None:
+        sig = _SIGNATURES[key] = Signature.parse(method, STEP_METHODS[protocol][method])
+    return sig
+
+
+class StepMethod:
+    """`api.public.post` - calling it runs the step through the test's host."""
+
+    __slots__ = ("interface", "method", "protocol", "service")
+
+    def __init__(self, service: str, interface: str, protocol: str, method: str) -> None:
+        self.service = service
+        self.interface = interface
+        self.protocol = protocol
+        self.method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        sig = step_signature(self.protocol, self.method)
+        try:
+            bound = sig.bind(args, kwargs)
+        except ArgError as exc:
+            raise ArgError(f"{self.service}.{self.interface}.{exc.message}") from None
+        host = host_mod.require(f"{self.service}.{self.interface}.{self.method}()")
+        return host.step(self.service, self.interface, self.method, bound)
+
+    def __repr__(self) -> str:
+        return f"<step {self.service}.{self.interface}.{self.method}>"
+
+
+class InterfaceRef:
+    """`svc.iface`: its address for wiring (`.addr .host .port`) and its step methods."""
+
+    __slots__ = ("model", "owner")
+
+    def __init__(self, owner: Service, model: Interface) -> None:
+        self.owner = owner
+        self.model = model
+
+    @property
+    def service(self) -> str:
+        return self.owner.name
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def protocol(self) -> str:
+        return self.model.protocol
+
+    @property
+    def addr(self) -> str:
+        return self.model.addr
+
+    @property
+    def host(self) -> str:
+        return self.model.host
+
+    @property
+    def port(self) -> int:
+        return self.model.port
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        methods = STEP_METHODS.get(self.model.protocol, {})
+        if name in methods:
+            return StepMethod(self.service, self.model.name, self.model.protocol, name)
+        raise AttributeError(
+            f"interface {self.service}.{self.model.name} ({self.model.protocol}) has no attribute {name!r}"
+            f"{did_you_mean(name, [*methods, 'addr', 'host', 'port', 'name', 'protocol'])}; "
+            f"its steps: {', '.join(methods) or 'none'}",
+            name=name,
+            obj=self,
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted(["addr", "host", "name", "port", "protocol", *STEP_METHODS.get(self.model.protocol, {})])
+
+    def __repr__(self) -> str:
+        return f"<interface_ref {self.service}.{self.model.name}>"
+
+
+class ServiceValue:
+    """What service() returns: `svc.name`, `svc.addr`, `svc.<interface>`, and step shorthands."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: Service) -> None:
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def addr(self) -> str:
+        iface = self._sole_interface("addr")
+        return iface.addr
+
+    def _sole_interface(self, what: str) -> Interface:
+        ifaces = self.model.interfaces
+        if len(ifaces) == 1:
+            return ifaces[0]
+        default = self.model.interface("default")
+        if default is not None:
+            return default
+        names = ", ".join(i.name for i in ifaces) or "none"
+        raise ArgError(
+            f'service "{self.model.name}" has {len(ifaces)} interfaces ({names}); say which one',
+            f"write {self.model.name}.<interface>.{what}",
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        iface = self.model.interface(name)
+        if iface is not None:
+            return InterfaceRef(self.model, iface)
+        if name in _SHORTHAND:
+            sole = self._sole_interface(name)
+            if name in STEP_METHODS.get(sole.protocol, {}):
+                return StepMethod(self.model.name, sole.name, sole.protocol, name)
+        options = [i.name for i in self.model.interfaces]
+        raise AttributeError(
+            f'service "{self.model.name}" has no interface or attribute {name!r}'
+            f"{did_you_mean(name, [*options, 'name', 'addr'])}; interfaces: {', '.join(options) or 'none'}",
+            name=name,
+            obj=self,
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted(["addr", "name", *(i.name for i in self.model.interfaces)])
+
+    def __repr__(self) -> str:
+        return f"<service {self.model.name}>"
+
+
+class Struct:
+    """struct(a=1, b="x"): an immutable record."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "fields", FrozenDict((k, freeze(v)) for k, v in fields.items()))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(
+                f"struct has no field {name!r}{did_you_mean(name, self.fields)}", name=name, obj=self
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ArgError("a struct cannot be changed; build a new one with struct(...)")
+
+    def __dir__(self) -> list[str]:
+        return sorted(self.fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Struct) and other.fields == self.fields
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.fields.items())))
+
+    def __repr__(self) -> str:
+        return "struct(" + ", ".join(f"{k}={starlark_repr(v)}" for k, v in self.fields.items()) + ")"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Struct):
+        return dict(value.fields)
+    if isinstance(value, tuple):
+        return list(value)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise ArgError(f"json.encode: cannot encode a value of type {type(value).__name__}")
+
+
+def json_encode(value: Any) -> str:
+    return json.dumps(thaw(value), separators=(",", ":"), default=_json_default, ensure_ascii=False)
+
+
+def json_decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ArgError(f"json.decode: invalid JSON: {exc}") from None
+
+
+def json_indent(text: str, indent: str = "\t") -> str:
+    return json.dumps(json_decode(text), indent=indent, ensure_ascii=False)
+
+
+JSON_MODULE = Struct({"encode": json_encode, "decode": json_decode, "indent": json_indent})
+
+
+def starlark_repr(value: Any) -> str:
+    """repr() with Starlark's spelling (double-quoted strings at every depth)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(starlark_repr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(starlark_repr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{starlark_repr(k)}: {starlark_repr(v)}" for k, v in value.items()) + "}"
+    if callable(value) and hasattr(value, "__name__") and not hasattr(value, "model"):
+        name = getattr(value, "__name__", "lambda").replace("<lambda>", "lambda")
+        return f"<function {name}>"
+    return repr(value)
+
+
+def starlark_str(value: Any) -> str:
+    return value if isinstance(value, str) else starlark_repr(value)
+
+
+for _cls, _name in (
+    (ServiceValue, "service"),
+    (InterfaceRef, "interface_ref"),
+    (StepMethod, "step_method"),
+    (Struct, "struct"),
+    (FrozenList, "list"),
+    (FrozenDict, "dict"),
+):
+    register_type_name(_cls, _name)

@@ -1,0 +1,166 @@
+"""The append-only event log of one test.
+
+Every event gets its seq and vector clock here, enters the indexes, and is handed synchronously to
+the listeners (the monitors) before `append` returns (DECISIONS §8). Appends come from several
+threads (the I/O pump, event sources, the test body); one re-entrant lock serialises them, so a
+monitor sees the trace exactly up to the event it is called for, and may query it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from faultbox._util.hints import hint_for
+from faultbox.model.event import Event
+from faultbox.model.filter import Filter
+
+Listener = Callable[[Event], None]
+_EMPTY: list[Event] = []
+
+
+class TraceLog:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.events: list[Event] = []
+        self._by_type: dict[str, list[Event]] = {}
+        self._by_service: dict[str, list[Event]] = {}
+        # Field indexes are built on first use of a key, then kept up to date on append.
+        self._by_field: dict[str, dict[str, list[Event]]] = {}
+        self._clocks: dict[str, dict[str, int]] = {}
+        self._listeners: list[Listener] = []
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, ev: Event) -> Event:
+        with self.lock:
+            events = self.events
+            ev.seq = len(events) + 1
+            svc = ev.service
+            if svc:
+                clock = self._clocks.get(svc)
+                if clock is None:
+                    clock = self._clocks[svc] = {}
+                clock[svc] = clock.get(svc, 0) + 1
+                ev.vclock = dict(clock)
+            events.append(ev)
+            by_type = self._by_type.get(ev.type)
+            if by_type is None:
+                self._by_type[ev.type] = [ev]
+            else:
+                by_type.append(ev)
+            by_svc = self._by_service.get(svc)
+            if by_svc is None:
+                self._by_service[svc] = [ev]
+            else:
+                by_svc.append(ev)
+            if self._by_field:
+                fields = ev.fields
+                for key, index in self._by_field.items():
+                    value = fields.get(key)
+                    if value is not None:
+                        index.setdefault(value, []).append(ev)
+            for listener in self._listeners:
+                listener(ev)
+        return ev
+
+    def merge_clock(self, into: str, source: str) -> None:
+        """Element-wise max of `source`'s clock into `into`'s (a message from source reached into)."""
+        with self.lock:
+            src = self._clocks.get(source)
+            if not src:
+                return
+            dst = self._clocks.setdefault(into, {})
+            for k, v in src.items():
+                if dst.get(k, 0) < v:
+                    dst[k] = v
+
+    def subscribe(self, listener: Listener) -> None:
+        with self.lock:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def snapshot(self) -> list[Event]:
+        with self.lock:
+            return list(self.events)
+
+    def select(
+        self,
+        filters: Mapping[str, str] | Filter | None = None,
+        where: Callable[[Event], Any] | None = None,
+    ) -> list[Event]:
+        """Events matching all dict filters and the `where` predicate, in seq order.
+
+        The scan starts from the smallest index that the exact filters (and the `where` lambda's
+        hints) allow, so a query costs in proportion to the events of that type/service/field."""
+        flt = filters if isinstance(filters, Filter) else Filter.of(filters or {})
+        with self.lock:
+            exact = flt.exact()
+            if where is not None:
+                hint = hint_for(where)
+                if hint:
+                    exact = {**hint, **exact}
+            candidates = self._candidates(exact)
+            if flt:
+                match = flt.match
+                candidates = [e for e in candidates if match(e)]
+            if where is not None:
+                return [e for e in candidates if where(e)]
+            return list(candidates)
+
+    def first(self, filters: Mapping[str, str] | Filter | None = None) -> Event | None:
+        found = self.select(filters)
+        return found[0] if found else None
+
+    def _candidates(self, exact: Mapping[str, str]) -> list[Event]:
+        best: list[Event] | None = None
+        for key, value in exact.items():
+            if key == "type":
+                found = self._by_type.get(value, _EMPTY)
+            elif key == "service":
+                found = self._by_service.get(value, _EMPTY)
+            else:
+                found = self._field_index(key).get(value, _EMPTY)
+            if best is None or len(found) < len(best):
+                best = found
+                if not best:
+                    break
+        return self.events if best is None else best
+
+    def _field_index(self, key: str) -> dict[str, list[Event]]:
+        index = self._by_field.get(key)
+        if index is None:
+            index = {}
+            for ev in self.events:
+                value = ev.fields.get(key)
+                if value is not None:
+                    index.setdefault(value, []).append(ev)
+            self._by_field[key] = index
+        return index
+
+    def nearest(self, flt: Filter, limit: int = 5) -> list[Event]:
+        """The events that came closest to matching a filter (most keys matching, latest first)."""
+        with self.lock:
+            scored = [(flt.score(e), e.seq, e) for e in self.events[-2000:]]
+        scored = [s for s in scored if s[0] > 0] or scored
+        scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+        return sorted((e for _, _, e in scored[:limit]), key=lambda e: e.seq)
+
+    def tail(self, n: int, before_seq: int | None = None) -> list[Event]:
+        with self.lock:
+            end = len(self.events) if before_seq is None else max(before_seq - 1, 0)
+            return self.events[max(end - n, 0) : end]
+
+    def extend(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.append(ev)
