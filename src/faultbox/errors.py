@@ -154,6 +154,9 @@ class MonitorStop(SpecFailure):
 
 
 class TestTimeout(SpecFailure):
-    """The test ran past its deadline."""
+    """The test ran past its deadline (also raised asynchronously into a stuck body)."""
 
     __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str = "the test ran past its deadline") -> None:
+        super().__init__(message)

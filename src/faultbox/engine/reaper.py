@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from faultbox.engine.cgroup import Cgroup
@@ -49,6 +51,53 @@ def main() -> None:
         group = Cgroup(Path(path))
         group.kill()
         group.remove(timeout=5.0)
+
+
+class ReaperClient:
+    """The runner's handle on its reaper."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "faultbox.engine.reaper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # out of reach of the terminal's Ctrl-C
+        )
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        with self._lock:
+            try:
+                self.proc.stdin.write(line.encode() + b"\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def watch_group(self, pgid: int) -> None:
+        self._send(f"+pg {pgid}")
+
+    def forget_group(self, pgid: int) -> None:
+        self._send(f"-pg {pgid}")
+
+    def watch_cgroup(self, path: str) -> None:
+        self._send(f"+cg {path}")
+
+    def forget_cgroup(self, path: str) -> None:
+        self._send(f"-cg {path}")
+
+    def close(self) -> None:
+        """A clean goodbye: everything it watched was already stopped by the runner."""
+        self._send("bye")
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 if __name__ == "__main__":

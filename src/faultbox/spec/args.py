@@ -163,12 +163,15 @@ class Signature:
             ptype = ptype.rstrip("?")
             if ptype not in _TYPES:
                 raise ValueError(f"unknown parameter type {ptype!r} in signature of {name}")
+            default = ast.literal_eval(default_text) if default_text is not None else None
+            if ptype == "duration" and isinstance(default, str):
+                default = parse_duration(default)
             params.append(
                 Param(
                     name=pname,
                     type=ptype,
                     optional_none=optional_none,
-                    default=ast.literal_eval(default_text) if default_text is not None else None,
+                    default=default,
                     required=default_text is None,
                     kw_only=kw_only,
                 )

@@ -30,6 +30,7 @@ class TraceLog:
         self._by_field: dict[str, dict[str, list[Event]]] = {}
         self._clocks: dict[str, dict[str, int]] = {}
         self._listeners: list[Listener] = []
+        self._dispatch = threading.local()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -61,9 +62,18 @@ class TraceLog:
                     value = fields.get(key)
                     if value is not None:
                         index.setdefault(value, []).append(ev)
-            for listener in self._listeners:
-                listener(ev)
+            if self._listeners:
+                self._dispatch.active = True
+                try:
+                    for listener in self._listeners:
+                        listener(ev)
+                finally:
+                    self._dispatch.active = False
         return ev
+
+    def dispatching(self) -> bool:
+        """True inside a listener (a monitor) on this thread: queries must not wait for barriers."""
+        return bool(getattr(self._dispatch, "active", False))
 
     def merge_clock(self, into: str, source: str) -> None:
         """Element-wise max of `source`'s clock into `into`'s (a message from source reached into)."""

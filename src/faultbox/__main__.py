@@ -1,0 +1,3 @@
+from faultbox.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""Command line: argv -> calls, and exit codes. No logic of its own."""

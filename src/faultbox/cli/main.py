@@ -1,0 +1,141 @@
+"""`faultbox test spec.star` and friends. Exit codes (DECISIONS §12): 0 all passed, 1 usage or load
+error (or --test matched nothing), 2 any failure, 3 inconclusive only."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from faultbox import __version__
+from faultbox._util.durations import DurationError, parse_duration
+from faultbox.errors import FaultboxError, SpecError
+from faultbox.model.result import ExitCode
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faultbox", description="Fault-injection tests for distributed systems.")
+    parser.add_argument("--version", action="version", version=f"faultbox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    test = sub.add_parser("test", help="run the tests of a spec")
+    test.add_argument("spec", help="the .star spec file")
+    test.add_argument("--test", metavar="NAME", help="run only this test (exact name, with or without test_, or a glob)")
+    test.add_argument("--seed", type=int, help="seed for every random fault decision (default: random, printed)")
+    test.add_argument("--timeout", default="120s", help="per-test deadline (default 120s)")
+    test.add_argument("--format", choices=("text", "json"), default="text",
+                      help="json: write the whole result (every event) to stdout; progress goes to stderr")  # fmt: skip
+    test.add_argument("--output", "-o", metavar="FILE", help="also write the JSON result to FILE")
+    test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
+    test.add_argument("--keep-workdir", action="store_true", help="keep the run's temporary directory")
+
+    check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
+    check.add_argument("spec")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "test":
+        return _test(args)
+    if args.command == "check":
+        return _check(args)
+    _parser().print_help(sys.stderr)
+    return ExitCode.USAGE
+
+
+def _load(path: str):  # type: ignore[no-untyped-def]
+    from faultbox.spec import load_spec
+
+    return load_spec(path)
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        spec = _load(args.spec)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"{args.spec}: {len(spec.services)} services, {len(spec.tests)} tests")
+    for svc in spec.services.values():
+        filt = ", ".join(sorted(spec.syscalls.get(svc.name, ()))) or "none"
+        print(f"  service {svc.name}: intercepts {filt}")
+    for t in spec.tests:
+        print(f"  {t.name}")
+    return ExitCode.OK
+
+
+def _test(args: argparse.Namespace) -> int:
+    from faultbox.report.console import ConsoleReporter
+    from faultbox.runner.run import NoTestMatched, RunOptions, run_spec
+
+    try:
+        timeout = parse_duration(args.timeout)
+    except DurationError as exc:
+        print(f"error: --timeout: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        spec = _load(args.spec)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return ExitCode.USAGE
+    seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
+    stream = sys.stderr if args.format == "json" else sys.stdout
+    reporter = ConsoleReporter(stream, verbose=args.verbose)
+    _sigterm_as_interrupt()
+    options = RunOptions(seed=seed, test=args.test, timeout=timeout, keep_workdir=args.keep_workdir,
+                         spec_arg=args.spec)  # fmt: skip
+    try:
+        result = run_spec(spec, options, [reporter])
+    except NoTestMatched as exc:
+        print(f'error: no test matched "{exc.pattern}". Tests in {args.spec}:', file=sys.stderr)
+        for name in exc.available:
+            print(f"  {name}", file=sys.stderr)
+        return ExitCode.USAGE
+    except FaultboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    _write_reports(result, args)
+    return int(result.exit_code)
+
+
+def _write_reports(result, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    from faultbox.report import json_results
+
+    if args.format == "json":
+        json_results.dump(result, sys.stdout)
+    if args.output:
+        json_results.write(result, args.output)
+        print(f"results: {args.output}", file=sys.stderr)
+    if args.junit:
+        from faultbox.report import junit
+
+        junit.write(result, args.junit)
+        print(f"junit: {args.junit}", file=sys.stderr)
+    if args.html:
+        from faultbox.report import html
+
+        html.write(result, args.html)
+        print(f"report: {args.html}", file=sys.stderr)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
+
+

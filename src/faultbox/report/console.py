@@ -1,0 +1,152 @@
+"""The console reporter: a live line per running test on a terminal (plain lines otherwise), the
+details of every failure as it happens, then the matrix table and the summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+from rich.table import Table
+
+from faultbox.model.event import Event
+from faultbox.model.result import MatrixResult, Outcome, RunResult, TestResult, Verdict
+
+_STYLE = {
+    Outcome.PASSED: ("PASS", "green"),
+    Outcome.FAILED: ("FAIL", "red"),
+    Outcome.EXPECTATION_VIOLATED: ("FAIL", "red"),
+    Outcome.FAULT_BYPASSED: ("FAIL", "yellow"),
+    Outcome.ERRORED: ("ERROR", "magenta"),
+    Outcome.INCONCLUSIVE: ("INCONCLUSIVE", "yellow"),
+    Outcome.HALTED: ("HALTED", "cyan"),
+}
+_FAULT_EVENTS = ("syscall",)
+
+
+class ConsoleReporter:
+    def __init__(self, stream: IO[str] | None = None, *, color: bool | None = None, verbose: bool = False) -> None:
+        self.console = Console(file=stream, highlight=False, soft_wrap=True, no_color=color is False)
+        self.verbose = verbose
+        self._status: Status | None = None
+        self._started = 0.0
+
+    # -- RunListener ---------------------------------------------------------------------------
+
+    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
+        n = len(tests)
+        self.console.print(f"[bold]faultbox[/] {escape(spec)}  seed={seed}  {n} test{'s' if n != 1 else ''}")
+
+    def test_started(self, name: str) -> None:
+        self._started = time.monotonic()
+        if self.console.is_terminal:
+            self._status = self.console.status(f"running {escape(name)}")
+            self._status.start()
+
+    def test_finished(self, result: TestResult) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        word, style = _STYLE[result.outcome]
+        detail = "" if result.outcome in (Outcome.PASSED, Outcome.FAILED) else f" ({result.outcome.value})"
+        self.console.print(
+            f"[{style}]{word:>5}[/] {escape(result.name)} [dim]{_ms(result.duration_ms)}[/]{escape(detail)}"
+        )
+        if result.verdict is not Verdict.PASS or self.verbose:
+            self._details(result)
+
+    def run_finished(self, result: RunResult) -> None:
+        if result.matrix is not None:
+            self._matrix(result.matrix)
+        counts = result.counts()
+        parts = [f"{counts['pass']} passed", f"{counts['fail'] + counts['error']} failed"]
+        if counts["inconclusive"]:
+            parts.append(f"{counts['inconclusive']} inconclusive")
+        if counts["halted"]:
+            parts.append(f"{counts['halted']} halted")
+        if result.interrupted:
+            parts.append("interrupted")
+        style = "green" if result.exit_code == 0 else "red"
+        self.console.print(f"\n[{style}]{', '.join(parts)}[/] [dim]in {_ms(result.duration_ms)}[/]")
+
+    # -- details of a test ---------------------------------------------------------------------
+
+    def _details(self, r: TestResult) -> None:
+        p = self.console.print
+        if r.reason:
+            for i, line in enumerate(r.reason.splitlines()):
+                p(("    reason: " if i == 0 else "            ") + escape(line))
+        if r.location:
+            p(f"    at: {escape(r.location)}")
+        for key in ("expected", "actual"):
+            if key in r.details:
+                p(f"    {key}: {escape(str(r.details[key]))}")
+        if r.violation is not None:
+            v = r.violation
+            p(f"    violating event: {escape(Event.from_dict(v.event).describe())}")
+            if v.before:
+                p("    events before it:")
+                for e in v.before:
+                    p(f"      {escape(Event.from_dict(e).describe())}")
+        nearest = r.details.get("nearest")
+        if nearest:
+            p("    nearest events:")
+            for line in nearest:
+                p(f"      {escape(str(line))}")
+        decisions = [e for e in r.events if e.type == "syscall" and e.fields.get("decision", "allow") != "allow"]
+        if decisions:
+            p(f"    fault decisions ({len(decisions)}):")
+            for e in decisions[:12]:
+                f = e.fields
+                extra = f"  [{f['label']}]" if f.get("label") else ""
+                where = f"  {f.get('path') or f.get('addr') or ''}"
+                p(f"      #{e.seq:<5} {e.service:<12} {f.get('syscall', ''):<10} {f.get('decision', '')}"
+                  f"{escape(where)}{escape(extra)}")  # fmt: skip
+            if len(decisions) > 12:
+                p(f"      … {len(decisions) - 12} more")
+        for fr in r.faults:
+            p(f"    fault {escape(fr.service)}.{escape(fr.keyword)}={escape(fr.decision)}: "
+              f"matched {fr.matched}, fired {fr.fired}")  # fmt: skip
+        for d in r.diagnostics:
+            p(f"    [yellow]{d.level}[/] [{d.code}] {escape(d.message)}")
+        printed = r.details.get("printed")
+        if printed and r.verdict is not Verdict.PASS:
+            p("    printed:")
+            for line in printed[-10:]:
+                p(f"      {escape(str(line))}")
+        if r.replay and r.verdict is not Verdict.PASS:
+            p(f"    replay: {escape(r.replay)}")
+
+    def _matrix(self, m: MatrixResult) -> None:
+        table = Table(title="fault matrix", title_justify="left", show_lines=False)
+        table.add_column("scenario \\ fault")
+        for a in m.assumptions:
+            table.add_column(a, justify="center")
+        for s in m.scenarios:
+            row: list[Any] = [s]
+            for a in m.assumptions:
+                cell = m.cell(s, a)
+                if cell is None:
+                    row.append("[dim]·[/]")
+                elif cell.outcome is None:
+                    row.append("[dim]—[/]")
+                else:
+                    word, style = _STYLE[cell.outcome]
+                    row.append(f"[{style}]{cell.outcome.mark} {word.lower()}[/]")
+            table.add_row(*row)
+        self.console.print()
+        self.console.print(table)
+        failures = [c for c in m.cells if c.outcome not in (None, Outcome.PASSED)]
+        for c in failures:
+            first = c.reason.splitlines()[0] if c.reason else ""
+            self.console.print(f"  {escape(c.scenario)} × {escape(c.assumption)}: {escape(first)}")
+
+
+def _ms(ms: int) -> str:
+    return f"{ms}ms" if ms < 1000 else f"{ms / 1000:.1f}s"
+
+
+__all__ = ["ConsoleReporter"]

@@ -1,0 +1,219 @@
+"""One test, start to verdict: start its services, run its body (or its fault scenario) in a
+thread under a deadline, tear everything down, and judge (DECISIONS §12)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from faultbox.errors import FaultboxError, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
+from faultbox.model.scenario import Expectation, FaultScenario, TestCase
+from faultbox.model.result import Outcome, TestResult
+from faultbox.runner.context import RunContext
+from faultbox.runner.host import TestHost
+from faultbox.spec import host as host_mod
+from faultbox.spec.compile import describe_exception
+from faultbox.spec.values import starlark_repr
+
+_ABANDON_AFTER = 3.0  # seconds a body may ignore its timeout before we stop waiting for it
+
+
+@dataclass
+class BodyOutcome:
+    result: Any = None
+    error: BaseException | None = None
+    expect_error: BaseException | None = None
+    hung: bool = False
+    abandoned: bool = False
+
+
+def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> TestResult:
+    test_dir = os.path.join(ctx.workdir, case.name)
+    os.makedirs(test_dir, exist_ok=True)
+    host = TestHost(ctx, case.name, test_dir, deadline=float("inf"))
+    for monitor in ctx.spec.spec_monitors:
+        host.monitors.add(monitor)
+    host.attach()
+    started = time.monotonic()
+    start_error: BaseException | None = None
+    outcome = BodyOutcome()
+    try:
+        try:
+            host.start_services()
+        except FaultboxError as exc:
+            start_error = exc
+        else:
+            host.deadline = time.monotonic() + timeout
+            outcome = _run_body(case, host)
+    finally:
+        host.teardown()
+        host.detach()
+    result = judge(case, host, start_error, outcome)
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    result.seed = ctx.seed
+    result.replay = replay
+    result.events = host.log.snapshot()
+    result.faults = host.faults.records
+    result.diagnostics.extend(host.faults.diagnostics)
+    if case.fault_scenario is not None:
+        result.matrix = case.fault_scenario.matrix
+        result.assumptions = [fa.name for fa in case.fault_scenario.assumptions]
+    result.details.setdefault("assertions", host.assertions)
+    if host.output:
+        result.details["printed"] = host.output[-50:]
+    return result
+
+
+# -- the body --------------------------------------------------------------------------------
+
+
+def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
+    outcome = BodyOutcome()
+
+    def target() -> None:
+        try:
+            if case.fault_scenario is not None:
+                _fault_scenario(case.fault_scenario, host, outcome)
+            else:
+                assert case.body is not None
+                outcome.result = case.body()
+                host.barrier()
+        except BaseException as exc:  # everything the body raises is judged, nothing escapes
+            outcome.error = exc
+
+    host_mod.set_current(host)
+    thread = threading.Thread(target=target, name=f"faultbox-test:{case.name}", daemon=True)
+    thread.start()
+    try:
+        _watch(thread, host, outcome)
+    finally:
+        host_mod.set_current(None)
+    return outcome
+
+
+def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> None:
+    """Wait for the body; past its deadline, interrupt it; if it will not stop, leave it."""
+    interrupted_at: float | None = None
+    while thread.is_alive():
+        thread.join(0.05)
+        now = time.monotonic()
+        if interrupted_at is None and now > host.deadline + 1.0:
+            _raise_in(thread, TestTimeout)  # a body stuck in pure computation
+            interrupted_at = now
+        elif interrupted_at is not None and now > interrupted_at + _ABANDON_AFTER:
+            outcome.abandoned = True
+            outcome.error = outcome.error or TestTimeout("the test body did not stop after its deadline")
+            return
+
+
+def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+
+
+def _fault_scenario(fs: FaultScenario, host: TestHost, outcome: BodyOutcome) -> None:
+    for monitor in fs.monitors:
+        host.monitors.add(monitor)
+
+    def call_scenario() -> Any:
+        saved = host.deadline
+        if fs.timeout:
+            host.deadline = min(saved, time.monotonic() + fs.timeout)
+        try:
+            return fs.scenario()
+        except TestTimeout:
+            if time.monotonic() >= saved:
+                raise  # the whole test's deadline, not the scenario's
+            outcome.hung = True
+            return None
+        finally:
+            host.deadline = saved
+
+    outcome.result = host.apply_assumptions(fs.assumptions, call_scenario)
+    host.checkpoint()  # a violation stops here: expect is not judged
+    if fs.expect is None:
+        return
+    try:
+        if isinstance(fs.expect, Expectation):
+            fs.expect.judge(outcome.result, outcome.hung)
+        else:
+            fs.expect(outcome.result)
+        host.barrier()
+        host.checkpoint()
+    except MonitorStop:
+        raise
+    except BaseException as exc:  # a raise inside expect is an expectation violation
+        outcome.expect_error = exc
+
+
+# -- the verdict -----------------------------------------------------------------------------
+
+
+def judge(case: TestCase, host: TestHost, start_error: BaseException | None, body: BodyOutcome) -> TestResult:
+    res = TestResult(case.name, Outcome.PASSED, location=str(case.location or ""))
+    violation = host.monitors.violation
+    if host.infra_error is not None or isinstance(body.error, InfraError) and not _is_start(body.error):
+        err = host.infra_error or body.error
+        return _set(res, Outcome.ERRORED, _text(err), err)
+    if start_error is not None:
+        return _set(res, Outcome.FAILED, f"services did not start: {_text(start_error)}", start_error)
+    if violation is not None:
+        res.violation = violation
+        res.reason = f'monitor "{violation.monitor}" violated: {violation.message}'
+        res.outcome = Outcome.FAILED
+        res.location = violation.location or res.location
+        return res
+    if isinstance(body.error, TestTimeout):
+        return _set(res, Outcome.INCONCLUSIVE, f"timed out: {body.error}", body.error)
+    if body.error is not None:
+        message, location = describe_exception(body.error)
+        res = _set(res, Outcome.FAILED, message, body.error)
+        res.location = location or res.location
+        return res
+    res.return_value = starlark_repr(body.result)[:500] if body.result is not None else ""
+    if body.expect_error is not None:
+        message, location = describe_exception(body.expect_error)
+        prefix = "the scenario hung (timed out); " if body.hung else ""
+        res = _set(res, Outcome.EXPECTATION_VIOLATED, prefix + message, body.expect_error)
+        res.location = location or res.location
+        return res
+    fs = case.fault_scenario
+    if fs is not None and body.hung and fs.expect is None:
+        return _set(res, Outcome.INCONCLUSIVE, f"the scenario timed out after {fs.timeout:g}s", None)
+    if fs is not None and fs.require_faults_fire:
+        silent = [f for f in host.faults.records if f.fired == 0 and f.decision not in ("allow", "trace")]
+        if silent:
+            names = ", ".join(f"{f.service}.{f.keyword}={f.decision}" for f in silent)
+            return _set(res, Outcome.FAULT_BYPASSED, f"require_faults_fire: no syscall was faulted by {names}", None)
+    return res
+
+
+def _is_start(exc: BaseException) -> bool:
+    from faultbox.runner.services import StartFailure
+
+    return isinstance(exc, StartFailure)
+
+
+def _text(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    if isinstance(exc, InfraError):
+        return f"[{exc.code.value}] {exc.message}" + (f" (fix: {exc.hint})" if exc.hint else "")
+    if isinstance(exc, SpecError):
+        return exc.render()
+    return describe_exception(exc)[0]
+
+
+def _set(res: TestResult, outcome: Outcome, reason: str, exc: BaseException | None) -> TestResult:
+    res.outcome = outcome
+    res.reason = reason
+    if isinstance(exc, SpecFailure) and exc.details:
+        res.details.update(exc.details)
+    return res
+
+
+__all__ = ["BodyOutcome", "judge", "run_test"]

@@ -1,0 +1,341 @@
+"""TestHost: what a running test offers its spec code (the spec.host.Host protocol).
+
+One TestHost per test. It owns the test's trace and monitors, its services and its fault scopes,
+and the barrier that keeps the trace level with the scenario: after each step the supervisor,
+the stdio pump and the event sources are flushed before the step returns (DECISIONS §19).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from faultbox.engine.client import EventBatch, SupervisorError
+from faultbox.errors import Code, InfraError, MonitorStop, SpecFailure, TestTimeout
+from faultbox.model.event import Event
+from faultbox.model.fault import SyscallRule
+from faultbox.model.filter import Filter
+from faultbox.model.monitor import Monitor
+from faultbox.model.response import Response
+from faultbox.model.result import Violation
+from faultbox.model.scenario import FaultAssumption
+from faultbox.protocols import StepClient, make_client
+from faultbox.runner.context import RunContext
+from faultbox.runner.faults import FaultTable
+from faultbox.runner.services import RunningService, ServiceSet
+from faultbox.spec.args import ArgError
+from faultbox.spec.compile import describe_exception
+from faultbox.trace.log import TraceLog
+from faultbox.trace.monitors import MonitorSet
+
+_BARRIER_TIMEOUT = 15.0
+
+
+class TestHost:
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, ctx: RunContext, test_name: str, test_dir: str, deadline: float) -> None:
+        self.ctx = ctx
+        self.test_name = test_name
+        self.deadline = deadline
+        self.log = TraceLog()
+        self.monitors = MonitorSet(self.log, describe_exception, self._on_violation)
+        self.services = ServiceSet(ctx, test_dir, self.emit)
+        self.services.on_unexpected_exit = self._on_exit
+        self.faults = FaultTable(
+            test_name, ctx.seed, ctx.supervisor, ctx.spec.syscalls, {}, lambda t, s, f: self.emit(t, s, f)
+        )
+        self.assertions = 0
+        self.output: list[str] = []
+        self.infra_error: InfraError | None = None
+        self._svc_names: dict[int, str] = {}
+        self._clients: dict[tuple[str, str], StepClient] = {}
+        self._stop_requested = threading.Event()
+        self.violated = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Route run-level notices (syscall events, supervisor trouble) to this test."""
+        self.ctx.syscall_sink = self._ingest_syscalls
+        self.ctx.closed_sink = self._on_listener_closed
+        self.ctx.dead_sink = self._on_supervisor_dead
+        if self.ctx.supervisor_dead:
+            self._on_supervisor_dead(self.ctx.supervisor_dead)
+
+    def detach(self) -> None:
+        self.ctx.syscall_sink = None
+        self.ctx.closed_sink = None
+        self.ctx.dead_sink = None
+
+    def start_services(self) -> None:
+        self.services.start_all()
+        self.faults.svc_ids = self.services.svc_ids
+        self._svc_names = {v: k for k, v in self.faults.svc_ids.items()}
+
+    def teardown(self) -> None:
+        """Remove every fault, flush the trace, stop everything. Never raises."""
+        for step in (self.faults.clear, self._quiet_barrier, self.services.stop_all, self._close_clients):
+            try:
+                step()
+            except Exception as exc:  # teardown always runs to the end
+                self.emit("teardown_error", "", {"error": f"{type(exc).__name__}: {exc}"})
+        self._svc_names = {}
+
+    def _close_clients(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, type: str, service: str, fields: Mapping[str, str], data: Any = None) -> Event:
+        return self.log.append(Event(type, service, dict(fields), data))
+
+    def _ingest_syscalls(self, batch: EventBatch) -> None:
+        names = self._svc_names
+        by_id = self.faults.by_id
+        append = self.log.append
+        for svc_id, ts, pid, tid, syscall, decision, path, addr, rule_id, late_ms in batch:
+            service = names.get(svc_id)
+            if service is None:
+                continue  # a late event of a service from an earlier test
+            fields = {"syscall": syscall, "pid": str(pid), "decision": decision}
+            if tid != pid:
+                fields["tid"] = str(tid)
+            if path is not None:
+                fields["path"] = path
+            if addr is not None:
+                fields["addr"] = addr
+            if rule_id >= 0:
+                active = by_id.get(rule_id)
+                if active is not None:
+                    rule = active.rule
+                    fields["fault"] = rule.keyword
+                    if rule.action.label:
+                        fields["label"] = rule.action.label
+                    if rule.op:
+                        fields["op"] = rule.op
+                    if rule.action.delay:
+                        fields["latency_ms"] = f"{rule.action.delay * 1000:g}"
+                    if late_ms:
+                        fields["late_ms"] = f"{late_ms:g}"
+                    if active.assumption:
+                        fields["assumption"] = active.assumption
+            append(Event("syscall", service, fields, ts=ts))
+
+    def _on_violation(self, violation: Violation) -> None:
+        self.violated.set()
+
+    def _on_exit(self, rs: RunningService, code: int) -> None:
+        pass  # recorded as a service_exited event; the verdict is the spec's to decide
+
+    def _on_listener_closed(self, svc_id: int, why: str) -> None:
+        service = self._svc_names.get(svc_id)
+        if service is None:
+            return
+        rs = self.services.running.get(service)
+        if why != "closed":
+            self._infra(f"the syscall supervisor lost {service}: {why}")
+            return
+        if rs is not None and not rs.stopping:
+            # All tasks of a service gone closes its listener; a live service must not lose it.
+            def check() -> None:
+                if rs.process.alive() and not rs.stopping:
+                    self._infra(f"the syscall supervisor stopped answering {service} while it still runs")
+
+            timer = threading.Timer(0.5, check)
+            timer.daemon = True
+            timer.start()
+
+    def _on_supervisor_dead(self, why: str) -> None:
+        self._infra(f"the syscall supervisor died ({why}); intercepted syscalls can no longer be answered")
+
+    def _infra(self, message: str) -> None:
+        if self.infra_error is None:
+            self.infra_error = InfraError(Code.SUPERVISOR_FAILED, message)
+            self.emit("supervisor_failed", "", {"error": message})
+
+    # -- the barrier ---------------------------------------------------------------------------
+
+    def barrier(self) -> None:
+        """Every event caused before now is in the trace when this returns."""
+        if self.log.dispatching():
+            return  # inside a monitor: the trace is exactly what it should see
+        if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
+            try:
+                self.ctx.supervisor.sync(_BARRIER_TIMEOUT)
+            except SupervisorError as exc:
+                self._infra(str(exc))
+        self.ctx.pump.drain(_BARRIER_TIMEOUT)
+        for source in self.services.sources():
+            try:
+                source.barrier(_BARRIER_TIMEOUT)
+            except Exception as exc:
+                self.emit("source_error", "", {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _quiet_barrier(self) -> None:
+        self.barrier()
+
+    # -- Host protocol -------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        if self.infra_error is not None:
+            raise self.infra_error
+        violation = self.monitors.violation
+        if violation is not None:
+            raise MonitorStop(f'monitor "{violation.monitor}" violated: {violation.message}')
+        if time.monotonic() > self.deadline:
+            raise TestTimeout("the test ran past its deadline")
+
+    def step(self, service: str, interface: str, method: str, kwargs: Mapping[str, Any]) -> Any:
+        self.checkpoint()
+        rs = self.services.running.get(service)
+        if rs is None:
+            raise ArgError(f'{service}.{interface}.{method}(): service "{service}" is not running in this test')
+        iface = rs.model.interface(interface)
+        assert iface is not None
+        client = self._client(rs, interface)
+        args = dict(kwargs)
+        if "timeout" in args:
+            args["timeout"] = max(min(args["timeout"], self.deadline - time.monotonic()), 0.001)
+        self.log.merge_clock(service, "test")
+        self.emit("step_send", service, _send_fields(iface.name, iface.protocol, method, args))
+        start = time.monotonic()
+        try:
+            result = client.call(method, args)
+        except SpecFailure as exc:  # tcp.send raises when there is no reply; record it first
+            self.barrier()
+            self.emit("step_recv", service, _recv_fields(iface.name, method, None, start, str(exc)))
+            raise
+        self.barrier()
+        self.emit("step_recv", service, _recv_fields(iface.name, method, result, start))
+        self.log.merge_clock("test", service)
+        self.checkpoint()
+        return result
+
+    def _client(self, rs: RunningService, interface: str) -> StepClient:
+        key = (rs.name, interface)
+        client = self._clients.get(key)
+        if client is None:
+            iface = rs.model.interface(interface)
+            assert iface is not None
+            options = self.ctx.managed.options(rs.model, rs.plan)
+            try:
+                client = make_client(iface.protocol, iface.host, iface.port, options)
+            except ValueError as exc:
+                raise ArgError(str(exc)) from None
+            self._clients[key] = client
+        return client
+
+    def apply_faults(self, rules: Sequence[SyscallRule], run: Callable[[], Any] | None) -> Any:
+        self.checkpoint()
+        scope = self.faults.push(rules, imperative=run is None)
+        if run is None:
+            return None
+        try:
+            return run()
+        finally:
+            self.barrier()
+            self.faults.pop(scope)
+
+    def apply_assumptions(self, assumptions: Sequence[FaultAssumption], run: Callable[[], Any]) -> Any:
+        self.checkpoint()
+        handles = [self.monitors.add(m) for fa in assumptions for m in fa.monitors]
+        scopes = []
+        try:
+            for fa in assumptions:
+                if fa.rules:
+                    scopes.append(self.faults.push(fa.rules, assumption=fa.name))
+            return run()
+        finally:
+            self.barrier()
+            for scope in reversed(scopes):
+                self.faults.pop(scope)
+            for handle in handles:
+                self.monitors.remove(handle)
+
+    def stop_faults(self, service: str) -> None:
+        self.barrier()
+        self.faults.stop_service(service)
+
+    def release(self, tag: str, errno_name: str | None, count: int) -> int:
+        if self.ctx.supervisor is None:
+            return 0
+        import errno as errno_mod
+
+        err = getattr(errno_mod, errno_name) if errno_name else 0
+        released = self.ctx.supervisor.release(tag, err, count)
+        self.barrier()
+        return released
+
+    def query(self, filters: Mapping[str, str], where: Callable[[Event], Any] | None) -> list[Event]:
+        self.barrier()
+        return self.log.select(filters, where)
+
+    def nearest(self, filters: Mapping[str, str], limit: int) -> list[Event]:
+        return self.log.nearest(Filter.of(filters), limit)
+
+    def wait_for(self, filters: Mapping[str, str], where: Callable[[Event], Any] | None, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.checkpoint()
+            if self.query(filters, where):
+                return True
+            time.sleep(0.01)
+        return bool(self.query(filters, where))
+
+    def add_monitor(self, monitor: Monitor) -> None:
+        self.monitors.add(monitor)
+
+    def print(self, text: str) -> None:
+        self.output.append(text)
+        sys.stderr.write(f"[{self.test_name}] {text}\n")
+
+    def count_assertion(self) -> None:
+        self.assertions += 1
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self.checkpoint()
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            self.violated.wait(min(remaining, 0.05))
+
+
+def _send_fields(interface: str, protocol: str, method: str, args: Mapping[str, Any]) -> dict[str, str]:
+    fields = {"interface": interface, "protocol": protocol, "method": method}
+    for key in ("path", "sql", "key", "topic", "data", "value", "pattern", "field"):
+        value = args.get(key)
+        if value is not None:
+            text = value if isinstance(value, str) else repr(value)
+            fields[key] = text[:200]
+    body = args.get("body")
+    if body is not None:
+        fields["body"] = (body if isinstance(body, str) else repr(body))[:200]
+    return fields
+
+
+def _recv_fields(interface: str, method: str, result: Any, start: float, error: str = "") -> dict[str, str]:
+    fields = {"interface": interface, "method": method, "duration_ms": str(int((time.monotonic() - start) * 1000))}
+    if error:
+        fields["ok"] = "false"
+        fields["error"] = error[:500]
+    if isinstance(result, Response):
+        fields["ok"] = "true" if result.ok else "false"
+        if result.status:
+            fields["status"] = str(result.status)
+            if result.status >= 300:
+                fields["body"] = result.body[:2048]
+        if result.error:
+            fields["error"] = result.error[:500]
+    elif isinstance(result, str):
+        fields["ok"] = "true"
+        fields["reply"] = result[:200]
+    return fields
+

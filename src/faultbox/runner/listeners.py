@@ -1,0 +1,27 @@
+"""The one lifecycle contract reporters plug into. The runner calls these in order:
+
+    run_started(spec, seed, tests)
+        test_started(name)            for each selected test, in name order
+        test_finished(result)
+    run_finished(result)
+
+Reporters (console, JSON, JUnit, HTML) are listeners or read the RunResult afterwards; none of them
+is a special case inside the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from faultbox.model.result import RunResult, TestResult
+
+
+class RunListener(Protocol):
+    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None: ...
+
+    def test_started(self, name: str) -> None: ...
+
+    def test_finished(self, result: TestResult) -> None: ...
+
+    def run_finished(self, result: RunResult) -> None: ...

@@ -1,0 +1,93 @@
+"""Real servers declared with the stdlib helpers (postgres, redis, kafka): their process plans and
+the event sources that watch them (WAL for PostgreSQL, topics for Kafka)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from faultbox.deps import DependencyError, DependencyMissing, PortInUse, ServerPlan
+from faultbox.errors import Code, InfraError
+from faultbox.model.service import Service
+
+Emit = Callable[[str, str, dict[str, str], dict[str, object] | None], None]
+
+
+class Source(Protocol):
+    def start(self) -> None: ...
+
+    def barrier(self, timeout: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+class ManagedServers:
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+
+    def plan(self, svc: Service, test_dir: str) -> ServerPlan:
+        assert svc.managed is not None
+        kind, options = svc.managed.kind, dict(svc.managed.options)
+        port = svc.interfaces[0].port if svc.interfaces else 0
+        where = os.path.join(test_dir, svc.name)
+        try:
+            if kind == "postgres":
+                from faultbox.deps import postgres
+
+                return postgres.prepare(
+                    where,
+                    port,
+                    database=options.get("database", "postgres"),
+                    user=options.get("user", "postgres"),
+                    password=options.get("password"),
+                    settings=options.get("settings", {}),
+                )
+            if kind == "redis":
+                from faultbox.deps import redis
+
+                return redis.prepare(
+                    where,
+                    port,
+                    appendonly=options.get("appendonly", True),
+                    appendfsync=options.get("appendfsync", "always"),
+                    password=options.get("password"),
+                )
+            if kind == "kafka":
+                from faultbox.deps import kafka
+
+                return kafka.prepare(where, port)
+        except DependencyMissing as exc:
+            raise InfraError(Code.DEPENDENCY_MISSING, f"{svc.name}: {exc}") from None
+        except PortInUse as exc:
+            raise InfraError(Code.PORT_IN_USE, f"{svc.name}: {exc}") from None
+        except DependencyError as exc:
+            raise InfraError(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
+        raise InfraError(Code.LAUNCH_FAILED, f"{svc.name}: unknown server kind {kind!r}")
+
+    def sources(self, svc: Service, plan: ServerPlan, emit: Emit) -> list[Source]:
+        """Event sources to start once the server is ready."""
+        assert svc.managed is not None
+        options = svc.managed.options
+        if svc.managed.kind == "postgres" and options.get("wal", True):
+            from faultbox.sources.wal import WalSource
+
+            return [WalSource(plan.endpoint, svc.name, emit)]
+        if svc.managed.kind == "kafka" and options.get("topics_observed", True):
+            from faultbox.sources.topic import TopicSource
+
+            topics: Any = options.get("topics")
+            return [TopicSource(plan.endpoint, svc.name, emit, topics=list(topics) if topics else None)]
+        return []
+
+    def options(self, svc: Service, plan: ServerPlan | None) -> dict[str, Any]:
+        """What step clients of this service need (credentials, DSN)."""
+        out: dict[str, Any] = dict(svc.managed.options) if svc.managed else {}
+        if plan is not None:
+            out["endpoint"] = plan.endpoint
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,149 @@
+"""One thread that reads every service's stdout and stderr, line by line.
+
+Lines are handed to per-stream callbacks (which turn them into trace events). `drain()` is the stdio
+half of the trace barrier: it returns after the pump has read everything that was in the pipes when
+it was called, so a log line a service wrote before answering a step is in the trace before the step
+returns. Lines have no length limit; a service never blocks writing to its pipe because of us.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+LineHandler = Callable[[str], None]
+_READ = 1 << 16
+
+
+@dataclass(eq=False)
+class _Stream:
+    fd: int
+    on_line: LineHandler
+    on_eof: Callable[[], None] | None
+    buffer: bytearray = field(default_factory=bytearray)
+    watch_only: bool = False
+
+
+class IoPump:
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._adds: list[_Stream] = []
+        self._drains: list[threading.Event] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="faultbox-io", daemon=True)
+        self._thread.start()
+
+    def add(self, pipe: IO[bytes], on_line: LineHandler, on_eof: Callable[[], None] | None = None) -> None:
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        with self._lock:
+            self._adds.append(_Stream(fd, on_line, on_eof))
+        self._wake()
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call `callback` once when `fd` becomes readable (a pidfd: the process exited).
+        The pump owns `fd` from now on and closes it after the callback."""
+        with self._lock:
+            self._adds.append(_Stream(fd, lambda _line: None, callback, watch_only=True))
+        self._wake()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything currently in the pipes has been read and handled."""
+        if threading.current_thread() is self._thread:
+            return True
+        done = threading.Event()
+        with self._lock:
+            self._drains.append(done)
+        self._wake()
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=5.0)
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stopping:
+            for key, _ in self._sel.select():
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._read(key.data)
+            with self._lock:
+                adds, self._adds = self._adds, []
+                drains, self._drains = self._drains, []
+            for stream in adds:
+                self._sel.register(stream.fd, selectors.EVENT_READ, stream)
+                if not stream.watch_only:
+                    self._read(stream)
+            if drains:
+                for key in list(self._sel.get_map().values()):
+                    if key.data is not None and not key.data.watch_only:
+                        self._read(key.data)
+                for done in drains:
+                    done.set()
+
+    def _read(self, stream: _Stream) -> None:
+        if stream.watch_only:
+            self._finish(stream)
+            return
+        while True:
+            try:
+                chunk = os.read(stream.fd, _READ)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._finish(stream)
+                return
+            stream.buffer += chunk
+            if b"\n" in chunk:
+                *lines, rest = bytes(stream.buffer).split(b"\n")
+                stream.buffer = bytearray(rest)
+                for line in lines:
+                    self._deliver(stream, line)
+
+    def _finish(self, stream: _Stream) -> None:
+        try:
+            self._sel.unregister(stream.fd)
+        except (KeyError, ValueError):
+            pass
+        if stream.buffer:
+            self._deliver(stream, bytes(stream.buffer))
+            stream.buffer.clear()
+        if stream.on_eof is not None:
+            try:
+                stream.on_eof()
+            except Exception:
+                pass
+        if stream.watch_only:
+            os.close(stream.fd)
+
+    @staticmethod
+    def _deliver(stream: _Stream, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if line:
+            try:
+                stream.on_line(line)
+            except Exception:  # a handler bug must not stop every other stream
+                pass

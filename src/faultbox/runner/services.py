@@ -1,0 +1,228 @@
+"""The services of one test: started fresh in dependency order, each waiting for its healthcheck
+(raced against its exit), watched while the test runs, and all stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faultbox.engine.launch import LaunchError, LaunchSpec, ServiceProcess, spawn
+from faultbox.errors import Code, InfraError
+from faultbox.model.service import Observe, Service, start_order
+from faultbox.runner.context import RunContext
+from faultbox.deps import ServerPlan
+from faultbox.runner.health import Probe, probe_for, wait_ready
+from faultbox.runner.managed import Source
+from faultbox.sources.decoders import decode
+
+Emit = Callable[..., Any]
+_TAIL = 40
+
+
+class StartFailure(InfraError):
+    """A service did not come up; the test fails with this message."""
+
+
+@dataclass(eq=False)
+class RunningService:
+    model: Service
+    process: ServiceProcess
+    svc_id: int | None  # supervisor id when the service runs under a filter
+    stop_signal: int = signal.SIGTERM
+    stop_grace: float = 2.0
+    stdout_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL))
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL))
+    exit_reported: bool = False
+    stopping: bool = False
+    plan: ServerPlan | None = None
+    sources: list[Source] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+class ServiceSet:
+    def __init__(self, ctx: RunContext, test_dir: str, emit: Emit) -> None:
+        self.ctx = ctx
+        self.test_dir = test_dir
+        self.emit = emit
+        self.running: dict[str, RunningService] = {}
+        self.on_unexpected_exit: Callable[[RunningService, int], None] | None = None
+
+    @property
+    def svc_ids(self) -> dict[str, int]:
+        return {name: rs.svc_id for name, rs in self.running.items() if rs.svc_id is not None}
+
+    def start_all(self) -> None:
+        env = self._wiring_env()
+        for svc in start_order(self.ctx.spec.services.values()):
+            self._start(svc, env)
+
+    def _wiring_env(self) -> dict[str, str]:
+        """FAULTBOX_<SVC>_<IFACE>_{ADDR,HOST,PORT} for every interface of every service."""
+        out: dict[str, str] = {}
+        for svc in self.ctx.spec.services.values():
+            for iface in svc.interfaces:
+                prefix = f"FAULTBOX_{svc.name}_{iface.name}".upper().replace("-", "_")
+                out[f"{prefix}_ADDR"] = iface.addr
+                out[f"{prefix}_HOST"] = iface.host
+                out[f"{prefix}_PORT"] = str(iface.port)
+        return out
+
+    def _start(self, svc: Service, wiring: Mapping[str, str]) -> None:
+        managed = self.ctx.managed.plan(svc, self.test_dir) if svc.managed is not None else None
+        for iface in svc.interfaces:
+            holder = self.ctx.port_holder(iface.port) if iface.port else None
+            if holder is not None:
+                raise StartFailure(
+                    Code.PORT_IN_USE,
+                    f"{svc.name}.{iface.name}: port {iface.port} is already in use{holder}",
+                )
+        syscalls = self.ctx.spec.syscalls.get(svc.name, frozenset())
+        svc_id = self.ctx.next_svc_id() if syscalls else None
+        env = {**os.environ, **wiring, **(managed.env if managed else {}), **svc.env}
+        spec = LaunchSpec(
+            name=svc.name,
+            argv=managed.argv if managed else svc.argv,
+            env=env,
+            cwd=managed.cwd if managed else svc.cwd,
+            user=managed.user if managed else svc.user,
+            syscalls=syscalls,
+        )
+        cgroup = self.ctx.cgroups.new(svc.name)
+        try:
+            process = spawn(spec, self.ctx.supervisor if syscalls else None, svc_id or 0, cgroup)
+        except LaunchError as exc:
+            if cgroup is not None:
+                cgroup.remove()
+            raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
+        rs = RunningService(
+            svc,
+            process,
+            svc_id,
+            stop_signal=managed.stop_signal if managed else signal.SIGTERM,
+            stop_grace=managed.stop_grace if managed else svc.stop_grace,
+            plan=managed,
+        )
+        self.running[svc.name] = rs
+        self.ctx.reaper.watch_group(process.pgid)
+        if cgroup is not None:
+            self.ctx.reaper.watch_cgroup(str(cgroup.path))
+        self._pipe(rs)
+        self.emit("service_started", svc.name, {"pid": str(process.pid), "argv": " ".join(spec.argv)[:500]})
+        probe: Probe | None = managed.probe if managed else (probe_for(svc.healthcheck) if svc.healthcheck else None)
+        if probe is None:
+            return
+        timeout = svc.healthcheck.timeout if svc.healthcheck else 30.0
+        outcome = wait_ready(probe, time.monotonic() + timeout, lambda: not process.alive())
+        if outcome == "exited":
+            self.ctx.pump.drain(1.0)
+            code = process.peek_exit_code()
+            raise StartFailure(
+                Code.SERVICE_EXITED,
+                f"{svc.name} exited with code {code} while starting" + _tail_text(rs.stderr_tail or rs.stdout_tail),
+            )
+        if outcome is not None:
+            raise StartFailure(
+                Code.HEALTHCHECK_TIMEOUT,
+                f"{svc.name} was not ready within {timeout:g}s ({outcome.removeprefix('timeout: ')})"
+                + _tail_text(rs.stderr_tail),
+            )
+        self.emit("service_ready", svc.name, {})
+        if managed is not None:
+            for source in self.ctx.managed.sources(svc, managed, self.emit):
+                try:
+                    source.start()
+                except Exception as exc:
+                    raise StartFailure(
+                        Code.LAUNCH_FAILED, f"{svc.name}: cannot observe it ({type(exc).__name__}: {exc})"
+                    ) from None
+                rs.sources.append(source)
+
+    def _pipe(self, rs: RunningService) -> None:
+        observed: dict[str, Observe] = {o.stream: o for o in rs.model.observe}
+        proc = rs.process.proc
+        assert proc.stdout is not None and proc.stderr is not None
+        for stream, pipe, tail in (("stdout", proc.stdout, rs.stdout_tail), ("stderr", proc.stderr, rs.stderr_tail)):
+            self.ctx.pump.add(pipe, self._line_handler(rs.name, stream, tail, observed.get(stream)))
+        self.ctx.pump.watch(os.dup(rs.process.pidfd), lambda: self._exited(rs))
+
+    def _line_handler(
+        self, service: str, stream: str, tail: deque[str], observe: Observe | None
+    ) -> Callable[[str], None]:
+        emit = self.emit
+
+        def on_line(line: str) -> None:
+            tail.append(line)
+            if observe is not None:
+                fields, data = decode(line, observe.decoder)
+                emit(stream, service, fields, data)
+
+        return on_line
+
+    def _exited(self, rs: RunningService) -> None:
+        if rs.stopping or rs.exit_reported:
+            return
+        rs.exit_reported = True
+        code = rs.process.peek_exit_code()
+        self.emit("service_exited", rs.name, _exit_fields(code, "crashed"))
+        if self.on_unexpected_exit is not None and code is not None:
+            self.on_unexpected_exit(rs, code)
+
+    def sources(self) -> list[Source]:
+        return [src for rs in self.running.values() for src in rs.sources]
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order. Never raises: teardown must always finish."""
+        for rs in self.running.values():
+            for source in rs.sources:
+                try:
+                    source.stop()
+                except Exception:
+                    pass
+            rs.sources.clear()
+        for rs in reversed(list(self.running.values())):
+            rs.stopping = True
+            try:
+                code = rs.process.stop(rs.stop_grace, rs.stop_signal)
+            except OSError:
+                code = rs.process.exit_code or -1
+            self.ctx.pump.drain(1.0)
+            if not rs.exit_reported:
+                rs.exit_reported = True
+                self.emit("service_exited", rs.name, _exit_fields(code, "stopped"))
+            self.ctx.reaper.forget_group(rs.process.pgid)
+            if rs.process.cgroup is not None:
+                self.ctx.reaper.forget_cgroup(str(rs.process.cgroup.path))
+            if rs.svc_id is not None and self.ctx.supervisor is not None:
+                try:
+                    self.ctx.supervisor.unregister(rs.svc_id)
+                except Exception:
+                    pass
+        self.running.clear()
+
+
+def _exit_fields(code: int | None, reason: str) -> dict[str, str]:
+    fields = {"reason": reason}
+    if code is None:
+        return fields
+    fields["exit_code"] = str(code)
+    if code < 0:
+        try:
+            fields["signal"] = signal.Signals(-code).name
+        except ValueError:
+            fields["signal"] = str(-code)
+    return fields
+
+
+def _tail_text(lines: deque[str], n: int = 12) -> str:
+    if not lines:
+        return "; it printed nothing on stderr"
+    shown = list(lines)[-n:]
+    return "; its last output:\n" + "\n".join(f"    | {line}" for line in shown)
