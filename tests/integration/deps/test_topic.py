@@ -1,0 +1,196 @@
+"""TopicSource against a real Tansu broker and real confluent-kafka clients."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from depserver import Server
+
+from faultbox.deps import ServerPlan, free_port, kafka
+from faultbox.sources import SourceError
+from faultbox.sources.topic import TopicSource
+
+Serve = Callable[[ServerPlan], Server]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(
+        self, type: str, service: str, fields: dict[str, str], data: dict[str, object] | None
+    ) -> None:
+        assert (type, service, data) == ("topic", "bus", None)
+        assert all(isinstance(v, str) for v in fields.values())
+        with self.lock:
+            self.events.append(fields)
+
+    def of(self, action: str, topic: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [e for e in self.events if e["action"] == action and e["topic"] == topic]
+
+
+@pytest.fixture
+def broker(workdir: str, serve: Serve) -> str:
+    return serve(kafka.prepare(workdir, free_port())).plan.endpoint
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+@pytest.fixture
+def source(broker: str, sink: Sink) -> Iterator[TopicSource]:
+    src = TopicSource(broker, "bus", sink)
+    src.start()
+    yield src
+    src.stop()
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def test_produce_events_with_json_fields(broker: str, sink: Sink) -> None:
+    produce(broker, "old", [(b"k0", b"before start")])
+    src = TopicSource(broker, "bus", sink)
+    src.start()
+    try:
+        order = {
+            "order_id": 42,
+            "total": 1.50,
+            "ok": True,
+            "items": [{"sku": "a", "qty": 2}],
+            "note": None,
+            "topic": "shadowed",
+        }
+        produce(broker, "orders", [(b"o1", json.dumps(order).encode()), (None, b"plain \xff text")])
+        produce(broker, "old", [(b"k0", b"after start")])
+        src.barrier(10)
+    finally:
+        src.stop()
+    first, second = sorted(sink.of("produce", "orders"), key=lambda e: e.get("key", ""), reverse=True)
+    assert {
+        k: first[k] for k in ("action", "topic", "key", "order_id", "total", "ok", "items", "value_topic")
+    } == {
+        "action": "produce",
+        "topic": "orders",
+        "key": "o1",
+        "order_id": "42",
+        "total": "1.5",  # as written by json.dumps in the message
+        "ok": "true",
+        "items": '[{"qty":2,"sku":"a"}]',
+        "value_topic": "shadowed",  # a JSON key named like a meta field is renamed
+    }
+    assert "note" not in first  # null -> absent
+    assert json.loads(first["value"]) == order
+    assert int(first["partition"]) >= 0 and first["offset"].isdigit()
+    assert "key" not in second and second["value"] == "plain \\xff text"
+    # Only what was appended after start(): the message already in "old" is not an event.
+    assert [e["value"] for e in sink.of("produce", "old")] == ["after start"]
+
+
+def test_barrier_covers_messages_just_produced(broker: str, source: TopicSource, sink: Sink) -> None:
+    for i in range(20):
+        produce(broker, "burst", [(str(i).encode(), b"{}")])
+        source.barrier(10)
+        assert len(sink.of("produce", "burst")) == i + 1
+    stats = source.stats()
+    assert stats["produce_events"] == 20 and stats["errors"] == 0, stats
+
+
+def test_consume_events_follow_group_commits_without_joining(
+    broker: str, source: TopicSource, sink: Sink
+) -> None:
+    produce(broker, "payments", [(f"k{i}".encode(), json.dumps({"n": i}).encode()) for i in range(6)])
+    assigned: list[list[TopicPartition]] = []
+    revoked: list[list[TopicPartition]] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": "billing",
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    joined_at = time.monotonic()
+    consumer.subscribe(
+        ["payments"],
+        on_assign=lambda _c, parts: assigned.append(parts),
+        on_revoke=lambda _c, parts: revoked.append(parts),
+    )
+    try:
+        got = _poll(consumer, 6)
+        join_delay = time.monotonic() - joined_at
+        print(f"consumer group join + first 6 messages: {join_delay:.2f}s")
+        source.barrier(10)
+        assert sink.of("consume", "payments") == []  # delivered but not committed yet
+        consumer.commit(asynchronous=False)
+        source.barrier(10)
+        consumed = sink.of("consume", "payments")
+        assert sorted(e["n"] for e in consumed) == [str(i) for i in range(6)]
+        assert {e["group"] for e in consumed} == {"billing"}
+        assert {(e["partition"], e["offset"]) for e in consumed} == {(str(p), str(o)) for p, o in got}
+        # Each message's produce event came before its consume event.
+        with sink.lock:
+            order = [(e["action"], e["partition"], e["offset"]) for e in sink.events]
+        for _, p, o in (x for x in order if x[0] == "consume"):
+            assert order.index(("produce", p, o)) < order.index(("consume", p, o))
+
+        # More messages: only the new ones become consume events.
+        produce(broker, "payments", [(b"k0", b'{"n": 6}'), (b"k1", b'{"n": 7}')])
+        _poll(consumer, 2)
+        consumer.commit(asynchronous=False)
+        source.barrier(10)
+        assert sorted(e["n"] for e in sink.of("consume", "payments")) == [str(i) for i in range(8)]
+
+        # The observer never joined: the SUT consumer kept all partitions, with no rebalance...
+        assert len(assigned) == 1 and len(assigned[0]) == 4 and revoked == []
+        admin = AdminClient({"bootstrap.servers": broker})
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=5).result().valid]
+        assert groups == ["billing"]  # ...and its own group id does not exist on the broker
+        own = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(source.group_id)])
+        for future in own.values():
+            assert all(tp.offset < 0 for tp in future.result().topic_partitions or [])
+        # The group's committed offsets are exactly what the SUT consumer committed.
+        committed = consumer.committed([TopicPartition("payments", p) for p in range(4)], timeout=5)
+        offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("billing")])
+        remote = {tp.partition: tp.offset for tp in offsets["billing"].result().topic_partitions or []}
+        assert remote == {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def test_barrier_reports_a_dead_broker(workdir: str, serve: Serve, sink: Sink) -> None:
+    server = serve(kafka.prepare(workdir, free_port()))
+    src = TopicSource(server.plan.endpoint, "bus", sink, request_timeout=1.0)
+    src.start()
+    try:
+        server.kill()
+        with pytest.raises(SourceError, match="topic barrier"):
+            src.barrier(0.5)
+    finally:
+        src.stop()
+
+
+def _poll(consumer: Consumer, n: int, timeout: float = 20.0) -> list[tuple[int, int]]:
+    got: list[tuple[int, int]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        msg = consumer.poll(0.1)
+        if msg is not None and msg.error() is None:
+            got.append((msg.partition() or 0, msg.offset() or 0))
+    assert len(got) == n, f"consumed {len(got)} of {n}"
+    return got

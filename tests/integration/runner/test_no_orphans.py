@@ -1,0 +1,90 @@
+"""No process outlives its run, even when the runner is killed with SIGKILL (DECISIONS §16)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import FIXTURES, descendants_alive, free_port
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _wait(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigkill_of_the_runner_leaves_no_process(tmp_path: Path) -> None:
+    p1, p2 = free_port(), free_port()
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        f"""
+a = service("a", "{sys.executable}", interface("main", "tcp", {p1}), args = ["{FIXTURES}/svc.py"],
+    env = {{"PORT": "{p1}", "CHILDREN": "2", "PIDFILE": "{tmp_path}/a.pids"}}, healthcheck = tcp("127.0.0.1:{p1}"))
+b = service("b", "{sys.executable}", interface("main", "tcp", {p2}), args = ["{FIXTURES}/svc.py"],
+    env = {{"PORT": "{p2}", "CHILDREN": "1", "IGNORE_TERM": "1", "PIDFILE": "{tmp_path}/b.pids"}},
+    healthcheck = tcp("127.0.0.1:{p2}"))
+
+def test_forever():
+    fault(b, write = delay("1ms"), run = lambda: sleep("60s"))
+"""
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "faultbox", "test", str(spec)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait(lambda: (tmp_path / "a.pids").exists() and (tmp_path / "b.pids").exists(), 20)
+        time.sleep(0.5)  # the fault is being applied; the body sleeps
+        services = [int(p) for f in ("a.pids", "b.pids") for p in (tmp_path / f).read_text().split()]
+        helpers = _children_of(runner.pid)
+        supervisor = [p for p in helpers if "faultbox.engine.supervisor" in _cmdline(p)]
+        assert supervisor, "a filtered service runs under the supervisor process"
+        reaper = [p for p in _all_pids() if "faultbox.engine.reaper" in _cmdline(p)]
+        assert reaper, "the reaper runs beside the runner"
+        assert len(descendants_alive(services)) == 5
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait()
+        gone = _wait(lambda: not descendants_alive(services + supervisor), 10)
+        assert gone, f"survivors: {[(p, _cmdline(p)) for p in descendants_alive(services + supervisor)]}"
+        assert _wait(lambda: not descendants_alive(reaper), 10), "the reaper exits once its work is done"
+        leftover = list(Path("/sys/fs/cgroup/unified").glob(f"faultbox-{runner.pid}*"))
+        assert leftover == []
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
+def _all_pids() -> list[int]:
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
