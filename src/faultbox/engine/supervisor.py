@@ -183,9 +183,11 @@ class Supervisor:
         """The first rule (newest first) that matches and passes its probability draw."""
         for rule in rules:
             if rule.path is not None:
-                if path is None or not path.startswith("/"):
+                if path is None:
                     rule.unresolved += 1  # a path we could not resolve never counts as a match
                     continue
+                if not path.startswith("/"):
+                    continue  # a socket, pipe or anonymous inode: not a file a glob can name
                 if not path_match(path, rule.path) and not path_match(os.path.dirname(path) + "/", rule.path):
                     continue
             elif path is not None and is_system_path(path):

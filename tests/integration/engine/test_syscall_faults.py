@@ -1,0 +1,203 @@
+"""Syscall faults on real processes: deny, delay, hold; paths, addresses, forks, threads; scoping;
+determinism; and the refusals (FAULT_NOT_FILTERABLE) and reports (FAULT_NOT_FIRED)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, svc_decl
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def test_fork_children_are_covered(run, port: int, tmp_path: Path) -> None:
+    spec = svc_decl("svc", port) + f"""
+def test_fork():
+    reply = fault(svc, write = deny("EIO", path = "{tmp_path}/*.dat"),
+                  run = lambda: svc.main.send(data = "FORKWRITE {tmp_path}/f.dat 3"))
+    assert_eq(reply, "ok=0 err=3 errnos=EIO")
+    assert_eq(svc.main.send(data = "FORKWRITE {tmp_path}/f.dat 2"), "ok=2 err=0 errnos=")
+"""
+    res = run(spec)
+    t = res.test("fork")
+    assert t.outcome.value == "passed", t.reason
+    denied = [e for e in t.events if e.type == "syscall" and e.fields["decision"] == "deny(EIO)"]
+    assert len(denied) == 3
+    started = next(e for e in t.events if e.type == "service_started")
+    assert {e.fields["pid"] for e in denied} != {started.fields["pid"]}, "the writes came from the forked child"
+    assert all(e.fields["path"] == f"{tmp_path}/f.dat" for e in denied)
+
+
+def test_connect_rule_sees_the_destination(run, port: int) -> None:
+    closed, other = free_port(), free_port()
+    spec = svc_decl("svc", port) + f"""
+def test_connect():
+    def both():
+        return [svc.main.send(data = "CONNECT 127.0.0.1:{closed}"), svc.main.send(data = "CONNECT 127.0.0.1:{other}")]
+    got = fault(svc, connect = deny("ENETUNREACH", addr = "*:{closed}"), run = both)
+    assert_eq(got, ["err ENETUNREACH", "err ECONNREFUSED"])
+    assert_eventually(type = "syscall", syscall = "connect", addr = "127.0.0.1:{closed}", decision = "deny(ENETUNREACH)")
+"""
+    res = run(spec)
+    assert res.outcome("connect") == "passed", res.test("connect").reason
+
+
+def test_nested_scopes_add_and_remove_only_their_own(run, port: int, tmp_path: Path) -> None:
+    f = f"{tmp_path}/n.dat"
+    spec = svc_decl("svc", port) + f"""
+def once():
+    return svc.main.send(data = "RESULTS {f} 1")
+
+def test_nested():
+    def outer():
+        inner = fault(svc, write = deny("EIO", path = "{f}"), run = once)
+        after_inner = once()
+        return [inner, after_inner]
+    got = fault(svc, write = delay("40ms", path = "{f}", label = "outer"), run = outer)
+    assert_eq(got, ["EIO", "ok"])
+    assert_eq(once(), "ok")
+    decisions = [e.decision for e in events(type = "syscall", syscall = "write", path = "{f}")]
+    assert_eq(decisions, ["deny(EIO)", "delay(40ms)", "allow"])
+"""
+    res = run(spec)
+    t = res.test("nested")
+    assert t.outcome.value == "passed", t.reason
+    applied = [e for e in t.events if e.type in ("fault_applied", "fault_removed")]
+    assert [e.type for e in applied] == ["fault_applied", "fault_applied", "fault_removed", "fault_removed"]
+
+
+def test_same_seed_same_decisions(run, port: int, tmp_path: Path) -> None:
+    spec = svc_decl("svc", port) + f"""
+def test_coin():
+    return fault(svc, write = deny("EIO", probability = "50%", path = "{tmp_path}/*"),
+                 run = lambda: svc.main.send(data = "RESULTS {tmp_path}/c.dat 50"))
+"""
+    first = run(spec, seed=11).test("coin").return_value
+    again = run(spec, seed=11).test("coin").return_value
+    other = run(spec, seed=12).test("coin").return_value
+    assert first == again
+    assert first != other
+    outcomes = first.strip('"').split(",")
+    assert len(outcomes) == 50 and 10 < outcomes.count("EIO") < 40
+
+
+def test_hold_and_release(run, port: int, tmp_path: Path) -> None:
+    f = f"{tmp_path}/h.dat"
+    spec = svc_decl("svc", port) + f"""
+def test_hold():
+    fault_start(svc, write = hold("disk", path = "{f}"))
+    svc.main.send(data = "BGWRITE {f}")
+    sleep("200ms")
+    assert_eventually(type = "syscall", decision = "hold(disk)")
+    assert_eq(release("disk"), 1)
+    assert_eq(svc.main.send(data = "WAITBG"), "ok")
+    svc.main.send(data = "BGWRITE {f}")
+    assert_eventually(type = "syscall", decision = "hold(disk)", timeout = "2s")
+    assert_eq(release("disk", errno = "EIO"), 1)
+    assert_eq(svc.main.send(data = "WAITBG"), "EIO")
+    fault_stop(svc)
+"""
+    res = run(spec)
+    assert res.outcome("hold") == "passed", res.test("hold").reason
+
+
+def test_unresolvable_path_never_matches(run, port: int) -> None:
+    spec = svc_decl("svc", port) + """
+def test_badopen():
+    got = fault(svc, openat = deny("EACCES", path = "/**"), run = lambda: svc.main.send(data = "BADOPEN"))
+    assert_eq(got, "EFAULT")
+"""
+    res = run(spec)
+    t = res.test("badopen")
+    assert t.outcome.value == "passed", t.reason
+    [record] = t.faults
+    assert record.matched == 0 and record.unresolved_paths >= 1
+    assert any(d.code == "FAULT_NOT_FIRED" and "could not be resolved" in d.message for d in t.diagnostics)
+
+
+def test_fault_not_filterable_is_refused(run, port: int) -> None:
+    spec = svc_decl("svc", port) + """
+RULES = {"fsync": deny("EIO")}
+def test_hidden():
+    fault(svc, run = lambda: None, **RULES)
+"""
+    res = run(spec)
+    t = res.test("hidden")
+    assert t.outcome.value == "errored"
+    assert "FAULT_NOT_FILTERABLE" in t.reason and "fsync" in t.reason and "svc" in t.reason
+    assert "literal keyword" in t.reason
+
+
+def test_fault_not_fired_is_reported(run, port: int) -> None:
+    spec = svc_decl("svc", port) + """
+def test_idle():
+    fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "PING"))
+"""
+    res = run(spec)
+    t = res.test("idle")
+    assert t.outcome.value == "passed"
+    assert [d.code for d in t.diagnostics] == ["FAULT_NOT_FIRED"]
+    assert any(e.type == "fault_not_fired" for e in t.events)
+
+
+def test_many_threads_under_a_delay_for_20s(run, port: int, tmp_path: Path) -> None:
+    """4 threads x 20 s of writes, every write delayed 1 ms: no stall, no lost notification."""
+    spec = svc_decl("svc", port) + f"""
+def test_load():
+    return fault(svc, write = delay("1ms", path = "{tmp_path}/t.*"),
+                 run = lambda: svc.main.send(data = "THREADS {tmp_path}/t 4 20", timeout = "60s"))
+"""
+    started = time.monotonic()
+    res = run(spec, timeout=90)
+    took = time.monotonic() - started
+    t = res.test("load")
+    assert t.outcome.value == "passed", t.reason
+    calls = int(t.return_value.strip('"').split()[0].split("=")[1])
+    assert "errors=0" in t.return_value
+    delayed = sum(1 for e in t.events if e.type == "syscall" and e.fields["decision"] == "delay(1ms)")
+    assert delayed == calls, "every write was intercepted, delayed and recorded"
+    assert calls > 4 * 20 * 100, f"the threads kept going ({calls} writes)"
+    assert took < 50, f"no stall: {took:.1f}s"
+    late = [float(e.fields.get("late_ms", 0)) for e in t.events if e.type == "syscall" and "late_ms" in e.fields]
+    assert late and sorted(late)[len(late) // 2] < 2.0, "median lateness of a 1ms delay under load"
+
+
+def test_supervisor_death_errors_the_test(run, port: int, tmp_path: Path) -> None:
+    """If the supervisor dies while its service lives, the test errors loudly instead of hanging."""
+    import os
+    import signal
+
+    def kill_supervisor_soon() -> None:
+        time.sleep(1.5)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmd = (entry / "cmdline").read_bytes()
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if b"faultbox.engine.supervisor" in cmd and ppid == os.getpid():
+                    os.kill(int(entry.name), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_supervisor_soon)
+    killer.start()
+    spec = svc_decl("svc", port) + f"""
+def test_doomed():
+    fault(svc, write = delay("1ms", path = "{tmp_path}/d"), run = lambda: sleep("4s"))
+    svc.main.send(data = "WRITE {tmp_path}/d 1")
+"""
+    started = time.monotonic()
+    res = run(spec, timeout=30)
+    killer.join()
+    t = res.test("doomed")
+    assert t.outcome.value == "errored"
+    assert "supervisor" in t.reason
+    assert time.monotonic() - started < 20
