@@ -104,11 +104,11 @@ class SpecError(FaultboxError):
         where = f"{self.location}: " if self.location else ""
         lines = [f"{where}error [{self.code.value}]: {self.message}"]
         if self.source_line is not None and self.location is not None:
-            lines.append(f"    {self.source_line.rstrip()}")
+            text = self.source_line.rstrip()
+            indent = len(text) - len(text.lstrip())
+            lines.append(f"    {text.lstrip()}")
             if self.location.col:
-                indent = len(self.source_line) - len(self.source_line.lstrip())
-                caret_at = max(self.location.col - 1 - indent, 0)
-                lines.append("    " + " " * caret_at + "^")
+                lines.append("    " + " " * max(self.location.col - 1 - indent, 0) + "^")
         if self.hint:
             lines.append(f"  fix: {self.hint}")
         return "\n".join(lines)

@@ -64,11 +64,14 @@ class ServerPlan:
     extra_groups=[] if user else None, start_new_session=True)`, then call `probe()` in a loop until a
     deadline. Stop: send `stop_signal` to the process group, wait `stop_grace` seconds, then SIGKILL.
     A plan can be launched again after a stop (or a crash): the server restarts on the same data dir.
+    Beware: PostgreSQL's children call setsid(), so a killpg() on the postmaster's group reaches the
+    postmaster only; its children exit when they notice it died. A runner that must be sure nothing
+    survives tracks descendants (e.g. PR_SET_CHILD_SUBREAPER) rather than the process group.
     """
 
     kind: str  # "postgres", "redis" or "kafka"
     argv: tuple[str, ...]  # absolute binary path first
-    env: Mapping[str, str]  # extra environment; the runner merges it over its own
+    env: Mapping[str, str] = field(hash=False)  # extra environment; the runner merges it over its own
     cwd: str
     user: str | None  # OS user to run as; None = the current user
     group: str | None  # primary group of `user` (set it too: Popen(user=) alone keeps root's gid)

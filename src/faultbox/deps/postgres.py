@@ -7,6 +7,13 @@ so concurrent runs never see half a cluster.
 The server runs in the foreground as the `postgres` OS user when we are root (it refuses root), with
 `wal_level=logical` so the `wal` event source can decode it, and `fsync=on`: users inject fsync
 faults and must see PostgreSQL's real reaction (DECISIONS §23).
+
+Process tree: every child of the postmaster (backends, walsenders, checkpointer...) calls setsid(),
+so it is in a session and process group of its own: signalling the postmaster's group does not
+reach them. A graceful stop (SIGINT to the postmaster) stops them; after a SIGKILL of the
+postmaster they exit by themselves within milliseconds (postmaster-death detection), but a
+restart on the same data dir must wait for them (PostgreSQL refuses to start while they hold the
+old shared memory).
 """
 
 from __future__ import annotations
@@ -142,6 +149,7 @@ def prepare(
     )
 
     base = Path(workdir) / f"postgres-{port}"
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     ensure_reachable(Path(workdir), base, owner)
     fresh_dir(base, owner)
     data = base / "data"
@@ -202,6 +210,8 @@ def template_cluster(
     final = Path(cache_dir) / f"faultbox-pg-template-{bins.major}-{digest}"
     if (final / "PG_VERSION").is_file():
         return final
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    ensure_reachable(Path(cache_dir), final, owner)  # initdb runs as the server's OS user
     with _locked(Path(cache_dir) / f".{final.name}.lock"):
         if (final / "PG_VERSION").is_file():  # another run built it while we waited
             return final

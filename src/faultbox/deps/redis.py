@@ -105,6 +105,8 @@ def _probe(port: int, password: str | None, data_dir: str, timeout: float) -> No
     """PING through the protocol (a Redis still loading its AOF answers LOADING: not ready), then
     check `dir` so that a stale Redis left on the port does not pass."""
     import redis as redis_py  # deferred: only runs that use Redis pay for the import
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     client = redis_py.Redis(
         host=LOCALHOST,
@@ -112,7 +114,8 @@ def _probe(port: int, password: str | None, data_dir: str, timeout: float) -> No
         password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry_on_timeout=False,
+        # One attempt: redis-py's default retries with backoff turn a refused connect into ~4 s.
+        retry=Retry(NoBackoff(), 0),
     )
     try:
         client.ping()

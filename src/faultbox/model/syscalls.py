@@ -58,6 +58,12 @@ FD_ARG0 = frozenset(
     }
 )  # fmt: skip
 
+# Syscalls that only ever act on sockets: a path glob means nothing for them.
+SOCKET_ONLY = frozenset({"connect", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg", "bind"})
+
+# Syscalls a `path=` glob can select: path arguments, and fds that may name files.
+PATH_SELECTABLE = (frozenset(PATH_ARG) | FD_ARG0) - SOCKET_ONLY
+
 # Syscalls whose second argument is a socket address (the destination).
 SOCKADDR_ARG1 = frozenset({"connect", "bind"})
 

@@ -51,12 +51,16 @@ class ConsoleReporter:
             self._status.stop()
             self._status = None
         word, style = _STYLE[result.outcome]
-        detail = "" if result.outcome in (Outcome.PASSED, Outcome.FAILED) else f" ({result.outcome.value})"
+        refined = (Outcome.EXPECTATION_VIOLATED, Outcome.FAULT_BYPASSED)
+        detail = f" ({result.outcome.value})" if result.outcome in refined else ""
         self.console.print(
             f"[{style}]{word:>5}[/] {escape(result.name)} [dim]{_ms(result.duration_ms)}[/]{escape(detail)}"
         )
         if result.verdict is not Verdict.PASS or self.verbose:
             self._details(result)
+        else:
+            for d in result.diagnostics:
+                self.console.print(f"    [yellow]{d.level}[/] [{d.code}] {escape(d.message)}")
 
     def run_finished(self, result: RunResult) -> None:
         if result.matrix is not None:

@@ -76,6 +76,7 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
 
     def target() -> None:
         try:
+            _run_seeds(host)
             if case.fault_scenario is not None:
                 _fault_scenario(case.fault_scenario, host, outcome)
             else:
@@ -93,6 +94,18 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
     finally:
         host_mod.set_current(None)
     return outcome
+
+
+def _run_seeds(host: TestHost) -> None:
+    """service(seed=fn): loads schema and data into a freshly started service, before the body."""
+    for rs in host.services.running.values():
+        seed = rs.model.seed
+        if seed is not None:
+            try:
+                seed()
+            except SpecFailure as exc:
+                raise SpecFailure(f"seed of service {rs.name} failed: {exc}", exc.details) from exc
+            host.barrier()
 
 
 def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> None:

@@ -4,6 +4,7 @@ run's temporary directory. Every one is created here and closed in close(), in r
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import socket
 import tempfile
@@ -27,6 +28,8 @@ class RunContext:
         self.seed = seed
         self.keep_workdir = keep_workdir
         self.workdir = tempfile.mkdtemp(prefix="faultbox-run-")
+        # Servers that refuse to run as root (PostgreSQL) must be able to reach their data dirs.
+        os.chmod(self.workdir, 0o711)
         self._svc_ids = itertools.count(1)
         self._lock = threading.Lock()
         # Where syscall events and supervisor notices go: the running test, if any.

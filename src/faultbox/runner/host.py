@@ -7,12 +7,14 @@ the stdio pump and the event sources are flushed before the step returns (DECISI
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from faultbox._util.frozen import thaw
 from faultbox.engine.client import EventBatch, SupervisorError
 from faultbox.errors import Code, InfraError, MonitorStop, SpecFailure, TestTimeout
 from faultbox.model.event import Event
@@ -223,7 +225,7 @@ class TestHost:
         if client is None:
             iface = rs.model.interface(interface)
             assert iface is not None
-            options = self.ctx.managed.options(rs.model, rs.plan)
+            options = self.ctx.managed.options(rs.model, rs.plan, self.test_name)
             try:
                 client = make_client(iface.protocol, iface.host, iface.port, options)
             except ValueError as exc:
@@ -310,15 +312,20 @@ class TestHost:
 
 def _send_fields(interface: str, protocol: str, method: str, args: Mapping[str, Any]) -> dict[str, str]:
     fields = {"interface": interface, "protocol": protocol, "method": method}
-    for key in ("path", "sql", "key", "topic", "data", "value", "pattern", "field"):
+    for key in ("path", "sql", "key", "topic", "data", "value", "pattern", "field", "body"):
         value = args.get(key)
         if value is not None:
-            text = value if isinstance(value, str) else repr(value)
-            fields[key] = text[:200]
-    body = args.get("body")
-    if body is not None:
-        fields["body"] = (body if isinstance(body, str) else repr(body))[:200]
+            fields[key] = _text(value)[:200]
     return fields
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(thaw(value), separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _recv_fields(interface: str, method: str, result: Any, start: float, error: str = "") -> dict[str, str]:

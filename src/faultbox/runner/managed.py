@@ -82,9 +82,13 @@ class ManagedServers:
             return [TopicSource(plan.endpoint, svc.name, emit, topics=list(topics) if topics else None)]
         return []
 
-    def options(self, svc: Service, plan: ServerPlan | None) -> dict[str, Any]:
-        """What step clients of this service need (credentials, DSN)."""
+    def options(self, svc: Service, plan: ServerPlan | None, test_name: str) -> dict[str, Any]:
+        """What the step clients of a service need: the helper's options (credentials), the
+        server's endpoint (DSN, URL, bootstrap) when it is a managed server, the service's env (a
+        user-declared database passes POSTGRES_USER etc. there), and the test's name."""
         out: dict[str, Any] = dict(svc.managed.options) if svc.managed else {}
+        out["env"] = dict(svc.env)
+        out["test_name"] = test_name
         if plan is not None:
             out["endpoint"] = plan.endpoint
         return out

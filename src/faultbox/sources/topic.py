@@ -61,7 +61,7 @@ _rdkafka_log.addHandler(logging.NullHandler())
 _rdkafka_log.propagate = False
 
 _META = frozenset({"action", "topic", "partition", "offset", "key", "value", "group"})
-_TICK = 0.01  # consume() timeout: how fast a barrier request or stop() is noticed
+_TICK = 0.003  # poll() timeout: how fast a barrier request or stop() is noticed (~0.5% CPU idle)
 _COUNTERS = (
     "produce_events",
     "consume_events",
@@ -168,7 +168,7 @@ class TopicSource:
             self._consumer.close()
             raise SourceError(
                 f"topic source for {self._service!r} could not start on {self._bootstrap}: {exc}"
-            )
+            ) from exc
         self._thread = threading.Thread(target=self._run, name=f"faultbox-topic-{self._service}", daemon=True)
         self._thread.start()
 
@@ -190,6 +190,8 @@ class TopicSource:
         """Return once every message appended before this call has its produce event, and the
         groups' committed offsets have been re-read once (their consume events emitted)."""
         self._raise_if_failed()
+        if self._thread is None:
+            raise SourceError(f"topic source for {self._service!r} is not running")
         request = _Barrier(deadline=time.monotonic() + timeout)
         with self._lock:
             self._counts["barriers"] += 1
@@ -270,7 +272,12 @@ class TopicSource:
 
     def _consume(self, timeout: float, *, emit: bool = True) -> None:
         assert self._consumer is not None
-        messages = self._consumer.consume(num_messages=1000, timeout=timeout)
+        # poll() returns as soon as one message is there; consume() with a timeout would wait out
+        # the whole timeout for a full batch. Then take what else has already arrived.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return
+        messages = [first, *self._consumer.consume(num_messages=1000, timeout=0)]
         touched: set[TP] = set()
         for message in messages:
             error = message.error()
@@ -357,9 +364,14 @@ class TopicSource:
             for group in groups
         ]
         self._counts["group_polls"] += 1
+        failed: list[str] = []
         for by_group in futures:
             for group, future in by_group.items():
-                result = future.result(timeout=_remaining(deadline))
+                try:
+                    result = future.result(timeout=_remaining(deadline))
+                except KafkaException as exc:  # read the other groups, then report this one
+                    failed.append(f"{group}: {exc}")
+                    continue
                 for tp in result.topic_partitions or ():
                     if tp.offset < 0 or tp.error is not None:
                         continue  # no committed offset for this partition
@@ -370,6 +382,8 @@ class TopicSource:
                         self._committed[key] = tp.offset
                     else:
                         self._on_commit(key, tp.offset)
+        if failed:
+            raise KafkaException(f"could not read committed offsets of {'; '.join(failed)}")
 
     def _on_commit(self, key: tuple[str, TP], offset: int) -> None:
         done = self._committed.get(key, self._produce_from.get(key[1], 0))

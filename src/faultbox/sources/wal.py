@@ -80,6 +80,7 @@ _COUNTERS = (
     "stale_slots_dropped",
     "wal_regressions",  # the server came back with less WAL than we had decoded
     "barriers",
+    "slot_created",
     "slot_dropped",
 )
 
@@ -167,6 +168,8 @@ class WalSource:
             self._reclaim_stale_slots()
             conn, cur = self._open_stream(create=True)
         except psycopg2.Error as exc:
+            if self._counts["slot_created"]:  # created, then the stream failed: do not leave it
+                self._drop_slot(deadline=time.monotonic() + 2)
             raise SourceError(f"wal source for {self._service!r}: {_start_hint(exc)}") from exc
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -183,16 +186,19 @@ class WalSource:
         self._stop.set()
         self._wake()
         thread.join(timeout=10)
-        self._drop_slot(deadline=time.monotonic() + 5)
+        # The slot lives in the server, so a server that stays down keeps it: bounded retries (the
+        # next start() on that server reclaims it as stale).
+        self._drop_slot(deadline=time.monotonic() + 3)
         with self._qlock:
             _close(self._qconn)
             self._qconn = None
         if thread.is_alive():  # stuck in a connect: leave it the pipe rather than close an fd in use
             log.warning("wal reader for %s did not stop within 10 s", self._service)
             return
-        for fd in (self._wake_r, self._wake_w):
+        fds = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1  # before closing: _wake() must not write to a reused fd
+        for fd in fds:
             os.close(fd)
-        self._wake_r = self._wake_w = -1
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -211,6 +217,8 @@ class WalSource:
         """
         deadline = time.monotonic() + timeout
         self._raise_if_failed()
+        if self._thread is None:
+            raise SourceError(f"wal source for {self._service!r} is not running")
         target = self._server_flush_lsn(deadline, timeout)
         last_ask = 0.0
         with self._cond:
@@ -321,6 +329,7 @@ class WalSource:
             if create:
                 cur.execute(f"CREATE_REPLICATION_SLOT {self._slot} LOGICAL {self._plugin}")
                 consistent = parse_lsn(cur.fetchone()[1])
+                self._counts["slot_created"] = 1
                 with self._cond:
                     self._pos = consistent
             cur.execute("IDENTIFY_SYSTEM")

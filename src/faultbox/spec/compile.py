@@ -186,12 +186,12 @@ def exception_message(exc: BaseException) -> str:
     if isinstance(exc, AttributeError):
         obj = getattr(exc, "obj", None)
         name = getattr(exc, "name", None)
-        if obj is not None and name:
+        if obj is not None and name and str(exc).startswith("'"):  # Python's own wording: say it ours
             from faultbox.spec.args import type_name
 
             options = [a for a in dir(obj) if not a.startswith("_")]
             return f"{type_name(obj)} has no attribute {name!r}{did_you_mean(name, options)}"
-        return f"no such attribute: {exc}"
+        return str(exc)
     if isinstance(exc, KeyError):
         return f"key not found: {exc}" if type(exc) is KeyError else str(exc)
     if isinstance(exc, RecursionError):

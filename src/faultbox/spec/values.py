@@ -9,6 +9,7 @@ from typing import Any
 
 from faultbox._util.frozen import FrozenDict, FrozenList, freeze, thaw
 from faultbox._util.spell import did_you_mean
+from faultbox.model.response import Response
 from faultbox.model.service import Interface, Service
 from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError, Signature, register_type_name
@@ -279,6 +280,7 @@ def starlark_str(value: Any) -> str:
 
 
 for _cls, _name in (
+    (Response, "response"),
     (ServiceValue, "service"),
     (InterfaceRef, "interface_ref"),
     (StepMethod, "step_method"),

@@ -16,7 +16,7 @@ from faultbox.model.fault import (
 )
 from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
-from faultbox.model.syscalls import FAMILIES, FD_ARG0, PATH_ARG, expand, known_syscalls
+from faultbox.model.syscalls import FAMILIES, PATH_SELECTABLE, expand, known_syscalls
 from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError, register_type, register_type_name, type_name
 from faultbox.spec.builtins import builtin
@@ -134,7 +134,7 @@ def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[Sy
             )
         if not syscalls:
             raise ArgError(f'{what}: "{key}" names no syscall this machine has')
-        if path and not all(s in PATH_ARG or s in FD_ARG0 for s in syscalls):
+        if path and not all(s in PATH_SELECTABLE for s in syscalls):
             raise ArgError(f"{what}: path= only applies to syscalls on files (open, write, fsync, ...), not {key}")
         if action.addr and not all(s in _ADDR_SYSCALLS for s in syscalls):
             raise ArgError(f"{what}: addr= only applies to connect and sendto, not {key}")

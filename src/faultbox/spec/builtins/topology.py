@@ -6,6 +6,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,7 +132,7 @@ def managed_service(
 ) -> ServiceValue:
     """A real server (postgres, redis, kafka) whose process the runner prepares itself."""
     _check_name(name)
-    ifaces = [i for i in interfaces if isinstance(i, Interface)]
+    ifaces = [_with_port(i) for i in interfaces if isinstance(i, Interface)]
     _check_ports(name, ifaces)
     svc = Service(
         name=name,
@@ -246,6 +247,15 @@ def op(builder: SpecBuilder, syscalls: list[str], path: str | None) -> Op:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _with_port(iface: Interface) -> Interface:
+    """Port 0 means "any free port": chosen now, so that env wiring can name it."""
+    if iface.port:
+        return iface
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((iface.host, 0))
+        return Interface(iface.name, iface.protocol, s.getsockname()[1], iface.host)
 
 
 def _check_name(name: str) -> None:

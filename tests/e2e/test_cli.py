@@ -1,0 +1,107 @@
+"""The command line, through the front door: exit codes, --test, --seed, output formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import faultbox_cli, free_port, svc_decl
+
+PASSING = """
+def test_alpha():
+    assert_eq(1 + 1, 2)
+
+def test_beta():
+    assert_true(True)
+
+def check():
+    return 1
+
+scenario(check)
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.star"
+    path.write_text(text)
+    return path
+
+
+def test_version() -> None:
+    out = faultbox_cli("--version")
+    assert out.returncode == 0 and out.stdout.startswith("faultbox ")
+
+
+def test_all_pass_exit_0_and_summary(tmp_path: Path) -> None:
+    out = faultbox_cli("test", str(write(tmp_path, PASSING)), "--seed", "5")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "seed=5" in out.stdout
+    assert out.stdout.rstrip().splitlines()[-1].startswith("3 passed, 0 failed")
+
+
+def test_failure_exit_2_with_replay(tmp_path: Path) -> None:
+    spec = write(tmp_path, "def test_bad():\n    assert_eq(1, 2, \"math\")\n")
+    out = faultbox_cli("test", str(spec), "--seed", "9")
+    assert out.returncode == 2
+    assert "assert_eq failed: 1 != 2 (math)" in out.stdout
+    assert f"replay: faultbox test {spec} --test test_bad --seed 9" in out.stdout
+    assert "0 passed, 1 failed" in out.stdout
+
+
+def test_inconclusive_only_exit_3(tmp_path: Path) -> None:
+    out = faultbox_cli("test", str(write(tmp_path, 'def test_slow():\n    sleep("5s")\n')), "--timeout", "200ms")
+    assert out.returncode == 3, out.stdout
+
+
+def test_load_error_exit_1_without_traceback(tmp_path: Path) -> None:
+    out = faultbox_cli("test", str(write(tmp_path, "x = 1\ndef f():\n    return y\n")))
+    assert out.returncode == 1
+    assert f"{tmp_path}/spec.star:3:12: error [SPEC_UNDEFINED]: undefined name 'y'" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_missing_binary_is_a_load_error(tmp_path: Path) -> None:
+    out = faultbox_cli("test", str(write(tmp_path, 'a = service("a", "./not-built-yet")\n')))
+    assert out.returncode == 1
+    assert "binary ./not-built-yet does not exist" in out.stderr and "spec.star:1" in out.stderr
+
+
+def test_test_selection(tmp_path: Path) -> None:
+    spec = str(write(tmp_path, PASSING))
+    exact = faultbox_cli("test", spec, "--test", "alpha")
+    assert exact.returncode == 0 and "1 passed" in exact.stdout and "test_alpha" in exact.stdout
+    glob = faultbox_cli("test", spec, "--test", "test_*a")
+    assert "2 passed" in glob.stdout  # alpha, beta
+    none = faultbox_cli("test", spec, "--test", "gamma")
+    assert none.returncode == 1
+    assert 'no test matched "gamma"' in none.stderr
+    assert "test_alpha" in none.stderr and "test_check" in none.stderr
+
+
+def test_json_output_has_every_event(tmp_path: Path) -> None:
+    port = free_port()
+    spec = write(tmp_path, svc_decl("svc", port).replace("@PYTHON@", "python3").replace(
+        "@FIXTURES@", str(Path(__file__).resolve().parents[1] / "fixtures")) + """
+def test_ping():
+    assert_eq(svc.main.send(data = "PING"), "PONG")
+""")
+    out = faultbox_cli("test", str(spec), "--format", "json", "--seed", "4", "--output", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc == json.loads((tmp_path / "r.json").read_text())
+    assert doc["seed"] == 4 and doc["counts"]["pass"] == 1
+    [test] = doc["tests"]
+    types = [e["type"] for e in test["events"]]
+    assert types[:2] == ["service_started", "service_ready"]
+    assert "step_send" in types and "step_recv" in types and types[-1] == "service_exited"
+    assert [e["seq"] for e in test["events"]] == list(range(1, len(types) + 1))
+    assert test["replay"] == f"faultbox test {spec} --test test_ping --seed 4"
+    assert "1 passed" in out.stderr  # the console went to stderr
+
+
+def test_check_lists_tests_and_filters(tmp_path: Path) -> None:
+    spec = write(tmp_path, 'a = service("a", "/bin/cat")\ndef test_x():\n    fault(a, write = deny("EIO"), run = lambda: None)\n')
+    out = faultbox_cli("check", str(spec))
+    assert out.returncode == 0
+    assert "service a: intercepts pwrite64, pwritev, pwritev2, write, writev" in out.stdout
+    assert "test_x" in out.stdout
