@@ -86,22 +86,62 @@ class ServiceProcess:
             pass
 
     def stop(self, grace: float, stop_signal: int = signal.SIGTERM) -> int:
-        """stop_signal to the group, SIGKILL after `grace`, then reap. Returns the exit code."""
+        """stop_signal to the group, SIGKILL after `grace`, then reap. Returns the exit code.
+
+        Descendants that left the group (PostgreSQL's backends each call setsid) are reached through
+        the service's cgroup, or, without one, through a snapshot of its process tree."""
         if self.exit_code is not None:
             return self.exit_code
+        tree = descendants(self.pid) if self.cgroup is None else []
         if self.alive():
             self.signal_group(stop_signal)
             self.wait_exit(grace)
-        # Leftover members (and escapees, through the cgroup) go now, while the leader is unreaped.
+        # Leftover members (and escapees) go now, while the leader is unreaped.
         self.signal_group(signal.SIGKILL)
         if self.cgroup is not None:
             self.cgroup.kill()
+        for pid, started in tree:
+            if _start_time(pid) == started:  # the same process, not a reused pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         code = self.proc.wait()
         self.exit_code = code
         os.close(self.pidfd)
         if self.cgroup is not None:
             self.cgroup.remove()
         return code
+
+
+def descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every process below `root`, from one scan of /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[tuple[int, str]] = []
+    pending = list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        out.append((pid, _start_time(pid)))
+        pending.extend(children.get(pid, []))
+    return out
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def spawn(

@@ -8,6 +8,8 @@ KeyError in a monitor, a fail() in an expect lambda) is reported at the innermos
 from __future__ import annotations
 
 import ast
+import copy
+import itertools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 from faultbox._util.frozen import FrozenError, freeze
-from faultbox._util.hints import WHERE_HINTS
+from faultbox._util.hints import WHERE_HINTS, WhereHint
 from faultbox._util.spell import did_you_mean
 from faultbox.errors import SourceLocation, SpecError, SpecFailure
 from faultbox.spec.args import ArgError
@@ -63,19 +65,18 @@ def execute(module: Module, code: CodeType, universe: Mapping[str, Any]) -> None
 
 # -- where= hints ------------------------------------------------------------------------------
 
+_EVENT_MEMBERS = frozenset({"data", "fields", "get", "seq", "ts", "vclock", "describe", "to_dict", "has_native_data"})
+
 
 def _attach_where_hints(tree: ast.Module, code: CodeType) -> None:
-    """Record `lambda e: e.type == "x" and ...` conjuncts so trace queries can use an index.
-
-    A lambda's code object is found by the position of its body, which is the first instruction
-    position after the code's RESUME."""
-    hints: dict[tuple[int, int], dict[str, str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Lambda):
-            hint = lambda_hint(node)
-            if hint:
-                hints[(node.body.lineno, node.body.col_offset)] = hint
-    if not hints:
+    """Give every one-parameter lambda whose body is a conjunction of equalities an index hint
+    (_util/hints.py). A lambda's code object is found by the position of its body."""
+    lambdas = {
+        (n.body.lineno, n.body.col_offset): n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Lambda) and len(n.args.args) == 1 and not n.args.defaults
+    }
+    if not lambdas:
         return
     pending = [code]
     while pending:
@@ -83,47 +84,132 @@ def _attach_where_hints(tree: ast.Module, code: CodeType) -> None:
         pending.extend(c for c in co.co_consts if isinstance(c, CodeType))
         if co.co_name != "<lambda>":
             continue
-        positions = list(co.co_positions())[1:2]
-        if positions and positions[0][0] is not None and positions[0][2] is not None:
-            hint = hints.get((positions[0][0], positions[0][2]))
-            if hint:
+        # The body's first instruction follows RESUME (and COPY_FREE_VARS for closures).
+        lam = None
+        for line, _, col, _ in itertools.islice(co.co_positions(), 6):
+            lam = lambdas.get((line, col)) if line is not None and col is not None else None
+            if lam is not None:
+                break
+        if lam is not None:
+            hint = build_hint(lam, co.co_freevars, co.co_filename)
+            if hint is not None:
                 WHERE_HINTS[co] = hint
 
 
-def lambda_hint(lam: ast.Lambda) -> dict[str, str] | None:
-    """{"type": "wal"} for `lambda e: e.type == "wal" and ...`, else None."""
-    if len(lam.args.args) != 1:
-        return None
+def build_hint(lam: ast.Lambda, freevars: tuple[str, ...], filename: str) -> WhereHint | None:
     param = lam.args.args[0].arg
     body = lam.body
     conjuncts = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
-    hint: dict[str, str] = {}
-    for c in conjuncts:
-        if not (isinstance(c, ast.Compare) and len(c.ops) == 1 and isinstance(c.ops[0], ast.Eq)):
+    static: list[tuple[str, str]] = []
+    dynamic: list[tuple[str, CodeType]] = []
+    data_keys: set[str] = set()
+    complete = True
+    for conjunct in conjuncts:
+        parsed = _equality(conjunct, param)
+        if parsed is None:
+            complete = False
             continue
-        left, right = c.left, c.comparators[0]
-        if isinstance(left, ast.Constant):
-            left, right = right, left
-        if not (isinstance(right, ast.Constant) and isinstance(right.value, str)):
+        key, via_data, rhs = parsed
+        if isinstance(rhs, ast.Constant) and isinstance(rhs.value, str):
+            static.append((key, rhs.value))
+        elif _pure(rhs, param):
+            dynamic.append((key, _rhs_code(rhs, freevars, filename)))
+        else:
+            complete = False
             continue
-        key = _event_key(left, param)
-        if key in ("type", "service") and key not in hint:
-            hint[key] = right.value
-    return hint or None
+        if via_data:
+            data_keys.add(key)
+    if not static and not dynamic:
+        return None
+    return WhereHint(tuple(static), tuple(dynamic), frozenset(data_keys), complete)
 
 
-def _event_key(node: ast.AST, param: str) -> str | None:
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == param:
-        return node.attr
-    if (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == param
-        and isinstance(node.slice, ast.Constant)
-        and isinstance(node.slice.value, str)
-    ):
-        return node.slice.value
+def _equality(node: ast.AST, param: str) -> tuple[str, bool, ast.expr] | None:
+    """(index key, compared through e.data, other side) for `<event accessor> == <expr>`."""
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq)):
+        return None
+    for accessor, other in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
+        found = _accessor(accessor, param)
+        if found is not None and not _mentions(other, param):
+            return found[0], found[1], other
     return None
+
+
+def _accessor(node: ast.AST, param: str) -> tuple[str, bool] | None:
+    """Index key of an event accessor that never raises: "type"/"service", or ".<field>"."""
+
+    def is_param(n: ast.AST) -> bool:
+        return isinstance(n, ast.Name) and n.id == param
+
+    if isinstance(node, ast.Attribute) and is_param(node.value):
+        if node.attr in ("type", "service"):
+            return node.attr, False
+        if node.attr not in _EVENT_MEMBERS and not node.attr.startswith("_"):
+            return "." + node.attr, False
+        return None
+    if isinstance(node, ast.Subscript) and is_param(node.value):
+        key = node.slice
+        if isinstance(key, ast.Constant) and key.value in ("type", "service"):
+            return str(key.value), False
+        return None  # e["x"] raises when x is missing: keep the lambda the judge
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        name = node.args[0].value
+        owner = node.func.value
+        if is_param(owner):
+            return (name, False) if name in ("type", "service") else ("." + name, False)
+        if isinstance(owner, ast.Attribute) and is_param(owner.value) and owner.attr in ("data", "fields"):
+            return "." + name, owner.attr == "data"
+    return None
+
+
+def _mentions(node: ast.AST, name: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node))
+
+
+def _pure(node: ast.AST, param: str) -> bool:
+    """Expressions safe to evaluate ahead of the lambda: names, constants, attribute and constant
+    subscript reads, `.get(<constant>)`, and string concatenation."""
+    if isinstance(node, ast.Name):
+        return node.id != param
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Attribute):
+        return not node.attr.startswith("_") and _pure(node.value, param)
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and _pure(node.value, param)
+    if isinstance(node, ast.Call):
+        return (
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and not node.keywords
+            and all(isinstance(a, ast.Constant) for a in node.args)
+            and _pure(node.func.value, param)
+        )
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _pure(node.left, param) and _pure(node.right, param)
+    return False
+
+
+def _rhs_code(rhs: ast.expr, freevars: tuple[str, ...], filename: str) -> CodeType:
+    """A function of the lambda's free variables (in closure order) that computes `rhs`."""
+    args = ast.arguments(
+        posonlyargs=[], args=[ast.arg(arg=n) for n in freevars], kwonlyargs=[], kw_defaults=[], defaults=[]
+    )
+    fn = ast.FunctionDef(
+        name="__fb_hint__", args=args, body=[ast.Return(value=copy.deepcopy(rhs))], decorator_list=[]
+    )
+    module = ast.Module(body=[fn], type_ignores=[])
+    ast.fix_missing_locations(module)
+    code = compile(module, filename, "exec", dont_inherit=True)
+    return next(c for c in code.co_consts if isinstance(c, CodeType))
 
 
 # -- locating errors in spec code --------------------------------------------------------------

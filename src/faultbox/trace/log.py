@@ -111,36 +111,51 @@ class TraceLog:
     ) -> list[Event]:
         """Events matching all dict filters and the `where` predicate, in seq order.
 
-        The scan starts from the smallest index that the exact filters (and the `where` lambda's
-        hints) allow, so a query costs in proportion to the events of that type/service/field."""
+        The scan starts from the smallest index that the exact filters and the `where` lambda's
+        hint allow (_util/hints.py), so a query costs in proportion to what it can return."""
         flt = filters if isinstance(filters, Filter) else Filter.of(filters or {})
         with self.lock:
-            exact = flt.exact()
-            if where is not None:
-                hint = hint_for(where)
-                if hint:
-                    exact = {**hint, **exact}
-            candidates = self._candidates(exact)
-            if flt:
-                match = flt.match
-                candidates = [e for e in candidates if match(e)]
-            if where is not None:
-                return [e for e in candidates if where(e)]
-            return list(candidates)
+            keys = {(k if k in ("type", "service") else "." + k): v for k, v in flt.exact().items()}
+            conds: dict[str, str] = {}
+            complete = False
+            data_keys: frozenset[str] = frozenset()
+            hint = hint_for(where) if where is not None else None
+            if hint is not None and where is not None:
+                found = hint.conditions(where)
+                if found is None:
+                    return []
+                conds, complete = found
+                data_keys = hint.data_keys
+                for key, value in conds.items():
+                    if keys.setdefault(key, value) != value:
+                        return []
+            out: list[Event] = []
+            match = flt.match if flt else None
+            for ev in self._candidates(keys):
+                if match is not None and not match(ev):
+                    continue
+                if conds and not _holds(ev, conds):
+                    continue
+                if where is None or (complete and not (data_keys and ev.has_native_data)):
+                    out.append(ev)
+                elif where(ev):
+                    out.append(ev)
+            return out
 
     def first(self, filters: Mapping[str, str] | Filter | None = None) -> Event | None:
         found = self.select(filters)
         return found[0] if found else None
 
-    def _candidates(self, exact: Mapping[str, str]) -> list[Event]:
+    def _candidates(self, keys: Mapping[str, str]) -> list[Event]:
+        """The shortest index list for the exact keys ("type", "service" or ".<field>")."""
         best: list[Event] | None = None
-        for key, value in exact.items():
+        for key, value in keys.items():
             if key == "type":
                 found = self._by_type.get(value, _EMPTY)
             elif key == "service":
                 found = self._by_service.get(value, _EMPTY)
             else:
-                found = self._field_index(key).get(value, _EMPTY)
+                found = self._field_index(key[1:]).get(value, _EMPTY)
             if best is None or len(found) < len(best):
                 best = found
                 if not best:
@@ -174,3 +189,16 @@ class TraceLog:
     def extend(self, events: Iterable[Event]) -> None:
         for ev in events:
             self.append(ev)
+
+
+def _holds(ev: Event, conds: Mapping[str, str]) -> bool:
+    for key, value in conds.items():
+        if key == "type":
+            if ev.type != value:
+                return False
+        elif key == "service":
+            if ev.service != value:
+                return False
+        elif ev.fields.get(key[1:]) != value:
+            return False
+    return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-from faultbox._util.hints import WHERE_HINTS
 from faultbox.errors import SpecFailure
 from faultbox.model.event import Event
 from faultbox.model.monitor import Monitor
@@ -57,23 +56,6 @@ def test_results_are_copies() -> None:
     got = log.select({"type": "wal"})
     got.clear()
     assert len(log.select({"type": "wal"})) == 3
-
-
-def test_where_hint_narrows_the_scan() -> None:
-    log = filled(300)
-    seen: list[str] = []
-
-    def where(e: Event) -> bool:
-        seen.append(e.type)
-        return e.type == "wal" and e["k"] == "odd"
-
-    WHERE_HINTS[where.__code__] = {"type": "wal"}
-    try:
-        got = log.select(None, where)
-    finally:
-        del WHERE_HINTS[where.__code__]
-    assert set(seen) == {"wal"} and len(seen) == 100
-    assert got == [e for e in log.events if e.type == "wal" and e.k == "odd"]
 
 
 def test_monitor_sees_trace_up_to_its_event_and_first_violation_is_kept() -> None:
