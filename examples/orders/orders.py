@@ -4,7 +4,12 @@
     GET  /orders/<id>                        200 | 404
     GET  /health                             200
 
-Environment: ORDERS_PORT (default 8301), INVENTORY_ADDR (host:port, default 127.0.0.1:9301).
+A reservation that times out is retried once with the same request id (the inventory answers a
+retried id with its first answer). Environment: ORDERS_PORT (default 8301), INVENTORY_ADDR
+(host:port, default 127.0.0.1:9301), INVENTORY_TIMEOUT (seconds for the first attempt, default 1;
+the retry waits five times as long), FAULTBOX_BUG (plant a bug): "ack-unpersisted" confirms an
+order whose reservation failed to reach the disk; "double-confirm" announces an order confirmed
+when the first attempt times out, and again when the retry succeeds.
 """
 
 import itertools
@@ -17,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ.get("ORDERS_PORT", "8301"))
 INVENTORY = os.environ.get("INVENTORY_ADDR", "127.0.0.1:9301")
+TIMEOUT = float(os.environ.get("INVENTORY_TIMEOUT", "1"))
+BUG = os.environ.get("FAULTBOX_BUG", "")
 orders: dict[str, dict] = {}
 ids = itertools.count(1)
 lock = threading.Lock()
@@ -27,12 +34,22 @@ def log(**fields):
     sys.stdout.flush()
 
 
-def inventory(command: str) -> str:
+def inventory(command: str, timeout: float) -> str:
     host, port = INVENTORY.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.sendall(command.encode() + b"\n")
-        reply = sock.makefile().readline().strip()
-    return reply
+        return sock.makefile().readline().strip()
+
+
+def reserve(order_id: str, sku: str, qty: int) -> str:
+    command = f"RESERVE {sku} {qty} {order_id}"
+    try:
+        return inventory(command, TIMEOUT)
+    except TimeoutError:
+        if BUG == "double-confirm":  # BUG: optimistic announcement before the outcome is known
+            log(order_id=order_id, status="confirmed", persisted="true", attempt=1)
+        log(order_id=order_id, event="retry", reason="inventory timeout")
+        return inventory(command, TIMEOUT * 5)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -66,22 +83,26 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             order_id = f"ord-{next(ids)}"
         try:
-            answer = inventory(f"RESERVE {sku} {qty}")
+            answer = reserve(order_id, sku, qty)
         except OSError as exc:
             log(order_id=order_id, status="failed", persisted="false", error=f"inventory: {exc.strerror or exc}")
             return self.reply(503, {"error": "inventory unavailable", "order_id": order_id})
-        if not answer.startswith("OK"):
+        persisted = "true"
+        if answer.startswith("ERR wal") and BUG == "ack-unpersisted":
+            persisted = "false"  # BUG: the reservation never reached the disk, but we confirm anyway
+        elif not answer.startswith("OK"):
             status = 409 if "insufficient" in answer else 503
             log(order_id=order_id, status="rejected", persisted="false", error=answer)
             return self.reply(status, {"error": answer, "order_id": order_id})
         order = {"order_id": order_id, "sku": sku, "qty": qty, "status": "confirmed"}
         orders[order_id] = order
-        log(order_id=order_id, status="confirmed", persisted="true", stock=int(answer.split()[1]))
+        stock = int(answer.split()[1]) if answer.startswith("OK") else None
+        log(order_id=order_id, status="confirmed", persisted=persisted, stock=stock)
         return self.reply(201, order)
 
 
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     server.daemon_threads = True
-    log(event="listening", port=PORT, inventory=INVENTORY)
+    log(event="listening", port=PORT, inventory=INVENTORY, bug=BUG or None)
     server.serve_forever()

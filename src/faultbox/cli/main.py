@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
     test.add_argument("--keep-workdir", action="store_true", help="keep the run's temporary directory")
+    test.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                      help="a value the spec reads with var(\"NAME\") (repeatable)")  # fmt: skip
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
     check.add_argument("spec")
@@ -49,10 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.USAGE
 
 
-def _load(path: str):  # type: ignore[no-untyped-def]
+def _load(path: str, variables: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     from faultbox.spec import load_spec
 
-    return load_spec(path)
+    return load_spec(path, variables)
+
+
+def _variables(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--var {pair!r}: write NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -80,7 +92,10 @@ def _test(args: argparse.Namespace) -> int:
         print(f"error: --timeout: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     try:
-        spec = _load(args.spec)
+        spec = _load(args.spec, _variables(args.var))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE

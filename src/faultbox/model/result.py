@@ -219,6 +219,7 @@ class RunResult:
     tests: list[TestResult] = field(default_factory=list)
     matrix: MatrixResult | None = None
     interrupted: bool = False
+    variables: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {v.value: 0 for v in Verdict}
@@ -244,6 +245,7 @@ class RunResult:
             "duration_ms": self.duration_ms,
             "counts": self.counts(),
             "interrupted": self.interrupted,
+            "variables": self.variables,
             "tests": [t.to_dict(with_events) for t in self.tests],
             "matrix": self.matrix.to_dict() if self.matrix else None,
         }

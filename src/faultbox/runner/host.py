@@ -25,6 +25,7 @@ from faultbox.model.response import Response
 from faultbox.model.result import Violation
 from faultbox.model.scenario import FaultAssumption
 from faultbox.protocols import StepClient, make_client
+from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.faults import FaultTable
 from faultbox.runner.services import RunningService, ServiceSet
@@ -55,13 +56,17 @@ class TestHost:
         self.infra_error: InfraError | None = None
         self._svc_names: dict[int, str] = {}
         self._clients: dict[tuple[str, str], StepClient] = {}
-        self._stop_requested = threading.Event()
         self.violated = threading.Event()
+        # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
+        self.syscalls_flushed = Presync(self._sync_supervisor)
+        self.wal_flushed = Presync(self._flush_wal)
+        self.services.source_emit = self._source_emit
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def attach(self) -> None:
         """Route run-level notices (syscall events, supervisor trouble) to this test."""
+        self.ctx.pump.before_lines = self.syscalls_flushed.after
         self.ctx.syscall_sink = self._ingest_syscalls
         self.ctx.closed_sink = self._on_listener_closed
         self.ctx.dead_sink = self._on_supervisor_dead
@@ -69,6 +74,7 @@ class TestHost:
             self._on_supervisor_dead(self.ctx.supervisor_dead)
 
     def detach(self) -> None:
+        self.ctx.pump.before_lines = None
         self.ctx.syscall_sink = None
         self.ctx.closed_sink = None
         self.ctx.dead_sink = None
@@ -160,6 +166,28 @@ class TestHost:
         if self.infra_error is None:
             self.infra_error = InfraError(Code.SUPERVISOR_FAILED, message)
             self.emit("supervisor_failed", "", {"error": message})
+
+    def _source_emit(self, kind: str) -> Callable[..., None]:
+        """The emit a WAL or topic source gets: it flushes what causally precedes its events."""
+
+        def emit(type: str, service: str, fields: Mapping[str, str], data: Any = None) -> None:
+            received = time.monotonic()
+            self.syscalls_flushed.after(received)
+            if kind == "kafka":
+                self.wal_flushed.after(received)
+            self.emit(type, service, fields, data)
+
+        return emit
+
+    def _sync_supervisor(self) -> None:
+        if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
+            self.ctx.supervisor.sync(5.0)
+
+    def _flush_wal(self) -> None:
+        for rs in self.services.running.values():
+            if rs.model.managed is not None and rs.model.managed.kind == "postgres":
+                for source in rs.sources:
+                    source.barrier(2.0)
 
     # -- the barrier ---------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ Lines are handed to per-stream callbacks (which turn them into trace events). `d
 half of the trace barrier: it returns after the pump has read everything that was in the pipes when
 it was called, so a log line a service wrote before answering a step is in the trace before the step
 returns. Lines have no length limit; a service never blocks writing to its pipe because of us.
+
+Lines read in one sweep are delivered together, after `before_lines(received)` has run: the host
+uses it to flush the syscall events that causally precede them (runner/causal.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import selectors
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
@@ -37,6 +41,8 @@ class IoPump:
         self._adds: list[_Stream] = []
         self._drains: list[threading.Event] = []
         self._stopping = False
+        self._pending: list[tuple[_Stream, bytes]] = []
+        self.before_lines: Callable[[float], None] | None = None
         self._thread = threading.Thread(target=self._run, name="faultbox-io", daemon=True)
         self._thread.start()
 
@@ -99,8 +105,9 @@ class IoPump:
                 for key in list(self._sel.get_map().values()):
                     if key.data is not None and not key.data.watch_only:
                         self._read(key.data)
-                for done in drains:
-                    done.set()
+            self._deliver_pending()
+            for done in drains:
+                done.set()
 
     def _read(self, stream: _Stream) -> None:
         if stream.watch_only:
@@ -120,8 +127,17 @@ class IoPump:
             if b"\n" in chunk:
                 *lines, rest = bytes(stream.buffer).split(b"\n")
                 stream.buffer = bytearray(rest)
-                for line in lines:
-                    self._deliver(stream, line)
+                self._pending.extend((stream, line) for line in lines)
+
+    def _deliver_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        hook = self.before_lines
+        if hook is not None:
+            hook(time.monotonic())
+        for stream, line in pending:
+            self._deliver(stream, line)
 
     def _finish(self, stream: _Stream) -> None:
         try:
@@ -129,8 +145,9 @@ class IoPump:
         except (KeyError, ValueError):
             pass
         if stream.buffer:
-            self._deliver(stream, bytes(stream.buffer))
+            self._pending.append((stream, bytes(stream.buffer)))
             stream.buffer.clear()
+        self._deliver_pending()
         if stream.on_eof is not None:
             try:
                 stream.on_eof()

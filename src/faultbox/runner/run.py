@@ -35,7 +35,9 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     selected = select_tests(names, options.test)
     if options.test and not selected:
         raise NoTestMatched(options.test, names)
-    result = RunResult(spec=options.spec_arg or spec.path, seed=options.seed, started=time.time())
+    result = RunResult(
+        spec=options.spec_arg or spec.path, seed=options.seed, started=time.time(), variables=dict(spec.variables)
+    )
     for listener in listeners:
         listener.run_started(result.spec, options.seed, selected)
     began = time.monotonic()
@@ -46,7 +48,8 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
             assert case is not None
             for listener in listeners:
                 listener.test_started(name)
-            replay = f"faultbox test {result.spec} --test {name} --seed {options.seed}"
+            extra = "".join(f" --var {k}={v}" for k, v in sorted(spec.variables.items()))
+            replay = f"faultbox test {result.spec} --test {name} --seed {options.seed}{extra}"
             test_result = run_test(ctx, case, options.timeout, replay)
             result.tests.append(test_result)
             for listener in listeners:

@@ -54,6 +54,8 @@ class ServiceSet:
         self.emit = emit
         self.running: dict[str, RunningService] = {}
         self.on_unexpected_exit: Callable[[RunningService, int], None] | None = None
+        # The emit handed to a managed server's event sources, by server kind.
+        self.source_emit: Callable[[str], Emit] = lambda kind: emit
 
     @property
     def svc_ids(self) -> dict[str, int]:
@@ -136,7 +138,7 @@ class ServiceSet:
             )
         self.emit("service_ready", svc.name, {})
         if managed is not None:
-            for source in self.ctx.managed.sources(svc, managed, self.emit):
+            for source in self.ctx.managed.sources(svc, managed, self.source_emit(managed.kind)):
                 try:
                     source.start()
                 except Exception as exc:

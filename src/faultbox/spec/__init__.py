@@ -6,6 +6,8 @@ through `spec.host.Host`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from faultbox.errors import Code, SpecError
 from faultbox.model.service import DependencyCycle, start_order
 from faultbox.spec.filterset import plan_filters
@@ -13,9 +15,10 @@ from faultbox.spec.loader import Loader
 from faultbox.spec.registry import Spec, SpecBuilder, discover
 
 
-def load_spec(path: str) -> Spec:
-    """Load, run and check a spec file. Raises SpecError for anything wrong with it."""
-    builder = SpecBuilder(path)
+def load_spec(path: str, variables: Mapping[str, str] | None = None) -> Spec:
+    """Load, run and check a spec file. Raises SpecError for anything wrong with it.
+    `variables` are what var() returns (`faultbox test --var NAME=VALUE`)."""
+    builder = SpecBuilder(path, dict(variables or {}))
     loader = Loader(builder)
     root = loader.load_root(path)
     _check_dependencies(builder)
@@ -30,6 +33,7 @@ def load_spec(path: str) -> Spec:
         matrices=builder.matrices,
         spec_monitors=spec_wide,
         syscalls=plan_filters(loader.modules.values(), builder.services, builder.assumptions.values()),
+        variables=builder.variables,
     )
 
 

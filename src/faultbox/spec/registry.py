@@ -19,6 +19,7 @@ class SpecBuilder:
     """Collects declarations from every module of one spec (the root and what it loads)."""
 
     spec_path: str
+    variables: dict[str, str] = field(default_factory=dict)  # faultbox test --var NAME=VALUE
     services: dict[str, Service] = field(default_factory=dict)
     scenarios: dict[str, Callable[[], Any]] = field(default_factory=dict)
     assumptions: dict[str, FaultAssumption] = field(default_factory=dict)
@@ -77,6 +78,7 @@ class Spec:
     matrices: list[FaultMatrix]
     spec_monitors: list[Monitor]
     syscalls: dict[str, frozenset[str]]  # service -> syscalls its filter intercepts
+    variables: dict[str, str] = field(default_factory=dict)
 
     def test(self, name: str) -> TestCase | None:
         for t in self.tests:

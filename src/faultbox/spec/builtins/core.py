@@ -94,6 +94,12 @@ def struct(builder: SpecBuilder, fields: dict[str, Any]) -> Struct:
     return Struct(fields)
 
 
+@builtin("var", "name: str, default: str? = None")
+def var(builder: SpecBuilder, name: str, default: str | None) -> str | None:
+    """A value given on the command line (`faultbox test spec.star --var name=value`), or default."""
+    return builder.variables.get(name, default)
+
+
 @builtin("sleep", "duration: duration")
 def sleep(builder: SpecBuilder, duration: float) -> None:
     """Wait inside a test; a monitor violation or the test deadline ends the wait early."""
