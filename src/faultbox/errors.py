@@ -7,6 +7,7 @@
 
     SpecFailure(BaseException)       raised by fail() and assert_* inside spec code
     ├── MonitorStop                  a monitor was violated: the scenario must stop
+    ├── Halted                       halt(): the test's premise did not hold
     └── TestTimeout                  the test's deadline passed
 
 SpecFailure derives from BaseException on purpose: spec code is Python underneath, and a failure
@@ -151,6 +152,10 @@ class SpecFailure(BaseException):  # noqa: N818 - it is a failure, not an error
 
 class MonitorStop(SpecFailure):
     """A monitor was violated; the scenario stops at its next step or wait."""
+
+
+class Halted(SpecFailure):
+    """halt(reason): the test stops without a verdict of pass or fail (its premise did not hold)."""
 
 
 class TestTimeout(SpecFailure):

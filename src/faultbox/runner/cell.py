@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from faultbox.errors import FaultboxError, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
+from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.model.result import Outcome, TestResult
 from faultbox.runner.context import RunContext
@@ -180,6 +180,8 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
         res.outcome = Outcome.FAILED
         res.location = violation.location or res.location
         return res
+    if isinstance(body.error, Halted):
+        return _set(res, Outcome.HALTED, f"halted: {body.error}", body.error)
     if isinstance(body.error, TestTimeout):
         return _set(res, Outcome.INCONCLUSIVE, f"timed out: {body.error}", body.error)
     if body.error is not None:

@@ -240,6 +240,7 @@ class TestHost:
         except SpecFailure as exc:  # tcp.send raises when there is no reply; record it first
             self.barrier()
             self.emit("step_recv", service, _recv_fields(iface.name, method, None, start, str(exc)))
+            self.checkpoint()  # a step cut short by the deadline is a timeout, not a failure
             raise
         self.barrier()
         self.emit("step_recv", service, _recv_fields(iface.name, method, result, start))

@@ -6,7 +6,7 @@ import sys
 import zlib
 from typing import Any
 
-from faultbox.errors import SpecFailure
+from faultbox.errors import Halted, SpecFailure
 from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError, type_name
 from faultbox.spec.builtins import builtin
@@ -87,6 +87,13 @@ def print_(builder: SpecBuilder, values: tuple[Any, ...], sep: str) -> None:
 @builtin("fail", "*values, sep: str = ' '")
 def fail(builder: SpecBuilder, values: tuple[Any, ...], sep: str) -> None:
     raise SpecFailure(sep.join(starlark_str(v) for v in values) or "fail() called")
+
+
+@builtin("halt", "reason: str = ''")
+def halt(builder: SpecBuilder, reason: str) -> None:
+    """Stop the test with the outcome "halted": neither pass nor fail (e.g. a precondition is false)."""
+    host_mod.require("halt()")
+    raise Halted(reason or "halt() called")
 
 
 @builtin("struct", "**fields")
