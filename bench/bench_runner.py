@@ -87,8 +87,10 @@ def through_runner(binary: str, port: int, tests: int, services: int, tmp: Path)
     lines = []
     ports = [port] + [free_port() for _ in range(services - 1)]
     for i, p in enumerate(ports):
-        lines.append(f's{i} = service("s{i}", "{binary}", interface("main", "tcp", {p}), args = ["{p}"], '
-                     f'healthcheck = tcp("127.0.0.1:{p}"))')  # fmt: skip
+        lines.append(
+            f's{i} = service("s{i}", "{binary}", interface("main", "tcp", {p}), args = ["{p}"], '
+            f'healthcheck = tcp("127.0.0.1:{p}"))'
+        )
     for t in range(tests):
         lines.append(f"def test_{t:03d}():\n    pass")
     spec_path = tmp / f"overhead{services}.star"
@@ -137,16 +139,20 @@ def main() -> None:
     print("runner overhead per test (wall time of the whole run / tests; bare cycle: median)")
     print(f"  bare server start, ready, stop by hand        {bare * 1000:8.2f} ms")
     print(f"  one service through the runner                {one * 1000:8.2f} ms")
-    print(f"  runner overhead, one service                  {overhead1:8.2f} ms   target <= 50 ms  "
-          f"{'PASS' if overhead1 <= 50 else 'MISS'}")  # fmt: skip
+    print(
+        f"  runner overhead, one service                  {overhead1:8.2f} ms   target <= 50 ms  "
+        f"{'PASS' if overhead1 <= 50 else 'MISS'}"
+    )
     print(f"  three services through the runner             {three * 1000:8.2f} ms")
     print(f"  runner overhead, three services               {overhead3:8.2f} ms")
     print("monitor function per event (best of 5, 200,000 events)")
     print(f"  plain Python                                  {py_cost * 1e9:8.1f} ns")
     print(f"  compiled from a .star spec                    {spec_cost * 1e9:8.1f} ns")
     ratio = spec_cost / py_cost
-    print(f"  ratio                                         {ratio:8.2f} x    target <= 1.5x  "
-          f"{'PASS' if ratio <= 1.5 else 'MISS'}")  # fmt: skip
+    print(
+        f"  ratio                                         {ratio:8.2f} x    target <= 1.5x  "
+        f"{'PASS' if ratio <= 1.5 else 'MISS'}"
+    )
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class InternalError(FaultboxError):
     """A bug in faultbox."""
 
 
-class SpecFailure(BaseException):  # noqa: N818 - it is a failure, not an error
+class SpecFailure(BaseException):
     """Raised by fail() and the assert_* builtins inside spec code.
 
     `details` carries structured context for reports (expected, actual, nearest events).

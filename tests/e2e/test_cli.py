@@ -40,7 +40,7 @@ def test_all_pass_exit_0_and_summary(tmp_path: Path) -> None:
 
 
 def test_failure_exit_2_with_replay(tmp_path: Path) -> None:
-    spec = write(tmp_path, "def test_bad():\n    assert_eq(1, 2, \"math\")\n")
+    spec = write(tmp_path, 'def test_bad():\n    assert_eq(1, 2, "math")\n')
     out = faultbox_cli("test", str(spec), "--seed", "9")
     assert out.returncode == 2
     assert "assert_eq failed: 1 != 2 (math)" in out.stdout
@@ -80,11 +80,16 @@ def test_test_selection(tmp_path: Path) -> None:
 
 def test_json_output_has_every_event(tmp_path: Path) -> None:
     port = free_port()
-    spec = write(tmp_path, svc_decl("svc", port).replace("@PYTHON@", "python3").replace(
-        "@FIXTURES@", str(Path(__file__).resolve().parents[1] / "fixtures")) + """
+    spec = write(
+        tmp_path,
+        svc_decl("svc", port)
+        .replace("@PYTHON@", "python3")
+        .replace("@FIXTURES@", str(Path(__file__).resolve().parents[1] / "fixtures"))
+        + """
 def test_ping():
     assert_eq(svc.main.send(data = "PING"), "PONG")
-""")
+""",
+    )
     out = faultbox_cli("test", str(spec), "--format", "json", "--seed", "4", "--output", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -100,7 +105,9 @@ def test_ping():
 
 
 def test_check_lists_tests_and_filters(tmp_path: Path) -> None:
-    spec = write(tmp_path, 'a = service("a", "/bin/cat")\ndef test_x():\n    fault(a, write = deny("EIO"), run = lambda: None)\n')
+    spec = write(
+        tmp_path, 'a = service("a", "/bin/cat")\ndef test_x():\n    fault(a, write = deny("EIO"), run = lambda: None)\n'
+    )
     out = faultbox_cli("check", str(spec))
     assert out.returncode == 0
     assert "service a: intercepts pwrite64, pwritev, pwritev2, write, writev" in out.stdout

@@ -17,7 +17,10 @@ PATTERNS = str(EXAMPLES / "orders" / "patterns.star")
 EXPECTED: dict[str, dict[tuple[str, str], tuple[Outcome, str]]] = {
     "": {},
     "racy-reserve": {
-        ("create_order", "slow_disk"): (Outcome.FAILED, 'monitor "stock_never_negative_check" violated: stock went negative'),
+        ("create_order", "slow_disk"): (
+            Outcome.FAILED,
+            'monitor "stock_never_negative_check" violated: stock went negative',
+        ),
     },
     "ack-unpersisted": {
         ("create_order", "disk_error"): (Outcome.FAILED, 'monitor "order_confirmed_means_persisted" violated'),

@@ -9,7 +9,9 @@ def test_every_code_has_a_hint() -> None:
 
 
 def test_render_points_at_the_column() -> None:
-    err = SpecError(Code.SPEC_UNDEFINED, "undefined name 'x'", SourceLocation("a.star", 3, 13), None, "        y = x + 1")
+    err = SpecError(
+        Code.SPEC_UNDEFINED, "undefined name 'x'", SourceLocation("a.star", 3, 13), None, "        y = x + 1"
+    )
     text = err.render()
     assert text.splitlines()[0] == "a.star:3:13: error [SPEC_UNDEFINED]: undefined name 'x'"
     assert text.splitlines()[1] == "    y = x + 1"

@@ -24,8 +24,8 @@ class FrozenList(list[Any]):
     def _mutate(self, *args: object, **kwargs: object) -> NoReturn:
         _refuse("list")
 
-    append = extend = insert = remove = pop = clear = sort = reverse = _mutate  # type: ignore[assignment]
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _mutate  # type: ignore[assignment]
+    append = extend = insert = remove = pop = clear = sort = reverse = _mutate
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _mutate
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self))
@@ -40,9 +40,9 @@ class FrozenDict(dict[Any, Any]):
     def _mutate(self, *args: object, **kwargs: object) -> NoReturn:
         _refuse("dict")
 
-    __setitem__ = __delitem__ = _mutate  # type: ignore[assignment]
-    pop = popitem = clear = update = setdefault = _mutate  # type: ignore[assignment]
-    __ior__ = _mutate  # type: ignore[assignment]
+    __setitem__ = __delitem__ = _mutate
+    pop = popitem = clear = update = setdefault = _mutate
+    __ior__ = _mutate
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))

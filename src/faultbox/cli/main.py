@@ -23,18 +23,29 @@ def _parser() -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="run the tests of a spec")
     test.add_argument("spec", help="the .star spec file")
-    test.add_argument("--test", metavar="NAME", help="run only this test (exact name, with or without test_, or a glob)")
+    test.add_argument(
+        "--test", metavar="NAME", help="run only this test (exact name, with or without test_, or a glob)"
+    )
     test.add_argument("--seed", type=int, help="seed for every random fault decision (default: random, printed)")
     test.add_argument("--timeout", default="120s", help="per-test deadline (default 120s)")
-    test.add_argument("--format", choices=("text", "json"), default="text",
-                      help="json: write the whole result (every event) to stdout; progress goes to stderr")  # fmt: skip
+    test.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: write the whole result (every event) to stdout; progress goes to stderr",
+    )
     test.add_argument("--output", "-o", metavar="FILE", help="also write the JSON result to FILE")
     test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
     test.add_argument("--keep-workdir", action="store_true", help="keep the run's temporary directory")
-    test.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                      help="a value the spec reads with var(\"NAME\") (repeatable)")  # fmt: skip
+    test.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help='a value the spec reads with var("NAME") (repeatable)',
+    )
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
     check.add_argument("spec")
@@ -103,8 +114,7 @@ def _test(args: argparse.Namespace) -> int:
     stream = sys.stderr if args.format == "json" else sys.stdout
     reporter = ConsoleReporter(stream, verbose=args.verbose)
     _sigterm_as_interrupt()
-    options = RunOptions(seed=seed, test=args.test, timeout=timeout, keep_workdir=args.keep_workdir,
-                         spec_arg=args.spec)  # fmt: skip
+    options = RunOptions(seed=seed, test=args.test, timeout=timeout, keep_workdir=args.keep_workdir, spec_arg=args.spec)
     try:
         result = run_spec(spec, options, [reporter])
     except NoTestMatched as exc:
@@ -152,5 +162,3 @@ def entry() -> None:
 
 if __name__ == "__main__":
     entry()
-
-

@@ -221,8 +221,9 @@ def _handshake(
         except SupervisorError as exc:
             raise LaunchError(f"the supervisor could not take the seccomp listener: {exc}") from None
     elif line != "NOFILTER":
-        raise LaunchError(f"the service exited before starting (shim said {line!r})" if line else
-                          "the service exited before starting")  # fmt: skip
+        raise LaunchError(
+            f"the service exited before starting (shim said {line!r})" if line else "the service exited before starting"
+        )
     if cgroup is not None:
         try:
             cgroup.add(process.pid)

@@ -42,13 +42,35 @@ _ZERO = bytes(_abi.NOTIF.size)
 
 class Rule:
     __slots__ = (
-        "addr", "decision", "delay", "errno", "fired", "id", "kind", "matched", "path", "prob", "rng", "tag",
+        "addr",
+        "decision",
+        "delay",
+        "errno",
+        "fired",
+        "id",
+        "kind",
+        "matched",
+        "path",
+        "prob",
+        "rng",
+        "tag",
         "unresolved",
-    )  # fmt: skip
+    )
 
     def __init__(self, wire: tuple[Any, ...]) -> None:
-        (self.id, _nrs, self.kind, self.errno, self.decision, self.delay, self.prob, self.path, self.addr,
-         self.tag, seed) = wire  # fmt: skip
+        (
+            self.id,
+            _nrs,
+            self.kind,
+            self.errno,
+            self.decision,
+            self.delay,
+            self.prob,
+            self.path,
+            self.addr,
+            self.tag,
+            seed,
+        ) = wire
         self.rng = random.Random(seed) if self.prob < 1.0 else None
         self.matched = self.fired = self.unresolved = 0
 
@@ -82,8 +104,9 @@ class Supervisor:
         self.timer_seq = 0
         self.held: dict[str, list[tuple[Listener, int, tuple[Any, ...]]]] = {}
         self.tgid: dict[int, int] = {}
-        self.stats = dict.fromkeys(("notifications", "dropped", "allowed", "denied", "delayed", "held",
-                                    "send_failed", "unresolved"), 0)  # fmt: skip
+        self.stats = dict.fromkeys(
+            ("notifications", "dropped", "allowed", "denied", "delayed", "held", "send_failed", "unresolved"), 0
+        )
         self.running = True
 
     # -- main loop -----------------------------------------------------------------------------
@@ -301,13 +324,12 @@ class Supervisor:
             _, tag, err, count, _req = msg
             return self._release(tag, err, count)
         if op == "unregister":
-            lst = self.by_svc.get(msg[1])
-            if lst is not None:
-                self._close_listener(lst, None)
+            gone = self.by_svc.get(msg[1])
+            if gone is not None:
+                self._close_listener(gone, None)
             return True
         if op == "stats":
-            return dict(self.stats, pending_delays=len(self.timers),
-                        held_now=sum(len(v) for v in self.held.values()))  # fmt: skip
+            return dict(self.stats, pending_delays=len(self.timers), held_now=sum(len(v) for v in self.held.values()))
         if op == "shutdown":
             self.running = False
             return True

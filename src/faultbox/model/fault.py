@@ -7,19 +7,48 @@ decides with them, the runner scopes them.
 
 from __future__ import annotations
 
-import errno as _errno
 import enum
+import errno as _errno
 from dataclasses import dataclass
 
 from faultbox._util.durations import format_duration
 
 # The errno names a deny() accepts: the reference's list plus a few that programs commonly handle.
 ERRNO_NAMES: tuple[str, ...] = (
-    "ENOENT", "EACCES", "EPERM", "EIO", "ENOSPC", "EROFS", "EEXIST", "ENOTEMPTY", "ENFILE", "EMFILE",
-    "EFBIG", "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "ENETUNREACH", "EHOSTUNREACH",
-    "EADDRINUSE", "EADDRNOTAVAIL", "EINTR", "EAGAIN", "ENOMEM", "EBUSY", "EINVAL", "ENOSYS", "EDEADLK",
-    "ELOOP", "EDQUOT", "ENOLCK", "EPIPE", "EBADF", "ENOTCONN", "ENXIO",
-)  # fmt: skip
+    "ENOENT",
+    "EACCES",
+    "EPERM",
+    "EIO",
+    "ENOSPC",
+    "EROFS",
+    "EEXIST",
+    "ENOTEMPTY",
+    "ENFILE",
+    "EMFILE",
+    "EFBIG",
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "ECONNABORTED",
+    "ETIMEDOUT",
+    "ENETUNREACH",
+    "EHOSTUNREACH",
+    "EADDRINUSE",
+    "EADDRNOTAVAIL",
+    "EINTR",
+    "EAGAIN",
+    "ENOMEM",
+    "EBUSY",
+    "EINVAL",
+    "ENOSYS",
+    "EDEADLK",
+    "ELOOP",
+    "EDQUOT",
+    "ENOLCK",
+    "EPIPE",
+    "EBADF",
+    "ENOTCONN",
+    "ENXIO",
+)
 
 
 def errno_number(name: str) -> int:
@@ -61,7 +90,7 @@ class Action:
             return f"delay({format_duration(self.delay)})"
         if self.kind is ActionKind.HOLD:
             return f"hold({self.tag})"
-        return self.kind.value
+        return str(self.kind.value)
 
     def __repr__(self) -> str:
         parts = [self.decision()]
@@ -106,7 +135,7 @@ class ProbabilityError(ValueError):
 
 
 def parse_probability(value: object) -> float:
-    """"20%" -> 0.2, "1%" -> 0.01, 0.2 -> 0.2 (DECISIONS §11). A bare number above 1 is refused
+    """ "20%" -> 0.2, "1%" -> 0.01, 0.2 -> 0.2 (DECISIONS §11). A bare number above 1 is refused
     rather than guessed."""
     if isinstance(value, bool):
         raise ProbabilityError("probability must be a number or a percentage string, not a bool")
@@ -118,10 +147,7 @@ def parse_probability(value: object) -> float:
     if isinstance(value, str):
         text = value.strip()
         try:
-            if text.endswith("%"):
-                p = float(text[:-1]) / 100.0
-            else:
-                p = float(text)
+            p = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
         except ValueError:
             raise ProbabilityError(f'probability "{value}" is not a number; write "30%" or 0.3') from None
         if not 0.0 <= p <= 1.0:

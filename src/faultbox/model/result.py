@@ -120,7 +120,11 @@ class TestResult:
     reason: str = ""
     duration_ms: int = 0
     seed: int = 0
-    location: str = ""  # file:line of the failure in the spec
+    location: str = ""  # file:line of the failure in the spec (the definition when it passed)
+    defined_at: str = ""  # file:line where the test (or its fault scenario / matrix) is declared
+    code: str = ""  # the error code of an errored or infrastructure-failed test (e.g. FAULT_NOT_FILTERABLE)
+    started: float = 0.0  # wall-clock start (unix seconds)
+    expectation: str = ""  # what judged the result: expect_success(), a lambda, an override...
     events: list[Event] = field(default_factory=list)
     violation: Violation | None = None
     faults: list[FaultRecord] = field(default_factory=list)
@@ -142,6 +146,10 @@ class TestResult:
             "outcome": self.outcome.value,
             "reason": self.reason,
             "location": self.location,
+            "defined_at": self.defined_at,
+            "code": self.code,
+            "started": self.started,
+            "expectation": self.expectation,
             "duration_ms": self.duration_ms,
             "seed": self.seed,
             "replay": self.replay,
@@ -220,6 +228,7 @@ class RunResult:
     matrix: MatrixResult | None = None
     interrupted: bool = False
     variables: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # faultbox version, kernel, python
 
     def counts(self) -> dict[str, int]:
         out = {v.value: 0 for v in Verdict}
@@ -246,6 +255,7 @@ class RunResult:
             "counts": self.counts(),
             "interrupted": self.interrupted,
             "variables": self.variables,
+            "environment": self.environment,
             "tests": [t.to_dict(with_events) for t in self.tests],
             "matrix": self.matrix.to_dict() if self.matrix else None,
         }

@@ -51,12 +51,32 @@ PATH_ARG: dict[str, int] = {
 # Syscalls whose first argument is a file descriptor we resolve to a path through /proc.
 FD_ARG0 = frozenset(
     {
-        "write", "writev", "pwrite64", "pwritev", "pwritev2",
-        "read", "readv", "pread64", "preadv", "preadv2",
-        "fsync", "fdatasync", "ftruncate", "fallocate", "fchmod", "fchown", "close",
-        "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg", "connect",
+        "write",
+        "writev",
+        "pwrite64",
+        "pwritev",
+        "pwritev2",
+        "read",
+        "readv",
+        "pread64",
+        "preadv",
+        "preadv2",
+        "fsync",
+        "fdatasync",
+        "ftruncate",
+        "fallocate",
+        "fchmod",
+        "fchown",
+        "close",
+        "sendto",
+        "sendmsg",
+        "sendmmsg",
+        "recvfrom",
+        "recvmsg",
+        "recvmmsg",
+        "connect",
     }
-)  # fmt: skip
+)
 
 # Syscalls that only ever act on sockets: a path glob means nothing for them.
 SOCKET_ONLY = frozenset({"connect", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg", "bind"})

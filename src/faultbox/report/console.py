@@ -103,19 +103,23 @@ class ConsoleReporter:
         decisions = [e for e in r.events if e.type == "syscall" and e.fields.get("decision", "allow") != "allow"]
         if decisions:
             p(f"    fault decisions ({len(decisions)}):")
-            for e in decisions[:12]:
-                f = e.fields
+            for d in decisions[:12]:
+                f = d.fields
                 extra = f"  [{f['label']}]" if f.get("label") else ""
                 where = f"  {f.get('path') or f.get('addr') or ''}"
-                p(f"      #{e.seq:<5} {e.service:<12} {f.get('syscall', ''):<10} {f.get('decision', '')}"
-                  f"{escape(where)}{escape(extra)}")  # fmt: skip
+                p(
+                    f"      #{d.seq:<5} {d.service:<12} {f.get('syscall', ''):<10} {f.get('decision', '')}"
+                    f"{escape(where)}{escape(extra)}"
+                )
             if len(decisions) > 12:
                 p(f"      … {len(decisions) - 12} more")
         for fr in r.faults:
-            p(f"    fault {escape(fr.service)}.{escape(fr.keyword)}={escape(fr.decision)}: "
-              f"matched {fr.matched}, fired {fr.fired}")  # fmt: skip
-        for d in r.diagnostics:
-            p(f"    [yellow]{d.level}[/] [{d.code}] {escape(d.message)}")
+            p(
+                f"    fault {escape(fr.service)}.{escape(fr.keyword)}={escape(fr.decision)}: "
+                f"matched {fr.matched}, fired {fr.fired}"
+            )
+        for diag in r.diagnostics:
+            p(f"    [yellow]{diag.level}[/] [{diag.code}] {escape(diag.message)}")
         printed = r.details.get("printed")
         if printed and r.verdict is not Verdict.PASS:
             p("    printed:")

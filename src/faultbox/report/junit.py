@@ -67,6 +67,8 @@ def _properties(suite: ET.Element, result: RunResult) -> None:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", {"name": "seed", "value": str(result.seed)})
     ET.SubElement(props, "property", {"name": "interrupted", "value": str(result.interrupted).lower()})
+    for key, value in sorted(result.variables.items()):
+        ET.SubElement(props, "property", {"name": _clean(f"var.{key}"), "value": _clean(value)})
 
 
 def _testcase(suite: ET.Element, test: TestResult, classname: str) -> None:
@@ -108,7 +110,8 @@ def _body(test: TestResult) -> str:
             parts.append(f"{key}: {_text(test.details[key])}")
     if test.violation is not None:
         v = test.violation
-        parts.append(f"monitor: {v.monitor}" + (f" ({v.location})" if v.location else ""))
+        shown_at = v.location and v.location != test.location  # usually the same line as "at:" above
+        parts.append(f"monitor: {v.monitor}" + (f" ({v.location})" if shown_at else ""))
         parts.append(f"violating event: {_describe(v.event)}")
         if v.before:
             parts.append("events before it:\n" + "\n".join(f"  {_describe(e)}" for e in v.before))
@@ -136,7 +139,7 @@ def _classname(spec: str) -> str:
 def _describe(event: dict[str, Any]) -> str:
     try:
         return Event.from_dict(event).describe()
-    except (AttributeError, KeyError, TypeError, ValueError):  # a hand-built or foreign dict: show it as it is
+    except (AttributeError, KeyError, TypeError, ValueError):  # a hand-built or foreign dict
         return repr(event)
 
 

@@ -6,7 +6,7 @@ syscalls its service made before it; a row change is committed after the databas
 message about an order is published after the order's commit. So before a line, a row change or a
 message is appended, the faster sources it depends on are flushed:
 
-    log line     <- syscalls          (supervisor sync)
+    log line     <- syscalls, wal events   (supervisor sync, WAL barrier)
     wal event    <- syscalls
     topic event  <- syscalls, wal events (WAL barrier: decoded up to the current flush LSN)
 

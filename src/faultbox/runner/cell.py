@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
-from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.model.result import Outcome, TestResult
+from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
 from faultbox.spec import host as host_mod
@@ -39,6 +39,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
         host.monitors.add(monitor)
     host.attach()
     started = time.monotonic()
+    started_wall = time.time()
     start_error: BaseException | None = None
     outcome = BodyOutcome()
     try:
@@ -54,6 +55,8 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
         host.detach()
     result = judge(case, host, start_error, outcome)
     result.duration_ms = int((time.monotonic() - started) * 1000)
+    result.started = started_wall
+    result.defined_at = str(case.location or "")
     result.seed = ctx.seed
     result.replay = replay
     result.events = host.log.snapshot()
@@ -62,6 +65,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     if case.fault_scenario is not None:
         result.matrix = case.fault_scenario.matrix
         result.assumptions = [fa.name for fa in case.fault_scenario.assumptions]
+        result.expectation = _expectation_text(case.fault_scenario.expect)
     result.details.setdefault("assertions", host.assertions)
     if host.output:
         result.details["printed"] = host.output[-50:]
@@ -169,7 +173,7 @@ def _fault_scenario(fs: FaultScenario, host: TestHost, outcome: BodyOutcome) -> 
 def judge(case: TestCase, host: TestHost, start_error: BaseException | None, body: BodyOutcome) -> TestResult:
     res = TestResult(case.name, Outcome.PASSED, location=str(case.location or ""))
     violation = host.monitors.violation
-    if host.infra_error is not None or isinstance(body.error, InfraError) and not _is_start(body.error):
+    if host.infra_error is not None or (isinstance(body.error, InfraError) and not _is_start(body.error)):
         err = host.infra_error or body.error
         return _set(res, Outcome.ERRORED, _text(err), err)
     if start_error is not None:
@@ -207,6 +211,16 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
     return res
 
 
+def _expectation_text(expect: object) -> str:
+    if expect is None:
+        return ""
+    if isinstance(expect, Expectation):
+        return repr(expect).strip("<>")
+    code = getattr(expect, "__code__", None)
+    name = getattr(expect, "__name__", "expect").replace("<lambda>", "lambda")
+    return f"{name} at {code.co_filename}:{code.co_firstlineno}" if code is not None else name
+
+
 def _is_start(exc: BaseException) -> bool:
     from faultbox.runner.services import StartFailure
 
@@ -226,6 +240,9 @@ def _text(exc: BaseException | None) -> str:
 def _set(res: TestResult, outcome: Outcome, reason: str, exc: BaseException | None) -> TestResult:
     res.outcome = outcome
     res.reason = reason
+    code = getattr(exc, "code", None)
+    if code is not None and hasattr(code, "value"):
+        res.code = str(code.value)
     if isinstance(exc, SpecFailure) and exc.details:
         res.details.update(exc.details)
     return res

@@ -19,7 +19,7 @@ from faultbox.errors import Code, InfraError
 from faultbox.model.fault import ActionKind, SyscallRule
 from faultbox.model.result import Diagnostic, FaultRecord
 
-Emit = Callable[[str, str, dict[str, str]], None]
+Emit = Callable[[str, str, dict[str, str]], object]
 
 _ids = itertools.count(1)
 
@@ -58,7 +58,9 @@ class FaultTable:
         self._scopes.append(scope)
         self._sync(self._services(active))
         for svc, svc_rules in _group(active).items():
-            kind = "trace_applied" if all(r.rule.action.kind is ActionKind.TRACE for r in svc_rules) else "fault_applied"
+            kind = (
+                "trace_applied" if all(r.rule.action.kind is ActionKind.TRACE for r in svc_rules) else "fault_applied"
+            )
             fields = {r.rule.keyword: r.rule.describe() for r in svc_rules}
             if assumption:
                 fields["assumption"] = assumption

@@ -66,7 +66,7 @@ class TestHost:
 
     def attach(self) -> None:
         """Route run-level notices (syscall events, supervisor trouble) to this test."""
-        self.ctx.pump.before_lines = self.syscalls_flushed.after
+        self.ctx.pump.before_lines = self._before_lines
         self.ctx.syscall_sink = self._ingest_syscalls
         self.ctx.closed_sink = self._on_listener_closed
         self.ctx.dead_sink = self._on_supervisor_dead
@@ -179,12 +179,17 @@ class TestHost:
 
         return emit
 
+    def _before_lines(self, received: float) -> None:
+        """A log line comes after its service's syscalls and the commits it reports."""
+        self.syscalls_flushed.after(received)
+        self.wal_flushed.after(received)
+
     def _sync_supervisor(self) -> None:
         if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
             self.ctx.supervisor.sync(5.0)
 
     def _flush_wal(self) -> None:
-        for rs in self.services.running.values():
+        for rs in list(self.services.running.values()):
             if rs.model.managed is not None and rs.model.managed.kind == "postgres":
                 for source in rs.sources:
                     source.barrier(2.0)
@@ -374,4 +379,3 @@ def _recv_fields(interface: str, method: str, result: Any, start: float, error: 
         fields["ok"] = "true"
         fields["reply"] = result[:200]
     return fields
-

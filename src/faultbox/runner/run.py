@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,11 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     if options.test and not selected:
         raise NoTestMatched(options.test, names)
     result = RunResult(
-        spec=options.spec_arg or spec.path, seed=options.seed, started=time.time(), variables=dict(spec.variables)
+        spec=options.spec_arg or spec.path,
+        seed=options.seed,
+        started=time.time(),
+        variables=dict(spec.variables),
+        environment=_environment(),
     )
     for listener in listeners:
         listener.run_started(result.spec, options.seed, selected)
@@ -63,6 +68,17 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     for listener in listeners:
         listener.run_finished(result)
     return result
+
+
+def _environment() -> dict[str, str]:
+    from faultbox import __version__
+
+    return {
+        "faultbox": __version__,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+    }
 
 
 def matrix_of(spec: Spec, tests: list[TestResult]) -> MatrixResult | None:

@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultbox.deps import ServerPlan
 from faultbox.engine.launch import LaunchError, LaunchSpec, ServiceProcess, spawn
 from faultbox.errors import Code, InfraError
 from faultbox.model.service import Observe, Service, start_order
 from faultbox.runner.context import RunContext
-from faultbox.deps import ServerPlan
 from faultbox.runner.health import Probe, probe_for, wait_ready
 from faultbox.runner.managed import Source
 from faultbox.sources.decoders import decode

@@ -234,9 +234,7 @@ class Signature:
             return None
         check, description = _TYPES[ptype]
         if not check(value):
-            raise ArgError(
-                f"{self.name}(): {pname} must be {description}, got {type_name(value)} {_preview(value)}"
-            )
+            raise ArgError(f"{self.name}(): {pname} must be {description}, got {type_name(value)} {_preview(value)}")
         if ptype == "duration":
             try:
                 return parse_duration(str(value))

@@ -203,9 +203,7 @@ def _rhs_code(rhs: ast.expr, freevars: tuple[str, ...], filename: str) -> CodeTy
     args = ast.arguments(
         posonlyargs=[], args=[ast.arg(arg=n) for n in freevars], kwonlyargs=[], kw_defaults=[], defaults=[]
     )
-    fn = ast.FunctionDef(
-        name="__fb_hint__", args=args, body=[ast.Return(value=copy.deepcopy(rhs))], decorator_list=[]
-    )
+    fn = ast.FunctionDef(name="__fb_hint__", args=args, body=[ast.Return(value=copy.deepcopy(rhs))], decorator_list=[])
     module = ast.Module(body=[fn], type_ignores=[])
     ast.fix_missing_locations(module)
     code = compile(module, filename, "exec", dont_inherit=True)

@@ -104,7 +104,7 @@ def check(source: str, filename: str, universe: Iterable[str]) -> CheckedModule:
     _Gate(errors).visit(tree)
     _Resolver(errors, set(universe), module.top_level).run(tree)
     if errors.items:
-        errors.items.sort(key=lambda e: (e.location.line if e.location else 0))
+        errors.items.sort(key=lambda e: e.location.line if e.location else 0)
         first = errors.items[0]
         if len(errors.items) > 1:
             more = "; ".join(f"{e.location}: {e.message}" for e in errors.items[1:6])
@@ -124,7 +124,7 @@ def _check_top_level(tree: ast.Module, module: CheckedModule, errors: _Errors) -
                 "move the statement into a function (def) and call it, or use a comprehension",
             )
             continue
-        if isinstance(stmt, ast.Expr) and _is_load(stmt.value):
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and _is_load(stmt.value):
             load = _parse_load(stmt.value, errors)
             if load:
                 module.loads.append(load)
@@ -192,27 +192,40 @@ def _parse_load(call: ast.Call, errors: _Errors) -> LoadStatement | None:
         return n.value if isinstance(n, ast.Constant) and isinstance(n.value, str) else None
 
     if not call.args or const_str(call.args[0]) is None:
-        errors.add(call, Code.SPEC_NOT_STARLARK, "load() needs a module path string first",
-                   'write load("file.star", "symbol")')  # fmt: skip
+        errors.add(
+            call, Code.SPEC_NOT_STARLARK, "load() needs a module path string first", 'write load("file.star", "symbol")'
+        )
         return None
     symbols: dict[str, str] = {}
     for arg in call.args[1:]:
         sym = const_str(arg)
         if sym is None:
-            errors.add(arg, Code.SPEC_NOT_STARLARK, "load() symbols must be string literals",
-                       'write load("file.star", "symbol", alias="symbol")')  # fmt: skip
+            errors.add(
+                arg,
+                Code.SPEC_NOT_STARLARK,
+                "load() symbols must be string literals",
+                'write load("file.star", "symbol", alias="symbol")',
+            )
             return None
         symbols[sym] = sym
     for kw in call.keywords:
         sym = const_str(kw.value)
         if kw.arg is None or sym is None:
-            errors.add(kw, Code.SPEC_NOT_STARLARK, "load() aliases must be name=\"symbol\"",
-                       'write load("file.star", alias="symbol")')  # fmt: skip
+            errors.add(
+                kw,
+                Code.SPEC_NOT_STARLARK,
+                'load() aliases must be name="symbol"',
+                'write load("file.star", alias="symbol")',
+            )
             return None
         symbols[kw.arg] = sym
     if not symbols:
-        errors.add(call, Code.SPEC_NOT_STARLARK, "load() must name at least one symbol to import",
-                   'write load("file.star", "symbol")')  # fmt: skip
+        errors.add(
+            call,
+            Code.SPEC_NOT_STARLARK,
+            "load() must name at least one symbol to import",
+            'write load("file.star", "symbol")',
+        )
         return None
     module = const_str(call.args[0]) or ""
     loc = SourceLocation(errors.filename, call.lineno, call.col_offset + 1)
@@ -239,12 +252,20 @@ class _Gate(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         if node.decorator_list:
-            self.errors.add(node.decorator_list[0], Code.SPEC_NOT_STARLARK,
-                            "decorators are not allowed in Starlark", "call the wrapper function explicitly")  # fmt: skip
+            self.errors.add(
+                node.decorator_list[0],
+                Code.SPEC_NOT_STARLARK,
+                "decorators are not allowed in Starlark",
+                "call the wrapper function explicitly",
+            )
         self._check_arguments(node.args, node)
         if node.returns is not None:
-            self.errors.add(node.returns, Code.SPEC_NOT_STARLARK, "type annotations are not allowed in Starlark",
-                            "drop the annotation")  # fmt: skip
+            self.errors.add(
+                node.returns,
+                Code.SPEC_NOT_STARLARK,
+                "type annotations are not allowed in Starlark",
+                "drop the annotation",
+            )
         self.generic_visit(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
@@ -253,30 +274,41 @@ class _Gate(ast.NodeVisitor):
 
     def _check_arguments(self, args: ast.arguments, node: ast.AST) -> None:
         if args.posonlyargs:
-            self.errors.add(node, Code.SPEC_NOT_STARLARK, "positional-only parameters (/) are not Starlark",
-                            "remove the /")  # fmt: skip
+            self.errors.add(
+                node, Code.SPEC_NOT_STARLARK, "positional-only parameters (/) are not Starlark", "remove the /"
+            )
         for a in [*args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if a is not None and a.annotation is not None:
-                self.errors.add(a.annotation, Code.SPEC_NOT_STARLARK,
-                                "type annotations are not allowed in Starlark", "drop the annotation")  # fmt: skip
+                self.errors.add(
+                    a.annotation,
+                    Code.SPEC_NOT_STARLARK,
+                    "type annotations are not allowed in Starlark",
+                    "drop the annotation",
+                )
 
     def visit_Compare(self, node: ast.Compare) -> None:
         for op in node.ops:
             if isinstance(op, (ast.Is, ast.IsNot)):
                 word = "is not" if isinstance(op, ast.IsNot) else "is"
-                self.errors.add(node, Code.SPEC_NOT_STARLARK, f"the `{word}` operator is not Starlark",
-                                "compare with == or != (e.g. x == None)")  # fmt: skip
+                self.errors.add(
+                    node,
+                    Code.SPEC_NOT_STARLARK,
+                    f"the `{word}` operator is not Starlark",
+                    "compare with == or != (e.g. x == None)",
+                )
                 return
         if len(node.ops) > 1:
-            self.errors.add(node, Code.SPEC_NOT_STARLARK, "chained comparisons are not Starlark",
-                            "split it: a < b and b < c")  # fmt: skip
+            self.errors.add(
+                node, Code.SPEC_NOT_STARLARK, "chained comparisons are not Starlark", "split it: a < b and b < c"
+            )
             return
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if isinstance(node.op, ast.Pow):
-            self.errors.add(node, Code.SPEC_NOT_STARLARK, "the ** operator is not Starlark",
-                            "multiply explicitly (x * x)")  # fmt: skip
+            self.errors.add(
+                node, Code.SPEC_NOT_STARLARK, "the ** operator is not Starlark", "multiply explicitly (x * x)"
+            )
             return
         if isinstance(node.op, ast.MatMult):
             self.errors.add(node, Code.SPEC_NOT_STARLARK, "the @ operator is not Starlark", "remove it")
@@ -285,23 +317,31 @@ class _Gate(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr.startswith("_"):
-            self.errors.add(node, Code.SPEC_NOT_STARLARK,
-                            f"attribute names beginning with '_' are not accessible ({node.attr!r})",
-                            "use the documented attributes of the value")  # fmt: skip
+            self.errors.add(
+                node,
+                Code.SPEC_NOT_STARLARK,
+                f"attribute names beginning with '_' are not accessible ({node.attr!r})",
+                "use the documented attributes of the value",
+            )
             return
         self.generic_visit(node)
 
     def visit_Starred(self, node: ast.Starred) -> None:
         if isinstance(node.ctx, ast.Store):
-            self.errors.add(node, Code.SPEC_NOT_STARLARK, "starred assignment is not Starlark",
-                            "index the sequence instead: a, b = xs[0], xs[1:]")  # fmt: skip
+            self.errors.add(
+                node,
+                Code.SPEC_NOT_STARLARK,
+                "starred assignment is not Starlark",
+                "index the sequence instead: a, b = xs[0], xs[1:]",
+            )
             return
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if node.value is Ellipsis:
-            self.errors.add(node, Code.SPEC_NOT_STARLARK, "`...` is not a Starlark value",
-                            "use None, or write the body out")  # fmt: skip
+            self.errors.add(
+                node, Code.SPEC_NOT_STARLARK, "`...` is not a Starlark value", "use None, or write the body out"
+            )
 
     def visit_Expr(self, node: ast.Expr) -> None:
         # `...` as a whole statement is accepted as a placeholder body (the seed page elides bodies so).
@@ -328,10 +368,10 @@ class _Resolver:
         if isinstance(node, (ast.FunctionDef, ast.Lambda)):
             for default in [*node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]:
                 self._visit(default, scopes)
-            local = _function_locals(node)
+            params_and_locals = _function_locals(node)
             body = node.body if isinstance(node, ast.FunctionDef) else [node.body]
             for stmt in body:
-                self._visit(stmt, [*scopes, local])
+                self._visit(stmt, [*scopes, params_and_locals])
             return
         if isinstance(node, (ast.ListComp, ast.DictComp)):
             local: set[str] = set()

@@ -75,7 +75,7 @@ class Loader:
             execute(module, code, universe)
         except SpecError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - any failure while loading is the spec's
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             raise as_spec_error(exc, SourceLocation(full, 1)) from None

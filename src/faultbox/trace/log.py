@@ -136,9 +136,7 @@ class TraceLog:
                     continue
                 if conds and not _holds(ev, conds):
                     continue
-                if where is None or (complete and not (data_keys and ev.has_native_data)):
-                    out.append(ev)
-                elif where(ev):
+                if where is None or (complete and not (data_keys and ev.has_native_data)) or where(ev):
                     out.append(ev)
             return out
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from faultbox.errors import SpecFailure
 from faultbox.model.event import Event
+from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.result import Violation
 from faultbox.trace.log import TraceLog
-from faultbox.model.filter import Filter
 
 # (exception) -> (message, spec location "file:line" or "")
 ExceptionDescriber = Callable[[BaseException], tuple[str, str]]
@@ -55,7 +55,7 @@ class MonitorSet:
     def remove(self, handle: object) -> None:
         with self.log.lock:
             if handle in self._active:
-                self._active.remove(handle)  # type: ignore[arg-type]
+                self._active.remove(handle)
 
     def active_names(self) -> list[str]:
         return [a.monitor.name for a in self._active]

@@ -18,13 +18,16 @@ def port() -> int:
 
 
 def test_fork_children_are_covered(run, port: int, tmp_path: Path) -> None:
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_fork():
     reply = fault(svc, write = deny("EIO", path = "{tmp_path}/*.dat"),
                   run = lambda: svc.main.send(data = "FORKWRITE {tmp_path}/f.dat 3"))
     assert_eq(reply, "ok=0 err=3 errnos=EIO")
     assert_eq(svc.main.send(data = "FORKWRITE {tmp_path}/f.dat 2"), "ok=2 err=0 errnos=")
 """
+    )
     res = run(spec)
     t = res.test("fork")
     assert t.outcome.value == "passed", t.reason
@@ -37,21 +40,27 @@ def test_fork():
 
 def test_connect_rule_sees_the_destination(run, port: int) -> None:
     closed, other = free_port(), free_port()
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_connect():
     def both():
         return [svc.main.send(data = "CONNECT 127.0.0.1:{closed}"), svc.main.send(data = "CONNECT 127.0.0.1:{other}")]
     got = fault(svc, connect = deny("ENETUNREACH", addr = "*:{closed}"), run = both)
     assert_eq(got, ["err ENETUNREACH", "err ECONNREFUSED"])
-    assert_eventually(type = "syscall", syscall = "connect", addr = "127.0.0.1:{closed}", decision = "deny(ENETUNREACH)")
+    assert_eventually(type = "syscall", syscall = "connect", addr = "127.0.0.1:{closed}",
+                      decision = "deny(ENETUNREACH)")
 """
+    )
     res = run(spec)
     assert res.outcome("connect") == "passed", res.test("connect").reason
 
 
 def test_nested_scopes_add_and_remove_only_their_own(run, port: int, tmp_path: Path) -> None:
     f = f"{tmp_path}/n.dat"
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def once():
     return svc.main.send(data = "RESULTS {f} 1")
 
@@ -66,6 +75,7 @@ def test_nested():
     decisions = [e.decision for e in events(type = "syscall", syscall = "write", path = "{f}")]
     assert_eq(decisions, ["deny(EIO)", "delay(40ms)", "allow"])
 """
+    )
     res = run(spec)
     t = res.test("nested")
     assert t.outcome.value == "passed", t.reason
@@ -74,11 +84,14 @@ def test_nested():
 
 
 def test_same_seed_same_decisions(run, port: int, tmp_path: Path) -> None:
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_coin():
     return fault(svc, write = deny("EIO", probability = "50%", path = "{tmp_path}/*"),
                  run = lambda: svc.main.send(data = "RESULTS {tmp_path}/c.dat 50"))
 """
+    )
     first = run(spec, seed=11).test("coin").return_value
     again = run(spec, seed=11).test("coin").return_value
     other = run(spec, seed=12).test("coin").return_value
@@ -90,7 +103,9 @@ def test_coin():
 
 def test_hold_and_release(run, port: int, tmp_path: Path) -> None:
     f = f"{tmp_path}/h.dat"
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_hold():
     fault_start(svc, write = hold("disk", path = "{f}"))
     svc.main.send(data = "BGWRITE {f}")
@@ -104,16 +119,20 @@ def test_hold():
     assert_eq(svc.main.send(data = "WAITBG"), "EIO")
     fault_stop(svc)
 """
+    )
     res = run(spec)
     assert res.outcome("hold") == "passed", res.test("hold").reason
 
 
 def test_unresolvable_path_never_matches(run, port: int) -> None:
-    spec = svc_decl("svc", port) + """
+    spec = (
+        svc_decl("svc", port)
+        + """
 def test_badopen():
     got = fault(svc, openat = deny("EACCES", path = "/**"), run = lambda: svc.main.send(data = "BADOPEN"))
     assert_eq(got, "EFAULT")
 """
+    )
     res = run(spec)
     t = res.test("badopen")
     assert t.outcome.value == "passed", t.reason
@@ -123,11 +142,14 @@ def test_badopen():
 
 
 def test_fault_not_filterable_is_refused(run, port: int) -> None:
-    spec = svc_decl("svc", port) + """
+    spec = (
+        svc_decl("svc", port)
+        + """
 RULES = {"fsync": deny("EIO")}
 def test_hidden():
     fault(svc, run = lambda: None, **RULES)
 """
+    )
     res = run(spec)
     t = res.test("hidden")
     assert t.outcome.value == "errored"
@@ -136,10 +158,13 @@ def test_hidden():
 
 
 def test_fault_not_fired_is_reported(run, port: int) -> None:
-    spec = svc_decl("svc", port) + """
+    spec = (
+        svc_decl("svc", port)
+        + """
 def test_idle():
     fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "PING"))
 """
+    )
     res = run(spec)
     t = res.test("idle")
     assert t.outcome.value == "passed"
@@ -149,11 +174,14 @@ def test_idle():
 
 def test_many_threads_under_a_delay_for_20s(run, port: int, tmp_path: Path) -> None:
     """4 threads x 20 s of writes, every write delayed 1 ms: no stall, no lost notification."""
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_load():
     return fault(svc, write = delay("1ms", path = "{tmp_path}/t.*"),
                  run = lambda: svc.main.send(data = "THREADS {tmp_path}/t 4 20", timeout = "60s"))
 """
+    )
     started = time.monotonic()
     res = run(spec, timeout=90)
     took = time.monotonic() - started
@@ -189,11 +217,14 @@ def test_supervisor_death_errors_the_test(run, port: int, tmp_path: Path) -> Non
 
     killer = threading.Thread(target=kill_supervisor_soon)
     killer.start()
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_doomed():
     fault(svc, write = delay("1ms", path = "{tmp_path}/d"), run = lambda: sleep("4s"))
     svc.main.send(data = "WRITE {tmp_path}/d 1")
 """
+    )
     started = time.monotonic()
     res = run(spec, timeout=30)
     killer.join()

@@ -10,7 +10,9 @@ from conftest import free_port, svc_decl
 def test_matrix_names_overrides_expect_and_monitor_scoping(run, tmp_path: Path) -> None:
     port = free_port()
     f = f"{tmp_path}/m.dat"
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def write_once():
     return svc.main.send(data = "RESULTS {f} 1")
 
@@ -33,20 +35,28 @@ fault_matrix(
     scenarios = [write_once, ping],
     faults = [broken, slow],
     default_expect = lambda r: assert_eq(r, "PONG"),
-    overrides = {{(write_once, slow): lambda r: assert_eq(r, "ok"), (write_once, broken): lambda r: assert_eq(r, "nope")}},
+    overrides = {{(write_once, slow): lambda r: assert_eq(r, "ok"),
+                 (write_once, broken): lambda r: assert_eq(r, "nope")}},
 )
 
 fault_scenario("returns_value", scenario = write_once, faults = slow, expect = lambda r: assert_eq(r, "ok"))
 fault_scenario("merged", scenario = write_once, faults = [slow, broken], expect = lambda r: assert_eq(r, "EIO"))
 fault_scenario("raise_in_expect", scenario = ping, expect = lambda r: fail("expect saw " + r))
 """
+    )
     res = run(spec)
     names = [t.name for t in res.result.tests]
     assert names == sorted(names)
     assert set(names) == {
-        "test_ping", "test_matrix_write_once_broken", "test_matrix_write_once_slow", "test_matrix_ping_broken",
-        "test_matrix_ping_slow", "test_returns_value", "test_merged", "test_raise_in_expect",
-    }  # fmt: skip
+        "test_ping",
+        "test_matrix_write_once_broken",
+        "test_matrix_write_once_slow",
+        "test_matrix_ping_broken",
+        "test_matrix_ping_slow",
+        "test_returns_value",
+        "test_merged",
+        "test_raise_in_expect",
+    }
     # the monitor travels with `broken`: it fires in write_once x broken, and nowhere else
     wb = res.test("matrix_write_once_broken")
     assert wb.outcome.value == "failed" and 'monitor "must_never_deny" violated' in wb.reason
@@ -66,16 +76,20 @@ fault_scenario("raise_in_expect", scenario = ping, expect = lambda r: fail("expe
     m = res.result.matrix
     assert m is not None and m.scenarios == ["write_once", "ping"] and m.assumptions == ["broken", "slow"]
     assert {(c.scenario, c.assumption): c.outcome.value for c in m.cells if c.outcome} == {
-        ("write_once", "broken"): "failed", ("write_once", "slow"): "passed",
-        ("ping", "broken"): "passed", ("ping", "slow"): "passed",
-    }  # fmt: skip
+        ("write_once", "broken"): "failed",
+        ("write_once", "slow"): "passed",
+        ("ping", "broken"): "passed",
+        ("ping", "slow"): "passed",
+    }
     assert res.result.to_dict()["matrix"]["failed"] == 1
 
 
 def test_expectations_and_require_faults_fire(run, tmp_path: Path) -> None:
     port = free_port()
     f = f"{tmp_path}/e.dat"
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def ok():
     return svc.main.send(data = "PING")
 
@@ -96,6 +110,7 @@ fault_scenario("hang_expected", scenario = hangs, faults = stuck, expect = expec
 fault_scenario("hang_unexpected", scenario = hangs, faults = stuck, expect = expect_success(), timeout = "500ms")
 fault_scenario("hang_no_expect", scenario = hangs, faults = stuck, timeout = "500ms")
 """
+    )
     res = run(spec)
     assert res.outcome("matrix_ok_idle") == "fault_bypassed"
     assert "require_faults_fire" in res.test("matrix_ok_idle").reason

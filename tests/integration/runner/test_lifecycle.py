@@ -47,10 +47,13 @@ def test_b():
 
 def test_sigterm_then_sigkill_after_grace(run) -> None:
     port = free_port()
-    spec = svc_decl("stubborn", port, extra=', stop_timeout = "300ms"', env='"IGNORE_TERM": "1"') + """
+    spec = (
+        svc_decl("stubborn", port, extra=', stop_timeout = "300ms"', env='"IGNORE_TERM": "1"')
+        + """
 def test_x():
     assert_eq(stubborn.main.send(data = "PING"), "PONG")
 """
+    )
     res = run(spec)
     t = res.test("x")
     exited = next(e for e in t.events if e.type == "service_exited")
@@ -60,10 +63,13 @@ def test_x():
 
 def test_crash_during_start_fails_at_once_with_stderr(run) -> None:
     port = free_port()
-    spec = svc_decl("broken", port, env='"CRASH": "1"').replace('tcp("127.0.0.1', 'tcp(timeout = "20s", addr = "127.0.0.1') + """
+    spec = (
+        svc_decl("broken", port, env='"CRASH": "1"').replace('tcp("127.0.0.1', 'tcp(timeout = "20s", addr = "127.0.0.1')
+        + """
 def test_x():
     pass
 """
+    )
     started = time.monotonic()
     res = run(spec)
     t = res.test("x")
@@ -75,9 +81,12 @@ def test_x():
 
 def test_healthcheck_that_never_passes(run) -> None:
     port = free_port()
-    spec = svc_decl("mute", port, env='"NO_LISTEN": "1"').replace(
-        'tcp("127.0.0.1', 'tcp(timeout = "1s", addr = "127.0.0.1'
-    ) + "\ndef test_x():\n    pass\n"
+    spec = (
+        svc_decl("mute", port, env='"NO_LISTEN": "1"').replace(
+            'tcp("127.0.0.1', 'tcp(timeout = "1s", addr = "127.0.0.1'
+        )
+        + "\ndef test_x():\n    pass\n"
+    )
     res = run(spec)
     t = res.test("x")
     assert t.outcome.value == "failed"
@@ -101,7 +110,7 @@ def test_port_already_taken(run) -> None:
 
 
 def test_per_test_timeout_is_inconclusive(run) -> None:
-    res = run("def test_slow():\n    sleep(\"10s\")\n", timeout=0.5)
+    res = run('def test_slow():\n    sleep("10s")\n', timeout=0.5)
     t = res.test("slow")
     assert t.outcome.value == "inconclusive" and "timed out" in t.reason
     assert t.duration_ms < 5000

@@ -20,7 +20,9 @@ orders = service("orders", "python3", interface("public", "http", {api_port}), a
 
 
 def test_http_and_tcp_steps(run) -> None:
-    spec = services(free_port(), free_port()) + """
+    spec = (
+        services(free_port(), free_port())
+        + """
 def test_steps():
     r = orders.public.post(path = "/orders", body = {"sku": "a", "qty": 2})
     assert_eq(r.status, 201)
@@ -38,6 +40,7 @@ def test_steps():
     assert_eq(orders.public.addr, orders.addr)
     assert_eq(inventory.main.port + 0, inventory.main.port)
 """
+    )
     res = run(spec)
     t = res.test("steps")
     assert t.outcome.value == "passed", t.reason
@@ -58,7 +61,8 @@ def test_steps():
 
 def test_failed_step_is_ok_false_not_an_exception(run) -> None:
     spec = f"""
-ghost = service("ghost", "python3", interface("main", "http", {free_port()}), args = ["-c", "import time; time.sleep(60)"])
+ghost = service("ghost", "python3", interface("main", "http", {free_port()}),
+                args = ["-c", "import time; time.sleep(60)"])
 def test_refused():
     r = ghost.get(path = "/", timeout = "1s")
     assert_eq(r.ok, False)
@@ -105,7 +109,9 @@ def test_lines():
 
 
 def test_trace_assertions_and_their_failures(run) -> None:
-    spec = services(free_port(), free_port()) + """
+    spec = (
+        services(free_port(), free_port())
+        + """
 def order():
     return orders.post(path = "/orders", body = {"sku": "b"})
 
@@ -128,8 +134,10 @@ def test_never_fails():
 
 def test_before_fails():
     order()
-    assert_before(first = {"type": "stdout", "service": "orders", "status": "confirmed"}, then = {"type": "stdout", "service": "inventory", "result": "ok"})
+    assert_before(first = {"type": "stdout", "service": "orders", "status": "confirmed"},
+                  then = {"type": "stdout", "service": "inventory", "result": "ok"})
 """
+    )
     res = run(spec)
     assert res.outcome("ok") == "passed", res.test("ok").reason
     ev = res.test("eventually_fails")
@@ -184,6 +192,9 @@ def test_load_paths_and_stdlib(run, tmp_path) -> None:  # type: ignore[no-untype
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "a.star").write_text('load("b.star", "B")\nA = B + 1\n')
     (tmp_path / "lib" / "b.star").write_text("B = 41\n")
-    spec = 'load("lib/a.star", "A")\nload("lib/b.star", bee = "B")\ndef test_x():\n    assert_eq(A, 42)\n    assert_eq(bee, 41)\n'
+    spec = (
+        'load("lib/a.star", "A")\nload("lib/b.star", bee = "B")\n'
+        "def test_x():\n    assert_eq(A, 42)\n    assert_eq(bee, 41)\n"
+    )
     res = run(spec)
     assert res.outcome("x") == "passed", res.test("x").reason

@@ -6,8 +6,8 @@ import pytest
 
 from faultbox._util.frozen import FrozenError
 from faultbox.model.event import Event, FieldMissing, field_text
-from faultbox.sources.decoders import decode
 from faultbox.model.service import Decoder
+from faultbox.sources.decoders import decode
 
 
 def json_event(line: str) -> Event:

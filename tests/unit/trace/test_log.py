@@ -83,8 +83,11 @@ def test_monitor_sees_trace_up_to_its_event_and_first_violation_is_kept() -> Non
 def test_stateful_monitor_counts() -> None:
     log = TraceLog()
     ms = MonitorSet(log, describe)
-    ms.add(Monitor("max2", on=lambda e: e.type == "retry", state_init=0,
-                   update=lambda e, s: s + 1, check=lambda e, s: s <= 2))  # fmt: skip
+    ms.add(
+        Monitor(
+            "max2", on=lambda e: e.type == "retry", state_init=0, update=lambda e, s: s + 1, check=lambda e, s: s <= 2
+        )
+    )
     for _ in range(2):
         log.append(Event("retry", "api", {}))
     assert ms.violation is None

@@ -45,10 +45,16 @@ event = st.one_of(
         st.sampled_from(["INSERT", "UPDATE", "DELETE"]),
         st.sampled_from(["1", "2", "3"]),
     ),
-    st.builds(lambda topic, oid: Event("topic", "bus", {"topic": topic, "order_id": oid}),
-              st.sampled_from(["order-events", "other"]), st.sampled_from(["1", "2"])),  # fmt: skip
-    st.builds(lambda n, svc: Event("stdout", svc, {"n": str(n), "status": "ok"}, {"n": n, "status": "ok"}),
-              st.integers(0, 6), st.sampled_from(["api", "db"])),  # fmt: skip
+    st.builds(
+        lambda topic, oid: Event("topic", "bus", {"topic": topic, "order_id": oid}),
+        st.sampled_from(["order-events", "other"]),
+        st.sampled_from(["1", "2"]),
+    ),
+    st.builds(
+        lambda n, svc: Event("stdout", svc, {"n": str(n), "status": "ok"}, {"n": n, "status": "ok"}),
+        st.integers(0, 6),
+        st.sampled_from(["api", "db"]),
+    ),
     st.builds(lambda n: Event("stdout", "api", {"n": n}), st.sampled_from(["5", "7"])),
 )
 

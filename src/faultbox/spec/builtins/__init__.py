@@ -40,7 +40,7 @@ class Builtin:
         return self.impl(self.builder, **self.signature.bind(args, kwargs))
 
     @property
-    def __name__(self) -> str:  # type: ignore[override]
+    def __name__(self) -> str:
         return self.name
 
     def __repr__(self) -> str:

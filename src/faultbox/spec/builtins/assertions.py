@@ -68,8 +68,7 @@ def assert_true(builder: SpecBuilder, cond: Any, msg: Any) -> None:
     _count()
     if not cond:
         text = starlark_str(msg) if msg is not None else f"assert_true failed: got {starlark_repr(cond)}"
-        raise SpecFailure(text, {"assertion": "assert_true", "expected": "a true value",
-                                 "actual": starlark_repr(cond)})  # fmt: skip
+        raise SpecFailure(text, {"assertion": "assert_true", "expected": "a true value", "actual": starlark_repr(cond)})
 
 
 @builtin("assert_eq", "actual: any, expected: any, msg: any = None")
@@ -78,8 +77,7 @@ def assert_eq(builder: SpecBuilder, actual: Any, expected: Any, msg: Any) -> Non
     if not _starlark_eq(actual, expected):
         a, e = starlark_repr(actual), starlark_repr(expected)
         note = f" ({starlark_str(msg)})" if msg is not None else ""
-        raise SpecFailure(f"assert_eq failed: {a} != {e}{note}",
-                          {"assertion": "assert_eq", "expected": e, "actual": a})  # fmt: skip
+        raise SpecFailure(f"assert_eq failed: {a} != {e}{note}", {"assertion": "assert_eq", "expected": e, "actual": a})
 
 
 @builtin("events", "where: any = None, **filters")
@@ -100,8 +98,12 @@ def assert_eventually(builder: SpecBuilder, where: Any, timeout: float, filters:
     nearest = host.nearest(flt, 5)
     raise SpecFailure(
         f"assert_eventually: no event matched {_describe(flt, fn)}",
-        {"assertion": "assert_eventually", "expected": _describe(flt, fn), "actual": "no matching event",
-         "nearest": _event_lines(nearest)},  # fmt: skip
+        {
+            "assertion": "assert_eventually",
+            "expected": _describe(flt, fn),
+            "actual": "no matching event",
+            "nearest": _event_lines(nearest),
+        },
     )
 
 
@@ -116,8 +118,12 @@ def assert_never(builder: SpecBuilder, where: Any, filters: dict[str, Any]) -> N
         first = found[0]
         raise SpecFailure(
             f"assert_never: {len(found)} event(s) matched {_describe(flt, fn)}; first: {first.describe()}",
-            {"assertion": "assert_never", "expected": "no matching event", "actual": first.describe(),
-             "nearest": _event_lines(found[:5])},  # fmt: skip
+            {
+                "assertion": "assert_never",
+                "expected": "no matching event",
+                "actual": first.describe(),
+                "nearest": _event_lines(found[:5]),
+            },
         )
 
 
@@ -125,7 +131,7 @@ def _side(value: Any, name: str) -> tuple[dict[str, str], Where | None]:
     if isinstance(value, dict):
         return _filters(value, f"assert_before(): {name}"), None
     if callable(value):
-        return {}, value  # type: ignore[return-value]
+        return {}, value
     raise ArgError(f"assert_before(): {name}= must be a dict of filters or a function, got {type_name(value)}")
 
 
@@ -142,20 +148,30 @@ def assert_before(builder: SpecBuilder, first: Any, then: Any) -> None:
     if not firsts:
         raise SpecFailure(
             f"assert_before: no event matched first={{{desc_f}}}",
-            {"assertion": "assert_before", "expected": desc_f, "actual": "no matching event",
-             "nearest": _event_lines(host.nearest(f_filters, 5))},  # fmt: skip
+            {
+                "assertion": "assert_before",
+                "expected": desc_f,
+                "actual": "no matching event",
+                "nearest": _event_lines(host.nearest(f_filters, 5)),
+            },
         )
     if not thens:
         raise SpecFailure(
             f"assert_before: no event matched then={{{desc_t}}}",
-            {"assertion": "assert_before", "expected": desc_t, "actual": "no matching event",
-             "nearest": _event_lines(host.nearest(t_filters, 5))},  # fmt: skip
+            {
+                "assertion": "assert_before",
+                "expected": desc_t,
+                "actual": "no matching event",
+                "nearest": _event_lines(host.nearest(t_filters, 5)),
+            },
         )
     if firsts[0].seq >= thens[0].seq:
         raise SpecFailure(
-            f"assert_before: first={{{desc_f}}} came at #{firsts[0].seq}, after then={{{desc_t}}} at "
-            f"#{thens[0].seq}",
-            {"assertion": "assert_before", "expected": f"#{firsts[0].seq} < #{thens[0].seq}",
-             "actual": f"{firsts[0].describe()} after {thens[0].describe()}",
-             "nearest": _event_lines([thens[0], firsts[0]])},  # fmt: skip
+            f"assert_before: first={{{desc_f}}} came at #{firsts[0].seq}, after then={{{desc_t}}} at #{thens[0].seq}",
+            {
+                "assertion": "assert_before",
+                "expected": f"#{firsts[0].seq} < #{thens[0].seq}",
+                "actual": f"{firsts[0].describe()} after {thens[0].describe()}",
+                "nearest": _event_lines([thens[0], firsts[0]]),
+            },
         )

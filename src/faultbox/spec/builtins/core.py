@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import zlib
 from typing import Any
@@ -99,6 +100,19 @@ def halt(builder: SpecBuilder, reason: str) -> None:
 @builtin("struct", "**fields")
 def struct(builder: SpecBuilder, fields: dict[str, Any]) -> Struct:
     return Struct(fields)
+
+
+@builtin("load_file", "path: str")
+def load_file(builder: SpecBuilder, path: str) -> str:
+    """The text of a file, relative to the directory of the spec file that calls it."""
+    module = current_module()
+    base = module.directory if module is not None else os.getcwd()
+    full = os.path.normpath(os.path.join(base, path))
+    try:
+        with open(full, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise ArgError(f"load_file(): cannot read {full}: {exc.strerror or exc}") from None
 
 
 @builtin("var", "name: str, default: str? = None")

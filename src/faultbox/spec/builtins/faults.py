@@ -45,8 +45,9 @@ def deny(builder: SpecBuilder, errno: str, probability: Any, label: str, path: s
             f'deny(): unknown errno "{errno}"{did_you_mean(name, ERRNO_NAMES)}',
             f"supported: {', '.join(ERRNO_NAMES)}",
         )
-    return Action(ActionKind.DENY, errno=name, probability=_probability(probability, "deny()"),
-                  label=label, path=path, addr=addr)  # fmt: skip
+    return Action(
+        ActionKind.DENY, errno=name, probability=_probability(probability, "deny()"), label=label, path=path, addr=addr
+    )
 
 
 @builtin(
@@ -58,8 +59,14 @@ def delay(
 ) -> Action:
     if duration <= 0:
         raise ArgError("delay(): the duration must be positive")
-    return Action(ActionKind.DELAY, delay=duration, probability=_probability(probability, "delay()"),
-                  label=label, path=path, addr=addr)  # fmt: skip
+    return Action(
+        ActionKind.DELAY,
+        delay=duration,
+        probability=_probability(probability, "delay()"),
+        label=label,
+        path=path,
+        addr=addr,
+    )
 
 
 @builtin("allow", "")
@@ -154,7 +161,7 @@ def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[Sy
 
 def _rules_for(target: Any, keywords: Mapping[str, Any], what: str) -> list[SyscallRule]:
     if not keywords:
-        raise ArgError(f"{what}: name at least one syscall fault, e.g. write=deny(\"EIO\")")
+        raise ArgError(f'{what}: name at least one syscall fault, e.g. write=deny("EIO")')
     rules: list[SyscallRule] = []
     for svc in services_of(target, what):
         rules.extend(build_rules(svc, keywords, what))
@@ -175,7 +182,7 @@ def fault(builder: SpecBuilder, target: Any, run: Callable[[], Any] | None, rule
     if run is None:
         raise ArgError(
             "fault() needs run=: the function during which the fault is active",
-            "write fault(db, write=deny(\"EIO\"), run=scenario), or use fault_start()/fault_stop()",
+            'write fault(db, write=deny("EIO"), run=scenario), or use fault_start()/fault_stop()',
         )
     assumptions = _assumptions(target)
     if assumptions is not None:

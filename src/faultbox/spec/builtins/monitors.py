@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import callable_name
 from faultbox.spec import host as host_mod
@@ -20,7 +21,6 @@ from faultbox.spec.builtins import builtin
 from faultbox.spec.builtins.assertions import _filters
 from faultbox.spec.compile import current_location
 from faultbox.spec.registry import SpecBuilder
-from faultbox.model.filter import Filter
 
 
 @builtin(

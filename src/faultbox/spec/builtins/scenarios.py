@@ -30,7 +30,7 @@ def _monitors(items: Any, what: str) -> tuple[Monitor, ...]:
         elif callable(m):
             raise ArgError(
                 f"{what}: monitors[{i}] is a plain function, not a monitor",
-                f"wrap it: monitor({callable_name(m)}) (optionally with filters such as service=\"api\")",
+                f'wrap it: monitor({callable_name(m)}) (optionally with filters such as service="api")',
             )
         else:
             raise ArgError(f"{what}: monitors[{i}] must be a monitor(...), got {type_name(m)} (not callable)")
@@ -142,7 +142,9 @@ def fault_scenario(
 
 def _pair(key: Any, scenarios: list[Any], faults: tuple[FaultAssumption, ...], what: str) -> tuple[str, str]:
     if not (isinstance(key, tuple) and len(key) == 2):
-        raise ArgError(f"fault_matrix(): {what} keys must be (scenario, fault_assumption) pairs, got {starlark_repr(key)}")
+        raise ArgError(
+            f"fault_matrix(): {what} keys must be (scenario, fault_assumption) pairs, got {starlark_repr(key)}"
+        )
     fn, fa = key
     if not any(fn is s or (callable(fn) and callable_name(fn) == callable_name(s)) for s in scenarios):
         raise ArgError(
@@ -255,8 +257,9 @@ class ExpectSuccess(Expectation):
             raise SpecFailure(f"expect_success: the step failed: {err}")
         status = _status(result)
         if status is not None and status >= 500:
-            raise SpecFailure(f"expect_success: status {status} (expected below 500)",
-                              {"expected": "status < 500", "actual": status})  # fmt: skip
+            raise SpecFailure(
+                f"expect_success: status {status} (expected below 500)", {"expected": "status < 500", "actual": status}
+            )
 
 
 class ExpectErrorWithin(Expectation):
@@ -270,12 +273,15 @@ class ExpectErrorWithin(Expectation):
         status = _status(result)
         err = _failed_transport(result)
         if not err and (status is None or status < 500):
-            raise SpecFailure(f"{self.name}: the scenario succeeded (status={status or 0})",
-                              {"expected": "an error", "actual": starlark_repr(result)})  # fmt: skip
+            raise SpecFailure(
+                f"{self.name}: the scenario succeeded (status={status or 0})",
+                {"expected": "an error", "actual": starlark_repr(result)},
+            )
         duration = result.get("duration_ms") if isinstance(result, dict) else getattr(result, "duration_ms", None)
         if isinstance(duration, int) and duration > self.ms:
-            raise SpecFailure(f"{self.name}: the error took {duration}ms",
-                              {"expected": f"<= {self.ms}ms", "actual": f"{duration}ms"})  # fmt: skip
+            raise SpecFailure(
+                f"{self.name}: the error took {duration}ms", {"expected": f"<= {self.ms}ms", "actual": f"{duration}ms"}
+            )
 
 
 class ExpectHang(Expectation):

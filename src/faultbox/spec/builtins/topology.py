@@ -185,7 +185,7 @@ def _decoder_value(name: str, pattern: str | None) -> Decoder:
         try:
             compiled = re.compile(pattern)
         except re.error as exc:
-            raise ArgError(f"decoder(\"regex\"): invalid pattern: {exc}") from None
+            raise ArgError(f'decoder("regex"): invalid pattern: {exc}') from None
         if not compiled.groupindex:
             raise ArgError('decoder("regex"): the pattern has no named groups; write (?P<name>...)')
         return Decoder("regex", pattern)
@@ -325,8 +325,7 @@ def _observe(name: str, item: Any) -> Observe:
     if isinstance(item, Observe):
         return item
     raise ArgError(
-        f'service("{name}"): observe items must be observe.stdout(...) or observe.stderr(...), '
-        f"got {type_name(item)}"
+        f'service("{name}"): observe items must be observe.stdout(...) or observe.stderr(...), got {type_name(item)}'
     )
 
 
@@ -364,4 +363,3 @@ def _host_port(addr: str, what: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ArgError(f'{what}: "{addr}" is not host:port', 'write e.g. tcp("127.0.0.1:8080")')
     return host, int(port)
-
