@@ -1,10 +1,10 @@
 """Turning a service's output line into event fields (and native data for JSON lines).
 
-    raw     {"raw": text}
-    json    every top-level key as a string field (JSON spelling for non-strings; null -> absent),
-            native values kept as the event's data. A line that is not a JSON object stays raw.
-    logfmt  key=value and key="quoted value" pairs
-    regex   the named groups; a line that does not match stays raw
+raw     {"raw": text}
+json    every top-level key as a string field (JSON spelling for non-strings; null -> absent),
+        native values kept as the event's data. A line that is not a JSON object stays raw.
+logfmt  key=value and key="quoted value" pairs
+regex   the named groups; a line that does not match stays raw
 """
 
 from __future__ import annotations
