@@ -232,3 +232,33 @@ def test_doomed():
     assert t.outcome.value == "errored"
     assert "supervisor" in t.reason
     assert time.monotonic() - started < 20
+
+
+def test_named_ops_fault_all_and_imperative_trace(run, tmp_path: Path) -> None:
+    p1, p2 = free_port(), free_port()
+    wal, other = f"{tmp_path}/x.wal", f"{tmp_path}/x.dat"
+    ops = f', ops = {{"persist": op(syscalls = ["write", "fsync"], path = "{tmp_path}/**/*.wal")}}'
+    spec = svc_decl("a", p1, extra=ops) + svc_decl("b", p2) + f"""
+def test_ops():
+    got = fault(a, persist = deny("EIO", label = "wal broken"),
+                run = lambda: [a.main.send(data = "RESULTS {wal} 1"), a.main.send(data = "RESULTS {other} 1")])
+    assert_eq(got, ["EIO", "ok"])
+    assert_eventually(type = "syscall", service = "a", op = "persist", label = "wal broken", path = "{wal}")
+
+def test_fault_all():
+    def both():
+        return [a.main.send(data = "RESULTS {other} 1"), b.main.send(data = "RESULTS {other} 1")]
+    assert_eq(fault_all([a, b], fsync = deny("EROFS", path = "{other}"), run = both), ["EROFS", "EROFS"])
+    assert_eq(both(), ["ok", "ok"])
+
+def test_trace_start_stop():
+    trace_start(b, syscalls = ["openat"])
+    b.main.send(data = "RESULTS {other} 1")
+    trace_stop(b)
+    assert_eventually(type = "trace_applied", service = "b")
+    assert_eventually(type = "trace_removed", service = "b")
+    assert_eventually(type = "syscall", service = "b", syscall = "openat", path = "{other}")
+"""
+    res = run(spec)
+    for name in ("ops", "fault_all", "trace_start_stop"):
+        assert res.outcome(name) == "passed", res.test(name).reason
