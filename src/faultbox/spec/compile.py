@@ -13,6 +13,7 @@ import itertools
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
@@ -26,7 +27,8 @@ from faultbox.spec.dialect import CheckedModule
 # filename -> source lines, for every compiled spec file
 SPEC_FILES: dict[str, list[str]] = {}
 
-MODULE_KEY = "__fb_module__"  # hidden global: spec code cannot name it (the resolver refuses it)
+MODULE_KEY = "__fb_module__"
+_STDLIB = str(Path(__file__).resolve().parent.parent / "stdlib")  # hidden global: spec code cannot name it (the resolver refuses it)
 
 
 @dataclass
@@ -218,13 +220,19 @@ def is_spec_file(filename: str) -> bool:
 
 
 def current_location(depth: int = 1) -> SourceLocation | None:
-    """The innermost spec line on the current call stack."""
+    """The innermost line of the user's spec on the current call stack (a stdlib helper's own line
+    only when no user line is there: `postgres("db")` is reported where the user wrote it)."""
     frame: FrameType | None = sys._getframe(depth)
+    fallback: SourceLocation | None = None
     while frame is not None:
-        if frame.f_code.co_filename in SPEC_FILES:
-            return SourceLocation(frame.f_code.co_filename, frame.f_lineno)
+        filename = frame.f_code.co_filename
+        if filename in SPEC_FILES:
+            here = SourceLocation(filename, frame.f_lineno)
+            if not filename.startswith(_STDLIB):
+                return here
+            fallback = fallback or here
         frame = frame.f_back
-    return None
+    return fallback
 
 
 def current_module(depth: int = 1) -> Module | None:
