@@ -1,9 +1,9 @@
-"""Builds the seccomp shim (a small C program) into the package when it is installed."""
+"""Builds the seccomp shim (a small C program) and the supervisor's C loop when faultbox is installed."""
 
 import importlib.util
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 
@@ -25,4 +25,13 @@ class BuildWithShim(build_py):
             builder.build(Path(self.build_lib) / "faultbox/engine/_bin")
 
 
-setup(cmdclass={"build_py": BuildWithShim})
+setup(
+    cmdclass={"build_py": BuildWithShim},
+    ext_modules=[
+        Extension(
+            "faultbox.engine._notify",
+            ["src/faultbox/engine/_notify.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        )
+    ],
+)

@@ -56,3 +56,11 @@ def die_with_parent(sig: int = 9) -> None:
 def set_child_subreaper() -> None:
     """Orphaned descendants are re-parented to this process instead of init."""
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+PR_SET_TIMERSLACK = 29
+
+
+def set_timer_slack_ns(ns: int) -> None:
+    """How late the kernel may wake this process's timers (default 50 µs)."""
+    _libc.prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0)

@@ -131,13 +131,16 @@ class SupervisorClient:
 
     def _read(self) -> None:
         sock = self._sock
+        # One preallocated buffer: recv() of a fresh 1 MiB bytes object per datagram cost ~10 µs.
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
         why = "it exited"
         try:
             while True:
-                data = sock.recv(1 << 20)
-                if not data:
+                n = sock.recv_into(buf)
+                if not n:
                     break
-                msg = marshal.loads(data)
+                msg = marshal.loads(view[:n])
                 kind = msg[0]
                 if kind == "events":
                     self._on_events(msg[1])

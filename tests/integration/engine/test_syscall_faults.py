@@ -262,3 +262,29 @@ def test_trace_start_stop():
     res = run(spec)
     for name in ("ops", "fault_all", "trace_start_stop"):
         assert res.outcome(name) == "passed", res.test(name).reason
+
+
+def test_unconditional_deny_counts_and_spares_system_files(run, port: int, tmp_path: Path) -> None:
+    """An unconditional deny is answered on the supervisor's C path: it must count its hits and
+    leave the loader's and /dev files alone, exactly like a rule decided in Python."""
+    f = f"{tmp_path}/u.dat"
+    spec = svc_decl("svc", port) + f"""
+def test_fsync():
+    assert_eq(fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "RESULTS {f} 3")), "EIO,EIO,EIO")
+
+def test_openat():
+    def both():
+        return [svc.main.send(data = "RESULTS {f} 1"), svc.main.send(data = "RESULTS /dev/null 1")]
+    got = fault(svc, openat = deny("ENOENT"), run = both)
+    assert_eq(got[0], "ENOENT")
+    assert_true(got[1] != "ENOENT", "/dev/null is a system file: " + got[1])
+"""
+    res = run(spec)
+    fs = res.test("fsync")
+    assert fs.outcome.value == "passed", fs.reason
+    [record] = fs.faults
+    assert (record.matched, record.fired) == (3, 3)
+    assert fs.diagnostics == []
+    denied = [e for e in fs.events if e.type == "syscall" and e.fields["decision"] == "deny(EIO)"]
+    assert len(denied) == 3 and all(e.fields["path"] == f and e.fields["fault"] == "fsync" for e in denied)
+    assert res.outcome("openat") == "passed", res.test("openat").reason

@@ -1,0 +1,661 @@
+/*
+ * faultbox.engine._notify: the supervisor's hot loop, in C, with the GIL released.
+ *
+ * Most intercepted syscalls have no rule at the moment they happen: the service is only being
+ * recorded (its filter lists a syscall that a fault will use later, or a trace). Those are answered
+ * here, entirely in C: receive the notification, resolve its path or destination for the event,
+ * answer CONTINUE, append a compact event record. A notification whose syscall has a rule on that
+ * listener ("slow") is handed to Python, which decides (globs, probability streams, delays, holds).
+ *
+ *   loop = Loop(control_fd, kinds)        kinds: bytes, one per syscall number (argument kinds)
+ *   loop.add(fd, svc_id) / loop.remove(fd) / loop.set_slow(fd, numbers)
+ *   slow, control, closed = loop.wait(timeout, flush_after, flush_count)
+ *   loop.drain() -> [(svc_id, ts, tid, nr, path, addr), ...]
+ *   loop.respond(fd, id, error, flags) -> bool
+ *   loop.set_fast_deny(fd, [(nr, rule_id, errno), ...])   unconditional denies decided here too
+ *   loop.take_hits(fd) -> {rule_id: hits}
+ *   loop.stats() -> dict
+ *
+ * wait() returns when the control socket is readable, a slow notification arrived, a listener hung
+ * up, `flush_count` events are buffered or the oldest buffered event is `flush_after` seconds old,
+ * or the timeout passed (a negative timeout waits without limit).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_NR 1024
+#define MAX_LISTENERS 256
+#define MEM_CACHE 64
+#define PATH_CAP 4096
+
+/* argument kinds, one byte per syscall number (the Python side computes them) */
+#define K_FD 1        /* args[0] is an fd: readlink /proc/<tid>/fd/<n> */
+#define K_PATH0 2     /* args[0] is a path string */
+#define K_PATH1 4     /* args[1] is a path string, args[0] its dirfd */
+#define K_SOCKADDR1 8 /* args[1] is a sockaddr of length args[2] */
+#define K_SENDTO 16   /* args[4] is a sockaddr of length args[5], when not NULL */
+
+#ifndef SECCOMP_IOCTL_NOTIF_ID_VALID
+#define SECCOMP_IOCTL_NOTIF_ID_VALID SECCOMP_IOW(2, __u64)
+#endif
+
+typedef struct {
+    int fd;
+    int svc_id;
+    uint64_t slow[MAX_NR / 64];
+    /* the newest rule of a syscall, when it is a deny without path, address or probability: */
+    int32_t deny_rule[MAX_NR]; /* its id, or -1 */
+    int32_t deny_errno[MAX_NR];
+    uint32_t deny_hits[MAX_NR];
+} Listener;
+
+typedef struct {
+    int tid;
+    int fd;
+} MemFd;
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;
+    int ctl_fd;
+    uint8_t kinds[MAX_NR];
+    Listener listeners[MAX_LISTENERS];
+    int nlisteners;
+    MemFd mem[MEM_CACHE];
+    int mem_next;
+    char *buf; /* packed event records */
+    size_t len, cap;
+    size_t count;
+    double first_ts; /* monotonic time of the oldest unflushed record */
+    unsigned long long n_fast, n_denied, n_slow, n_dropped, n_send_failed;
+} Loop;
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double walltime(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static Listener *find(Loop *self, int fd) {
+    for (int i = 0; i < self->nlisteners; i++)
+        if (self->listeners[i].fd == fd) return &self->listeners[i];
+    return NULL;
+}
+
+/* -- reading the target ---------------------------------------------------------------------- */
+
+static int mem_fd(Loop *self, int tid, int reopen) {
+    for (int i = 0; i < MEM_CACHE; i++) {
+        if (self->mem[i].fd >= 0 && self->mem[i].tid == tid) {
+            if (!reopen) return self->mem[i].fd;
+            close(self->mem[i].fd);
+            self->mem[i].fd = -1;
+        }
+    }
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/mem", tid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    MemFd *slot = &self->mem[self->mem_next];
+    self->mem_next = (self->mem_next + 1) % MEM_CACHE;
+    if (slot->fd >= 0) close(slot->fd);
+    slot->tid = tid;
+    slot->fd = fd;
+    return fd;
+}
+
+/* pread from the target's memory; an empty read means a stale fd (the task exec'd): reopen once */
+static ssize_t mem_read(Loop *self, int tid, uint64_t addr, void *out, size_t n) {
+    if (addr == 0) return -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = mem_fd(self, tid, attempt);
+        if (fd < 0) return -1;
+        ssize_t r = pread(fd, out, n, (off_t)addr);
+        if (r > 0) return r;
+    }
+    return -1;
+}
+
+static int read_string(Loop *self, int tid, uint64_t addr, char *out, size_t cap) {
+    size_t got = 0;
+    while (got < cap - 1) {
+        uint64_t at = addr + got;
+        size_t chunk = 4096 - (at % 4096); /* never cross a page in one read */
+        if (chunk > cap - 1 - got) chunk = cap - 1 - got;
+        ssize_t r = mem_read(self, tid, at, out + got, chunk);
+        if (r <= 0) return -1;
+        char *nul = memchr(out + got, 0, (size_t)r);
+        if (nul) return 0;
+        got += (size_t)r;
+    }
+    out[cap - 1] = 0;
+    return 0;
+}
+
+static int fd_link(int tid, long fd, char *out, size_t cap) {
+    char p[64];
+    if (fd < 0) snprintf(p, sizeof p, "/proc/%d/cwd", tid);
+    else snprintf(p, sizeof p, "/proc/%d/fd/%ld", tid, fd);
+    ssize_t n = readlink(p, out, cap - 1);
+    if (n < 0) return -1;
+    out[n] = 0;
+    return 0;
+}
+
+/* a relative path argument, joined to the target's cwd or dirfd (normalised later, in Python) */
+static void absolutize(int tid, long dirfd, char *path, size_t cap) {
+    if (path[0] == '/') return;
+    char base[PATH_CAP], joined[2 * PATH_CAP + 2];
+    if (fd_link(tid, dirfd == AT_FDCWD ? -1 : dirfd, base, sizeof base) != 0 || base[0] != '/') return;
+    snprintf(joined, sizeof joined, "%s/%s", base, path);
+    snprintf(path, cap, "%.*s", (int)(cap - 1), joined);
+}
+
+static int read_sockaddr(Loop *self, int tid, uint64_t addr, uint64_t len, char *out, size_t cap) {
+    unsigned char sa[128];
+    if (len < 2) len = 2;
+    if (len > sizeof sa) len = sizeof sa;
+    ssize_t r = mem_read(self, tid, addr, sa, (size_t)len);
+    if (r < 2) return -1;
+    sa_family_t family;
+    memcpy(&family, sa, sizeof family);
+    char ip[INET6_ADDRSTRLEN];
+    if (family == AF_INET && r >= (ssize_t)sizeof(struct sockaddr_in)) {
+        struct sockaddr_in in;
+        memcpy(&in, sa, sizeof in);
+        inet_ntop(AF_INET, &in.sin_addr, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, ntohs(in.sin_port));
+        return 0;
+    }
+    if (family == AF_INET6 && r >= (ssize_t)sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, sa, sizeof in6);
+        inet_ntop(AF_INET6, &in6.sin6_addr, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(in6.sin6_port));
+        return 0;
+    }
+    if (family == AF_UNIX) {
+        size_t n = (size_t)r - 2;
+        char *p = (char *)sa + 2;
+        size_t plen = strnlen(p, n);
+        snprintf(out, cap, "unix:%.*s", (int)plen, p);
+        return 0;
+    }
+    return -1;
+}
+
+static const char *SYSTEM_PREFIXES[] = {"/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/proc/",
+                                        "/sys/", "/dev/", "/etc/ld.so.", NULL};
+
+/* must agree with model/syscalls.py SYSTEM_PATH_PREFIXES */
+static int is_system_path(const char *path) {
+    for (const char **p = SYSTEM_PREFIXES; *p; p++)
+        if (strncmp(path, *p, strlen(*p)) == 0) return 1;
+    return 0;
+}
+
+/* -- event records ---------------------------------------------------------------------------- */
+/* record: svc_id i32, tid i32, nr i32, rule i32, path_len u16, addr_len u16, ts double, path, addr
+   (rule -1: allowed; a length of 0xffff means "no value") */
+
+static int append(Loop *self, int svc_id, int tid, int nr, int rule, double ts, const char *path, const char *addr) {
+    size_t plen = path ? strlen(path) : 0, alen = addr ? strlen(addr) : 0;
+    size_t need = 4 * 4 + 2 * 2 + sizeof(double) + plen + alen;
+    if (self->len + need > self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 1 << 16;
+        while (cap < self->len + need) cap *= 2;
+        char *grown = realloc(self->buf, cap);
+        if (!grown) return -1;
+        self->buf = grown;
+        self->cap = cap;
+    }
+    char *p = self->buf + self->len;
+    uint16_t pl = path ? (uint16_t)plen : 0xffff, al = addr ? (uint16_t)alen : 0xffff;
+    memcpy(p, &svc_id, 4), p += 4;
+    memcpy(p, &tid, 4), p += 4;
+    memcpy(p, &nr, 4), p += 4;
+    memcpy(p, &rule, 4), p += 4;
+    memcpy(p, &pl, 2), p += 2;
+    memcpy(p, &al, 2), p += 2;
+    memcpy(p, &ts, sizeof ts), p += sizeof ts;
+    if (plen) memcpy(p, path, plen), p += plen;
+    if (alen) memcpy(p, addr, alen), p += alen;
+    self->len = (size_t)(p - self->buf);
+    if (self->count++ == 0) self->first_ts = monotonic();
+    return 0;
+}
+
+/* -- the loop --------------------------------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    struct seccomp_notif n;
+} Slow;
+
+/* Handle one readable listener without Python. Returns 1 when the notification is slow (copied
+   to *slow), 0 when it was answered here, -1 when the listener is closed. */
+static int handle(Loop *self, Listener *l, Slow *slow) {
+    struct seccomp_notif n;
+    memset(&n, 0, sizeof n); /* the kernel refuses a dirty buffer */
+    if (ioctl(l->fd, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0) {
+        if (errno == ENOENT || errno == EINTR) {
+            self->n_dropped++;
+            return 0;
+        }
+        return -1;
+    }
+    int nr = n.data.nr;
+    int in_range = nr >= 0 && nr < MAX_NR;
+    int is_slow = in_range && ((l->slow[nr / 64] >> (nr % 64)) & 1);
+    int deny_rule = is_slow ? l->deny_rule[nr] : -1;
+    if (is_slow && deny_rule < 0) {
+        slow->fd = l->fd;
+        slow->n = n;
+        self->n_slow++;
+        return 1;
+    }
+    uint8_t kind = in_range ? self->kinds[nr] : 0;
+    char path[PATH_CAP], addr[160];
+    int has_path = 0, has_addr = 0, read_mem = 0;
+    if (kind & K_FD) has_path = fd_link((int)n.pid, (long)(int)n.data.args[0], path, sizeof path) == 0;
+    if (kind & (K_PATH0 | K_PATH1)) {
+        uint64_t a = (kind & K_PATH0) ? n.data.args[0] : n.data.args[1];
+        read_mem = 1;
+        has_path = read_string(self, (int)n.pid, a, path, sizeof path) == 0;
+        if (has_path) absolutize((int)n.pid, (kind & K_PATH1) ? (long)(int)n.data.args[0] : AT_FDCWD, path, sizeof path);
+    }
+    if (kind & K_SOCKADDR1) {
+        read_mem = 1;
+        has_addr = read_sockaddr(self, (int)n.pid, n.data.args[1], n.data.args[2], addr, sizeof addr) == 0;
+    } else if ((kind & K_SENDTO) && n.data.args[4]) {
+        read_mem = 1;
+        has_addr = read_sockaddr(self, (int)n.pid, n.data.args[4], n.data.args[5], addr, sizeof addr) == 0;
+    }
+    if (read_mem && ioctl(l->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &n.id) != 0) {
+        self->n_dropped++; /* the task went away while we read it */
+        return 0;
+    }
+    if (deny_rule >= 0 && has_path && is_system_path(path)) {
+        /* a rule without a path glob leaves system files alone: let Python consult the next rule */
+        slow->fd = l->fd;
+        slow->n = n;
+        self->n_slow++;
+        return 1;
+    }
+    struct seccomp_notif_resp r;
+    memset(&r, 0, sizeof r);
+    r.id = n.id;
+    if (deny_rule >= 0) {
+        r.error = -l->deny_errno[nr];
+        l->deny_hits[nr]++;
+        self->n_denied++;
+    } else {
+        r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        self->n_fast++;
+    }
+    if (ioctl(l->fd, SECCOMP_IOCTL_NOTIF_SEND, &r) != 0) self->n_send_failed++;
+    append(self, l->svc_id, (int)n.pid, nr, deny_rule, walltime(), has_path ? path : NULL, has_addr ? addr : NULL);
+    return 0;
+}
+
+static PyObject *Loop_wait(Loop *self, PyObject *args) {
+    double timeout, flush_after;
+    Py_ssize_t flush_count;
+    if (!PyArg_ParseTuple(args, "ddn", &timeout, &flush_after, &flush_count)) return NULL;
+    enum { CAP = 64 };
+    struct epoll_event evs[CAP];
+    Slow slow[CAP];
+    int nslow = 0, control = 0, closed[CAP], nclosed = 0, failed = 0;
+    double deadline = timeout < 0 ? -1 : monotonic() + timeout;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        /* epoll_pwait2 takes a timespec: a 1 ms delay is not rounded up to the next millisecond */
+        double wait = -1, now = monotonic();
+        if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
+        if (self->count) {
+            double left = self->first_ts + flush_after - now;
+            if (left < 0) left = 0;
+            if (wait < 0 || left < wait) wait = left;
+        }
+        struct timespec ts, *tsp = NULL;
+        if (wait >= 0) {
+            ts.tv_sec = (time_t)wait;
+            ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
+            tsp = &ts;
+        }
+        int n = (int)syscall(SYS_epoll_pwait2, self->epfd, evs, CAP, tsp, NULL, 0);
+        if (n < 0 && errno == ENOSYS) { /* kernels before 5.11 */
+            int ms = wait < 0 ? -1 : (int)(wait * 1000 + 0.999);
+            n = epoll_wait(self->epfd, evs, CAP, ms);
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            failed = errno;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == self->ctl_fd) {
+                control = 1;
+                continue;
+            }
+            Listener *l = find(self, fd);
+            if (!l) continue;
+            if (evs[i].events & EPOLLIN) {
+                int r = handle(self, l, &slow[nslow]);
+                if (r == 1) nslow++;
+                else if (r < 0 && nclosed < CAP) closed[nclosed++] = fd;
+            } else if (evs[i].events & (EPOLLHUP | EPOLLERR)) {
+                if (nclosed < CAP) closed[nclosed++] = fd;
+            }
+            if (nslow == CAP) break;
+        }
+        if (control || nslow || nclosed) break;
+        now = monotonic();
+        if (self->count && ((Py_ssize_t)self->count >= flush_count || now >= self->first_ts + flush_after)) break;
+        if (deadline >= 0 && now >= deadline) break;
+    }
+    Py_END_ALLOW_THREADS
+
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *slow_list = PyList_New(nslow);
+    if (!slow_list) return NULL;
+    for (int i = 0; i < nslow; i++) {
+        struct seccomp_notif *s = &slow[i].n;
+        PyObject *t = Py_BuildValue("(iKIi(KKKKKK))", slow[i].fd, (unsigned long long)s->id, s->pid, s->data.nr,
+                                    (unsigned long long)s->data.args[0], (unsigned long long)s->data.args[1],
+                                    (unsigned long long)s->data.args[2], (unsigned long long)s->data.args[3],
+                                    (unsigned long long)s->data.args[4], (unsigned long long)s->data.args[5]);
+        if (!t) {
+            Py_DECREF(slow_list);
+            return NULL;
+        }
+        PyList_SET_ITEM(slow_list, i, t);
+    }
+    PyObject *closed_list = PyList_New(nclosed);
+    if (!closed_list) {
+        Py_DECREF(slow_list);
+        return NULL;
+    }
+    for (int i = 0; i < nclosed; i++) PyList_SET_ITEM(closed_list, i, PyLong_FromLong(closed[i]));
+    return Py_BuildValue("(NON)", slow_list, control ? Py_True : Py_False, closed_list);
+}
+
+static PyObject *Loop_drain(Loop *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyList_New((Py_ssize_t)self->count);
+    if (!out) return NULL;
+    char *p = self->buf, *end = self->buf + self->len;
+    Py_ssize_t i = 0;
+    while (p < end && i < (Py_ssize_t)self->count) {
+        int svc_id, tid, nr, rule;
+        uint16_t pl, al;
+        double ts;
+        memcpy(&svc_id, p, 4), p += 4;
+        memcpy(&tid, p, 4), p += 4;
+        memcpy(&nr, p, 4), p += 4;
+        memcpy(&rule, p, 4), p += 4;
+        memcpy(&pl, p, 2), p += 2;
+        memcpy(&al, p, 2), p += 2;
+        memcpy(&ts, p, sizeof ts), p += sizeof ts;
+        PyObject *path = Py_None, *addr = Py_None;
+        if (pl != 0xffff) {
+            path = PyUnicode_DecodeFSDefaultAndSize(p, pl);
+            p += pl;
+        } else {
+            Py_INCREF(Py_None);
+        }
+        if (al != 0xffff) {
+            addr = PyUnicode_DecodeFSDefaultAndSize(p, al);
+            p += al;
+        } else {
+            Py_INCREF(Py_None);
+        }
+        if (!path || !addr) {
+            Py_XDECREF(path);
+            Py_XDECREF(addr);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *t = Py_BuildValue("(idiiiNN)", svc_id, ts, tid, nr, rule, path, addr);
+        if (!t) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i++, t);
+    }
+    self->len = 0;
+    self->count = 0;
+    return out;
+}
+
+static PyObject *Loop_respond(Loop *self, PyObject *args) {
+    int fd, error;
+    unsigned long long id;
+    unsigned int flags;
+    if (!PyArg_ParseTuple(args, "iKiI", &fd, &id, &error, &flags)) return NULL;
+    struct seccomp_notif_resp r;
+    memset(&r, 0, sizeof r);
+    r.id = id;
+    r.error = error;
+    r.flags = flags;
+    if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &r) != 0) {
+        self->n_send_failed++;
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Loop_add(Loop *self, PyObject *args) {
+    int fd, svc_id;
+    if (!PyArg_ParseTuple(args, "ii", &fd, &svc_id)) return NULL;
+    if (self->nlisteners == MAX_LISTENERS) {
+        PyErr_SetString(PyExc_RuntimeError, "too many listeners");
+        return NULL;
+    }
+    Listener *l = &self->listeners[self->nlisteners++];
+    memset(l, 0, sizeof *l);
+    l->fd = fd;
+    l->svc_id = svc_id;
+    for (int i = 0; i < MAX_NR; i++) l->deny_rule[i] = -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        self->nlisteners--;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_remove(Loop *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    for (int i = 0; i < self->nlisteners; i++) {
+        if (self->listeners[i].fd == fd) {
+            epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+            self->listeners[i] = self->listeners[--self->nlisteners];
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_set_slow(Loop *self, PyObject *args) {
+    int fd;
+    PyObject *numbers;
+    if (!PyArg_ParseTuple(args, "iO", &fd, &numbers)) return NULL;
+    Listener *l = find(self, fd);
+    if (!l) {
+        PyErr_SetString(PyExc_KeyError, "no such listener");
+        return NULL;
+    }
+    uint64_t bits[MAX_NR / 64];
+    memset(bits, 0, sizeof bits);
+    PyObject *it = PyObject_GetIter(numbers);
+    if (!it) return NULL;
+    PyObject *item;
+    while ((item = PyIter_Next(it))) {
+        long nr = PyLong_AsLong(item);
+        Py_DECREF(item);
+        if (nr == -1 && PyErr_Occurred()) break;
+        if (nr >= 0 && nr < MAX_NR) bits[nr / 64] |= 1ULL << (nr % 64);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    memcpy(l->slow, bits, sizeof bits);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_set_fast_deny(Loop *self, PyObject *args) {
+    int fd;
+    PyObject *entries;
+    if (!PyArg_ParseTuple(args, "iO", &fd, &entries)) return NULL;
+    Listener *l = find(self, fd);
+    if (!l) {
+        PyErr_SetString(PyExc_KeyError, "no such listener");
+        return NULL;
+    }
+    int32_t rules[MAX_NR], errnos[MAX_NR];
+    for (int i = 0; i < MAX_NR; i++) rules[i] = -1, errnos[i] = 0;
+    PyObject *it = PyObject_GetIter(entries);
+    if (!it) return NULL;
+    PyObject *item;
+    while ((item = PyIter_Next(it))) {
+        int nr, rule, err;
+        int ok = PyArg_ParseTuple(item, "iii", &nr, &rule, &err);
+        Py_DECREF(item);
+        if (!ok) break;
+        if (nr >= 0 && nr < MAX_NR) rules[nr] = rule, errnos[nr] = err;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    for (int i = 0; i < MAX_NR; i++) {
+        if (rules[i] != l->deny_rule[i]) l->deny_hits[i] = 0; /* hits belong to one rule */
+        l->deny_rule[i] = rules[i];
+        l->deny_errno[i] = errnos[i];
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_take_hits(Loop *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    Listener *l = find(self, fd);
+    PyObject *out = PyDict_New();
+    if (!out || !l) return out;
+    for (int i = 0; i < MAX_NR; i++) {
+        if (l->deny_rule[i] < 0 || !l->deny_hits[i]) continue;
+        PyObject *key = PyLong_FromLong(l->deny_rule[i]);
+        PyObject *prev = PyDict_GetItem(out, key); /* a rule may cover several syscalls */
+        long total = (long)l->deny_hits[i] + (prev ? PyLong_AsLong(prev) : 0);
+        PyObject *val = PyLong_FromLong(total);
+        PyDict_SetItem(out, key, val);
+        Py_DECREF(key);
+        Py_DECREF(val);
+        l->deny_hits[i] = 0;
+    }
+    return out;
+}
+
+static PyObject *Loop_stats(Loop *self, PyObject *Py_UNUSED(ignored)) {
+    return Py_BuildValue("{sKsKsKsKsKsn}", "fast", self->n_fast, "denied", self->n_denied, "slow", self->n_slow,
+                         "dropped", self->n_dropped, "send_failed", self->n_send_failed, "buffered",
+                         (Py_ssize_t)self->count);
+}
+
+static int Loop_init(Loop *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
+    int ctl_fd;
+    Py_buffer kinds;
+    if (!PyArg_ParseTuple(args, "iy*", &ctl_fd, &kinds)) return -1;
+    memset(self->kinds, 0, sizeof self->kinds);
+    memcpy(self->kinds, kinds.buf, kinds.len < MAX_NR ? (size_t)kinds.len : MAX_NR);
+    PyBuffer_Release(&kinds);
+    for (int i = 0; i < MEM_CACHE; i++) self->mem[i].fd = -1;
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    self->ctl_fd = ctl_fd;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = ctl_fd};
+    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, ctl_fd, &ev) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static void Loop_dealloc(Loop *self) {
+    if (self->epfd > 0) close(self->epfd);
+    for (int i = 0; i < MEM_CACHE; i++)
+        if (self->mem[i].fd >= 0) close(self->mem[i].fd);
+    free(self->buf);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"wait", (PyCFunction)Loop_wait, METH_VARARGS, "wait(timeout, flush_after, flush_count) -> (slow, control, closed)"},
+    {"drain", (PyCFunction)Loop_drain, METH_NOARGS, "the buffered fast-path events"},
+    {"respond", (PyCFunction)Loop_respond, METH_VARARGS, "respond(fd, id, error, flags) -> bool"},
+    {"add", (PyCFunction)Loop_add, METH_VARARGS, "add(listener_fd, svc_id)"},
+    {"remove", (PyCFunction)Loop_remove, METH_VARARGS, "remove(listener_fd)"},
+    {"set_slow", (PyCFunction)Loop_set_slow, METH_VARARGS, "set_slow(listener_fd, syscall numbers with rules)"},
+    {"set_fast_deny", (PyCFunction)Loop_set_fast_deny, METH_VARARGS, "set_fast_deny(fd, [(nr, rule_id, errno)])"},
+    {"take_hits", (PyCFunction)Loop_take_hits, METH_VARARGS, "take_hits(fd) -> {rule_id: hits}"},
+    {"stats", (PyCFunction)Loop_stats, METH_NOARGS, "counters"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "faultbox.engine._notify.Loop",
+    .tp_basicsize = sizeof(Loop),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Loop_init,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_methods = Loop_methods,
+    .tp_doc = "The supervisor's notification loop (see the module's comment).",
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_notify", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__notify(void) {
+    if (PyType_Ready(&LoopType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&LoopType);
+    if (PyModule_AddObject(m, "Loop", (PyObject *)&LoopType) < 0) {
+        Py_DECREF(&LoopType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "K_FD", K_FD);
+    PyModule_AddIntConstant(m, "K_PATH0", K_PATH0);
+    PyModule_AddIntConstant(m, "K_PATH1", K_PATH1);
+    PyModule_AddIntConstant(m, "K_SOCKADDR1", K_SOCKADDR1);
+    PyModule_AddIntConstant(m, "K_SENDTO", K_SENDTO);
+    return m;
+}
