@@ -125,6 +125,7 @@ class TestResult:
     code: str = ""  # the error code of an errored or infrastructure-failed test (e.g. FAULT_NOT_FILTERABLE)
     started: float = 0.0  # wall-clock start (unix seconds)
     expectation: str = ""  # what judged the result: expect_success(), a lambda, an override...
+    timings: dict[str, int] = field(default_factory=dict)  # ms spent starting services, in the body, stopping
     events: list[Event] = field(default_factory=list)
     violation: Violation | None = None
     faults: list[FaultRecord] = field(default_factory=list)
@@ -151,6 +152,7 @@ class TestResult:
             "started": self.started,
             "expectation": self.expectation,
             "duration_ms": self.duration_ms,
+            "timings": self.timings,
             "seed": self.seed,
             "replay": self.replay,
             "assumptions": self.assumptions,

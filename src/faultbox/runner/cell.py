@@ -42,19 +42,26 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     started_wall = time.time()
     start_error: BaseException | None = None
     outcome = BodyOutcome()
+    timings: dict[str, int] = {}
     try:
         try:
             host.start_services()
         except FaultboxError as exc:
             start_error = exc
-        else:
+        timings["start_ms"] = _ms_since(started)
+        if start_error is None:
             host.deadline = time.monotonic() + timeout
+            body_started = time.monotonic()
             outcome = _run_body(case, host)
+            timings["body_ms"] = _ms_since(body_started)
     finally:
+        stop_started = time.monotonic()
         host.teardown()
         host.detach()
+        timings["stop_ms"] = _ms_since(stop_started)
     result = judge(case, host, start_error, outcome)
-    result.duration_ms = int((time.monotonic() - started) * 1000)
+    result.duration_ms = _ms_since(started)
+    result.timings = timings
     result.started = started_wall
     result.defined_at = str(case.location or "")
     result.seed = ctx.seed
@@ -70,6 +77,10 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     if host.output:
         result.details["printed"] = host.output[-50:]
     return result
+
+
+def _ms_since(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
 
 
 # -- the body --------------------------------------------------------------------------------
