@@ -77,8 +77,27 @@ class PostgresClient:
         self._conninfo = _conninfo(host, port, options)
         self._conn: _Conn | None = None
         self._statement_timeout_ms = 0  # what the open session has; 0 = unknown
+        # Held by a step. close() may come from the runner's thread while an abandoned test body
+        # is still inside a step: closing a libpq connection under a running query is unsafe.
+        self._busy = threading.Lock()
 
     def call(self, method: str, args: Mapping[str, Any]) -> Response:
+        with self._busy:
+            return self._call(method, args)
+
+    def close(self) -> None:
+        if self._busy.acquire(timeout=1.0):
+            try:
+                self._disconnect()
+            finally:
+                self._busy.release()
+            return
+        conn = self._conn
+        if conn is not None:
+            # A step is still running: wake it (EOF on its socket); it drops the broken session.
+            _shutdown(conn.fileno())
+
+    def _call(self, method: str, args: Mapping[str, Any]) -> Response:
         start = time.monotonic()
         if method not in _METHODS:
             return _failed(f"postgres has no step {method!r}; its steps: {', '.join(_METHODS)}", start)
@@ -114,7 +133,7 @@ class PostgresClient:
             rows_affected=None if method == "query" else affected,
         )
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -130,7 +149,7 @@ class PostgresClient:
             # Between steps an idle autocommit session receives nothing, so pending input means the
             # server ended it (shutdown, restart after a PANIC, pg_terminate_backend): its FATAL is
             # waiting there. Reconnect now rather than fail this step on the old session's error.
-            self.close()
+            self._disconnect()
             conn = None
         if conn is None:
             conn = self._connect(timeout, deadline)
@@ -171,7 +190,7 @@ class PostgresClient:
     def _drop_if_broken(self) -> None:
         conn = self._conn
         if conn is not None and (conn.closed or conn.broken):
-            self.close()
+            self._disconnect()
 
     def _error_text(self, exc: psycopg.Error, timed_out: bool, timeout: float) -> str:
         if timed_out:
@@ -389,11 +408,16 @@ class _Watchdog:
             if not self._armed:
                 return
             self.fired = True
-            try:
-                with socket.socket(fileno=os.dup(self._fd)) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(self._fd)
+
+
+def _shutdown(fd: int) -> None:
+    """Shut a socket down without closing its fd (it stays libpq's): a blocked wait on it returns."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _clean(text: str) -> str:

@@ -177,22 +177,27 @@ def _server_error(exc: Exception) -> str:
 
 
 def _settings(host: str, port: int, options: Mapping[str, Any]) -> dict[str, Any]:
-    """host, port, db, username, password: from the helper's redis:// endpoint when there is one,
-    else the interface; the password from the URL, else options["password"], else the service's env
-    (REDIS_PASSWORD, with REDIS_USER for an ACL user)."""
+    """host, port, db, username, password: the address from the helper's redis:// endpoint when
+    there is one, else the interface. The password from the helper's options (the raw text), else
+    the endpoint URL, else the service's env (REDIS_PASSWORD, with REDIS_USER for an ACL user)."""
     env: Mapping[str, Any] = options.get("env") or {}
     out: dict[str, Any] = {"host": host, "port": port, "db": 0, "username": None, "password": None}
     endpoint = options.get("endpoint")
     if endpoint:
-        url = urlsplit(str(endpoint))
-        out["host"] = url.hostname or host
-        out["port"] = url.port or port
-        path = url.path.strip("/")
-        out["db"] = int(path) if path.isdigit() else 0
-        out["username"] = unquote(url.username) if url.username else None
-        out["password"] = unquote(url.password) if url.password else None
+        try:
+            url = urlsplit(str(endpoint))
+            out["host"] = url.hostname or host
+            out["port"] = url.port or port
+            path = url.path.strip("/")
+            out["db"] = int(path) if path.isdigit() else 0
+            out["username"] = unquote(url.username) if url.username else None
+            out["password"] = unquote(url.password) if url.password else None
+        except ValueError:
+            # An unquoted password holding ':' or '/' makes the URL unparseable; the interface's
+            # address and the options' password still work.
+            out = {"host": host, "port": port, "db": 0, "username": None, "password": None}
     out["username"] = out["username"] or env.get("REDIS_USER") or None
-    out["password"] = out["password"] or options.get("password") or env.get("REDIS_PASSWORD") or None
+    out["password"] = options.get("password") or out["password"] or env.get("REDIS_PASSWORD") or None
     return out
 
 
