@@ -11,6 +11,7 @@ import signal
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 from faultbox.deps.base import (
     LOCALHOST,
@@ -43,7 +44,7 @@ def find_binary(search_path: Sequence[str] | None = None) -> str:
 
 
 def url(port: int, password: str | None = None) -> str:
-    auth = f":{password}@" if password is not None else ""
+    auth = f":{quote(password, safe='')}@" if password is not None else ""
     return f"redis://{auth}{LOCALHOST}:{port}/0"
 
 

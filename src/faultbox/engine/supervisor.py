@@ -96,6 +96,7 @@ class Supervisor:
         self.loop = _notify.Loop(ctl.fileno(), arg_kinds(self.names))
         self.listeners: dict[int, Listener] = {}  # listener fd -> Listener
         self.by_svc: dict[int, Listener] = {}
+        self.closed: dict[int, Listener] = {}  # svc id -> a listener that hung up (its rules' counters)
         self.rules: dict[int, Rule] = {}  # rule id -> rule, every listener's
         self.mem = procmem.MemReader()
         self.out: list[tuple[Any, ...]] = []  # decided here, waiting to be sent
@@ -299,7 +300,10 @@ class Supervisor:
             return True
         if op == "rules":
             _, svc_id, wire_rules, _req = msg
-            return self._set_rules(self.by_svc[svc_id], wire_rules)
+            lst = self.by_svc.get(svc_id) or self.closed.get(svc_id)
+            if lst is None:
+                raise ValueError(f"no service with id {svc_id}")
+            return self._set_rules(lst, wire_rules)
         if op == "sync":
             self._flush()
             return True
@@ -332,10 +336,9 @@ class Supervisor:
         """Replace a service's rules; report the final counters of rules that went away."""
         self._flush()  # events decided under the old rules are sent while their ids are known
         old = {r.id: r for rules in lst.rules.values() for r in rules}
-        for rid, hits in self.loop.take_hits(lst.fd).items():  # denies decided in C
-            if rid in old:
-                old[rid].matched += hits
-                old[rid].fired += hits
+        live = self.listeners.get(lst.fd) is lst
+        if live:
+            self._take_hits(lst)
         table: dict[int, list[Rule]] = {}
         kept: dict[int, Rule] = {}
         for wire in wire_rules:
@@ -344,13 +347,14 @@ class Supervisor:
             for nr in rule.nrs:
                 table.setdefault(nr, []).append(rule)
         lst.rules = table
-        # Only syscalls with a rule that can fire leave the C fast path; of those, an unconditional
-        # deny as the newest rule is still answered in C.
-        self.loop.set_slow(lst.fd, [nr for nr, rules in table.items() if any(r.kind in _FIRING for r in rules)])
-        self.loop.set_fast_deny(
-            lst.fd,
-            [(nr, rules[0].id, rules[0].errno) for nr, rules in table.items() if _unconditional_deny(rules[0])],
-        )
+        if live:
+            # Only syscalls with a rule that can fire leave the C fast path; of those, an unconditional
+            # deny as the newest rule is still answered in C.
+            self.loop.set_slow(lst.fd, [nr for nr, rules in table.items() if any(r.kind in _FIRING for r in rules)])
+            self.loop.set_fast_deny(
+                lst.fd,
+                [(nr, rules[0].id, rules[0].errno) for nr, rules in table.items() if _unconditional_deny(rules[0])],
+            )
         gone = {rid: (r.matched, r.fired, r.unresolved) for rid, r in old.items() if rid not in kept}
         for rid in gone:
             self.rules.pop(rid, None)
@@ -359,6 +363,15 @@ class Supervisor:
             if rid not in kept and r.kind == K_HOLD:
                 self._release(r.tag, 0, 0)  # a hold never outlives its rule
         return gone
+
+    def _take_hits(self, lst: Listener) -> None:
+        """Fold the counters of denies decided in C into their rules."""
+        by_id = {r.id: r for rules in lst.rules.values() for r in rules}
+        for rid, hits in self.loop.take_hits(lst.fd).items():
+            rule = by_id.get(rid)
+            if rule is not None:
+                rule.matched += hits
+                rule.fired += hits
 
     def _release(self, tag: str, err: int, count: int) -> int:
         queue = self.held.get(tag, [])
@@ -380,8 +393,10 @@ class Supervisor:
     def _close_listener(self, lst: Listener, why: str | None) -> None:
         if self.listeners.get(lst.fd) is not lst:
             return
+        self._take_hits(lst)
         del self.listeners[lst.fd]
         self.by_svc.pop(lst.svc_id, None)
+        self.closed[lst.svc_id] = lst  # its rules can still be removed, and their counts reported
         self.loop.remove(lst.fd)
         os.close(lst.fd)
         self.tgid.clear()  # its threads are gone; their ids may be reused

@@ -29,12 +29,14 @@ from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.faults import FaultTable
 from faultbox.runner.services import RunningService, ServiceSet
+from faultbox.sources import ServerDown
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
 from faultbox.trace.log import TraceLog
 from faultbox.trace.monitors import MonitorSet
 
 _BARRIER_TIMEOUT = 15.0
+_SOURCE_BARRIER_TIMEOUT = 5.0  # a database restarting after a PANIC is back in well under a second
 
 
 class TestHost:
@@ -53,6 +55,8 @@ class TestHost:
         )
         self.assertions = 0
         self.output: list[str] = []
+        self.seeding = False  # steps of a service's seed= must succeed
+        self.seed_failure: str | None = None
         self.infra_error: InfraError | None = None
         self._svc_names: dict[int, str] = {}
         self._clients: dict[tuple[str, str], StepClient] = {}
@@ -86,7 +90,7 @@ class TestHost:
 
     def teardown(self) -> None:
         """Remove every fault, flush the trace, stop everything. Never raises."""
-        for step in (self.faults.clear, self._quiet_barrier, self.services.stop_all, self._close_clients):
+        for step in (self.faults.clear, self._quiet_barrier, self._close_clients, self.services.stop_all):
             try:
                 step()
             except Exception as exc:  # teardown always runs to the end
@@ -206,11 +210,16 @@ class TestHost:
             except SupervisorError as exc:
                 self._infra(str(exc))
         self.ctx.pump.drain(_BARRIER_TIMEOUT)
-        for source in self.services.sources():
-            try:
-                source.barrier(_BARRIER_TIMEOUT)
-            except Exception as exc:
-                self.emit("source_error", "", {"error": f"{type(exc).__name__}: {exc}"})
+        for rs in list(self.services.running.values()):
+            if not rs.sources or not rs.process.alive():
+                continue  # a server that exited has nothing more to say
+            for source in rs.sources:
+                try:
+                    source.barrier(_SOURCE_BARRIER_TIMEOUT)
+                except ServerDown:
+                    continue  # crashed or restarting: it committed nothing since; it catches up later
+                except Exception as exc:
+                    self.emit("source_error", rs.name, {"error": f"{type(exc).__name__}: {exc}"})
 
     def _quiet_barrier(self) -> None:
         self.barrier()
@@ -243,12 +252,17 @@ class TestHost:
         try:
             result = client.call(method, args)
         except SpecFailure as exc:  # tcp.send raises when there is no reply; record it first
+            start_barrier = time.monotonic()
             self.barrier()
+            start += time.monotonic() - start_barrier
             self.emit("step_recv", service, _recv_fields(iface.name, method, None, start, str(exc)))
             self.checkpoint()  # a step cut short by the deadline is a timeout, not a failure
             raise
+        took = time.monotonic() - start
+        if self.seeding and isinstance(result, Response) and not result.ok and self.seed_failure is None:
+            self.seed_failure = f"{service}.{interface}.{method}() failed: {result.error}"
         self.barrier()
-        self.emit("step_recv", service, _recv_fields(iface.name, method, result, start))
+        self.emit("step_recv", service, _recv_fields(iface.name, method, result, time.monotonic() - took))
         self.log.merge_clock("test", service)
         self.checkpoint()
         return result
@@ -363,7 +377,9 @@ def _text(value: Any) -> str:
 
 
 def _recv_fields(interface: str, method: str, result: Any, start: float, error: str = "") -> dict[str, str]:
-    fields = {"interface": interface, "method": method, "duration_ms": str(int((time.monotonic() - start) * 1000))}
+    # The step's own duration: the barrier that follows it is the trace's business, not the step's.
+    took = result.duration_ms if isinstance(result, Response) else int((time.monotonic() - start) * 1000)
+    fields = {"interface": interface, "method": method, "duration_ms": str(took)}
     if error:
         fields["ok"] = "false"
         fields["error"] = error[:500]

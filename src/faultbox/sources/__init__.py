@@ -22,4 +22,9 @@ class SourceError(Exception):
     """An event source failed: it could not start, lost its stream for good, or a barrier timed out."""
 
 
-__all__ = ["Emit", "SourceError"]
+class ServerDown(SourceError):
+    """The observed server does not answer right now (stopped, crashed, restarting): nothing can have
+    been committed since, so a barrier has nothing to wait for. The stream catches up when it is back."""
+
+
+__all__ = ["Emit", "ServerDown", "SourceError"]

@@ -50,7 +50,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from faultbox.sources import Emit, SourceError
+from faultbox.sources import Emit, ServerDown, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +260,13 @@ class WalSource:
                     _wait_async(self._qconn, deadline)
                     row = cur.fetchone()
                     return parse_lsn(row[0])
+                except psycopg2.OperationalError as exc:
+                    # Refused, starting up, in crash recovery: the server commits nothing now. Waiting
+                    # here would keep a fault active longer than the step that exposed it.
+                    _close(self._qconn)
+                    self._qconn = None
+                    raise ServerDown(f"{self._service}: {str(exc).strip().splitlines()[0]}") from None
                 except (psycopg2.Error, TimeoutError, OSError) as exc:
-                    # Down, restarting, or in crash recovery: retry until the deadline.
                     last = exc
                     _close(self._qconn)
                     self._qconn = None

@@ -27,8 +27,8 @@ from faultbox.spec.dialect import CheckedModule
 # filename -> source lines, for every compiled spec file
 SPEC_FILES: dict[str, list[str]] = {}
 
-MODULE_KEY = "__fb_module__"
-_STDLIB = str(Path(__file__).resolve().parent.parent / "stdlib")  # hidden global: spec code cannot name it (the resolver refuses it)
+MODULE_KEY = "__fb_module__"  # hidden global: spec code cannot name it (the resolver refuses it)
+_STDLIB = str(Path(__file__).resolve().parent.parent / "stdlib")
 
 
 @dataclass

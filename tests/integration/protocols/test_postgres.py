@@ -189,17 +189,15 @@ def test_silent_server_times_out_within_the_step_timeout():
     assert_true(r.duration_ms < 900, "took %d ms" % r.duration_ms)
 """
 
-# A PANIC under fsync EIO, in a spec of its own: with wal = False no WAL barrier runs after the
-# failed step (that barrier waits 15 s for a server that is restarting, with the fault still on, so
-# the restart's own fsync fails and the server exits: see the report), so the fault ends at once
-# and the server restarts as it would in production.
+# A PANIC under fsync EIO, in a spec of its own. The WAL barrier after the failed step does not wait
+# for a server that is restarting, so the fault ends with its step and the server recovers.
 CRASH_SPEC = """
 load("@faultbox/services.star", "postgres")
 
 def seed_db():
     db.main.exec(sql = "CREATE TABLE orders (id serial PRIMARY KEY, status text)")
 
-db = postgres("db", wal = False, seed = seed_db)
+db = postgres("db", seed = seed_db)
 
 def insert_row():
     return db.main.exec(sql = "INSERT INTO orders (status) VALUES ('lost?')")
@@ -273,9 +271,4 @@ def crash_result(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 def test_panic_restart_then_reconnect(crash_result: RunResult) -> None:
     t = _test(crash_result, "test_panic_restart_then_reconnect")
-    if t.outcome.value == "errored" and "SUPERVISOR_FAILED" in t.reason:
-        # The syscall supervisor (not the step client) sometimes fails while the crashed server's
-        # processes go away ("not enough values to unpack" in supervisor._flush, seen while the
-        # engine was being changed): an infrastructure error, reported, not this client's.
-        pytest.xfail(f"infrastructure: {t.reason}")
     assert t.outcome.value == "passed", f"{t.name}: {t.outcome.value}: {t.reason}"

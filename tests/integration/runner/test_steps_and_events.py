@@ -198,3 +198,20 @@ def test_load_paths_and_stdlib(run, tmp_path) -> None:  # type: ignore[no-untype
     )
     res = run(spec)
     assert res.outcome("x") == "passed", res.test("x").reason
+
+
+def test_assert_eq_follows_starlark_equality(run) -> None:
+    spec = """
+def test_ok():
+    assert_eq([1, {"a": (2, 3)}], [1, {"a": (2, 3)}])
+
+def test_bool_is_not_int():
+    assert_eq([True], [1])
+
+def test_list_is_not_tuple():
+    assert_eq([1], (1,))
+"""
+    res = run(spec)
+    assert res.outcome("ok") == "passed"
+    assert res.outcome("bool_is_not_int") == "failed" and "[True] != [1]" in res.test("bool_is_not_int").reason
+    assert res.outcome("list_is_not_tuple") == "failed"

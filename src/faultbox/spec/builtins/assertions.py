@@ -57,9 +57,14 @@ def _event_lines(events: list[Event]) -> list[str]:
 
 
 def _starlark_eq(a: Any, b: Any) -> bool:
-    """Python's == except that bools never equal numbers (True == 1 is False in Starlark)."""
+    """Python's == except that bools never equal numbers (True == 1 is False in Starlark), at any depth."""
     if isinstance(a, bool) != isinstance(b, bool) and isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        same_kind = isinstance(a, list) == isinstance(b, list)
+        return same_kind and len(a) == len(b) and all(_starlark_eq(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_starlark_eq(a[k], b[k]) for k in a)
     return bool(a == b)
 
 
