@@ -300,10 +300,10 @@ class Supervisor:
             return True
         if op == "rules":
             _, svc_id, wire_rules, _req = msg
-            lst = self.by_svc.get(svc_id) or self.closed.get(svc_id)
-            if lst is None:
+            target = self.by_svc.get(svc_id) or self.closed.get(svc_id)
+            if target is None:
                 raise ValueError(f"no service with id {svc_id}")
-            return self._set_rules(lst, wire_rules)
+            return self._set_rules(target, wire_rules)
         if op == "sync":
             self._flush()
             return True
