@@ -75,7 +75,8 @@ class Service:
     ops: Mapping[str, Op] = field(default_factory=dict)
     stop_grace: float = 2.0
     managed: Managed | None = None
-    seed: Any = None  # a spec callable run after the service is ready
+    seed: Any = None  # a spec callable run after the service is ready (schema, data)
+    reset: Any = None  # run after seed: every test gets a fresh service, so it is a second seed
     location: SourceLocation | None = None
 
     def interface(self, name: str) -> Interface | None:

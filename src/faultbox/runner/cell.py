@@ -114,19 +114,19 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
 def _run_seeds(host: TestHost) -> None:
     """service(seed=fn): loads schema and data into a freshly started service, before the body."""
     for rs in list(host.services.running.values()):
-        seed = rs.model.seed
-        if seed is None:
-            continue
-        host.seeding, host.seed_failure = True, None
-        try:
-            seed()
-        except SpecFailure as exc:
-            raise SpecFailure(f"seed of service {rs.name} failed: {exc}", exc.details) from exc
-        finally:
-            host.seeding = False
-        if host.seed_failure is not None:  # steps do not raise: a seed's failed step still fails it
-            raise SpecFailure(f"seed of service {rs.name} failed: {host.seed_failure}")
-        host.barrier()
+        for what, hook in (("seed", rs.model.seed), ("reset", rs.model.reset)):
+            if hook is None:
+                continue
+            host.seeding, host.seed_failure = True, None
+            try:
+                hook()
+            except SpecFailure as exc:
+                raise SpecFailure(f"{what} of service {rs.name} failed: {exc}", exc.details) from exc
+            finally:
+                host.seeding = False
+            if host.seed_failure is not None:  # steps do not raise: a seed's failed step still fails it
+                raise SpecFailure(f"{what} of service {rs.name} failed: {host.seed_failure}")
+            host.barrier()
 
 
 def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> None:

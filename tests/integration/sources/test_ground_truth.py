@@ -91,3 +91,20 @@ def test_wal_and_topic_events_through_a_spec(run) -> None:
     fsync = res.test("fsync_error_on_the_database")
     restarts = [e for e in fsync.events if e.type == "service_exited" and e.service == "db"]
     assert [e.fields["reason"] for e in restarts] == ["stopped"], "the postmaster itself survived the PANIC"
+
+
+def test_a_failed_step_in_seed_fails_the_test(run) -> None:
+    spec = """
+load("@faultbox/services.star", "postgres")
+
+def broken_schema():
+    db.main.exec(sql = "CREATE TABEL orders (id int)")
+
+db = postgres("db", seed = broken_schema)
+
+def test_x():
+    pass
+"""
+    t = run(spec).test("x")
+    assert t.outcome.value == "failed"
+    assert t.reason.startswith("seed of service db failed: db.main.exec() failed: 42601")

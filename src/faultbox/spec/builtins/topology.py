@@ -44,7 +44,7 @@ def _module_dir() -> str:
     "name: str, *binary_or_interfaces, binary: any = None, args: strlist = [], env: dict = {}, "
     "depends_on: list = [], healthcheck: healthcheck? = None, observe: list = [], cwd: str? = None, "
     "user: str? = None, ops: dict = {}, stop_timeout: duration = '2s', seed: callable? = None, "
-    "image: str? = None",
+    "reset: callable? = None, image: str? = None",
 )
 def service(
     builder: SpecBuilder,
@@ -61,6 +61,7 @@ def service(
     ops: dict[str, Any],
     stop_timeout: float,
     seed: Any,
+    reset: Any,
     image: str | None,
 ) -> ServiceValue:
     _check_name(name)
@@ -104,6 +105,7 @@ def service(
         ops=_ops(name, ops),
         stop_grace=stop_timeout,
         seed=seed,
+        reset=reset,
         location=current_location(2),
     )
     builder.add_service(svc)
@@ -113,7 +115,7 @@ def service(
 @builtin(
     "managed_service",
     "kind: str, name: str, *interfaces, options: dict = {}, env: dict = {}, depends_on: list = [], "
-    "observe: list = [], seed: callable? = None, healthcheck_timeout: duration = '30s', "
+    "observe: list = [], seed: callable? = None, reset: callable? = None, healthcheck_timeout: duration = '30s', "
     "stop_timeout: duration = '5s'",
     stdlib_only=True,
 )
@@ -127,6 +129,7 @@ def managed_service(
     depends_on: list[Any],
     observe: list[Any],
     seed: Any,
+    reset: Any,
     healthcheck_timeout: float,
     stop_timeout: float,
 ) -> ServiceValue:
@@ -146,6 +149,7 @@ def managed_service(
         managed=Managed(kind, dict(options)),
         stop_grace=stop_timeout,
         seed=seed,
+        reset=reset,
         location=current_location(3),
     )
     builder.add_service(svc)
