@@ -183,6 +183,8 @@ def _header(result: RunResult) -> str:
     ]
     # --var values change what a spec does: a reader reproducing the run needs them next to the seed.
     meta += [(f"var {k}", v) for k, v in sorted(result.variables.items())]
+    # what ran the tests (it may differ from the faultbox that renders this page)
+    meta += [(k, v) for k, v in result.environment.items()]
     counts = _outcome_counts(result.tests)
     count_items = "".join(f'<li class="o-{o.value}">{n} {_e(_WORD[o])}</li>' for o, n in counts.items() if n)
     interrupted = (
@@ -381,6 +383,15 @@ def _facts(t: TestResult) -> str:
     facts: list[tuple[str, str]] = []
     if t.location:
         facts.append(("location", t.location))
+    if t.defined_at and t.defined_at != t.location:
+        facts.append(("declared at", t.defined_at))
+    if t.code:
+        facts.append(("code", t.code))
+    if t.expectation:
+        facts.append(("expectation", t.expectation))
+    if t.timings:
+        parts = [f"{k.removesuffix('_ms')} {_duration(v)}" for k, v in t.timings.items()]
+        facts.append(("time", ", ".join(parts)))
     if t.matrix:
         facts.append(("matrix cell", f"{t.matrix[0]} × {t.matrix[1]}"))
     if t.assumptions:

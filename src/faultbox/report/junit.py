@@ -91,7 +91,8 @@ def _testcase(suite: ET.Element, test: TestResult, classname: str) -> None:
 
 
 def _problem(case: ET.Element, tag: str, test: TestResult) -> None:
-    el = ET.SubElement(case, tag, {"message": _clean(_headline(test)), "type": test.outcome.value})
+    kind = f"{test.outcome.value}:{test.code}" if test.code else test.outcome.value
+    el = ET.SubElement(case, tag, {"message": _clean(_headline(test)), "type": kind})
     el.text = _clean(_body(test))
 
 
