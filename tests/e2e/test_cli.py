@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import faultbox_cli, free_port, svc_decl
+from support import faultbox_cli, free_port, svc_decl
 
 PASSING = """
 def test_alpha():

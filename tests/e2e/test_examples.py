@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import EXAMPLES
 from faultbox.runner.run import RunOptions, run_spec
 from faultbox.spec import load_spec
+from support import EXAMPLES
 
 
 def test_orders_example_passes() -> None:

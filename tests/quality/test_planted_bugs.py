@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import EXAMPLES
 from faultbox.model.result import Outcome
 from faultbox.runner.run import RunOptions, run_spec
 from faultbox.spec import load_spec
+from support import EXAMPLES
 
 PATTERNS = str(EXAMPLES / "orders" / "patterns.star")
 

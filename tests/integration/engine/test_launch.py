@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import descendants_alive
 from faultbox.engine.launch import LaunchError, LaunchSpec, spawn
+from support import descendants_alive
 
 ESCAPER = """
 import os, sys, time

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, svc_decl
+from support import free_port, svc_decl
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
 from faultbox.model.result import RunResult, TestResult
 from faultbox.runner.run import RunOptions, run_spec
 from faultbox.spec import load_spec
+from support import free_port
 
 SPEC = """
 load("@faultbox/services.star", "kafka")

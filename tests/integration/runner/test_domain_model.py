@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import free_port, svc_decl
+from support import free_port, svc_decl
 
 
 def test_matrix_names_overrides_expect_and_monitor_scoping(run, tmp_path: Path) -> None:

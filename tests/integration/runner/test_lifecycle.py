@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from conftest import descendants_alive, free_port, svc_decl
+from support import descendants_alive, free_port, svc_decl
 
 
 def test_dependency_order_fresh_processes_and_clean_stop(run, tmp_path: Path) -> None:

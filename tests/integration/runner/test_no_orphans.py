@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FIXTURES, descendants_alive, free_port
+from support import FIXTURES, descendants_alive, free_port
 
 
 def _children_of(pid: int) -> list[int]:

@@ -3,7 +3,7 @@ example's real services."""
 
 from __future__ import annotations
 
-from conftest import EXAMPLES, free_port
+from support import EXAMPLES, free_port
 
 ORDERS = EXAMPLES / "orders"
 
