@@ -102,7 +102,9 @@ class SpecError(FaultboxError):
         self.source_line = source_line
 
     def render(self) -> str:
-        where = f"{self.location}: " if self.location else ""
+        from faultbox._util import display_path
+
+        where = f"{display_path(str(self.location))}: " if self.location else ""
         lines = [f"{where}error [{self.code.value}]: {self.message}"]
         if self.source_line is not None and self.location is not None:
             text = self.source_line.rstrip()

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from faultbox._util import display_path
 from faultbox.model.event import Event
 from faultbox.model.result import MatrixResult, Outcome, RunResult, TestResult, Verdict
 
@@ -84,7 +85,7 @@ class ConsoleReporter:
             for i, line in enumerate(r.reason.splitlines()):
                 p(("    reason: " if i == 0 else "            ") + escape(line))
         if r.location:
-            p(f"    at: {escape(r.location)}")
+            p(f"    at: {escape(display_path(r.location))}")
         for key in ("expected", "actual"):
             if key in r.details:
                 p(f"    {key}: {escape(str(r.details[key]))}")

@@ -212,8 +212,10 @@ class WalSource:
     def barrier(self, timeout: float) -> None:
         """Return once every transaction committed before this call is in the trace.
 
-        Idle, this costs one query (~1 ms). While the server restarts it waits for it, up to
-        `timeout`; then it raises SourceError with both LSNs.
+        Idle, this costs one query (~1 ms). When the server does not answer (stopped, crashed,
+        restarting) it raises ServerDown at once: nothing was committed since, and the stream catches
+        up when the server is back. While the stream lags a live server it waits, up to `timeout`;
+        then it raises SourceError with both LSNs.
         """
         deadline = time.monotonic() + timeout
         self._raise_if_failed()
@@ -251,6 +253,7 @@ class WalSource:
         last: Exception | None = None
         with self._qlock:
             while True:
+                fresh = self._qconn is None
                 try:
                     if self._qconn is None:
                         self._qconn = psycopg2.connect(self._dsn, async_=True)
@@ -261,10 +264,13 @@ class WalSource:
                     row = cur.fetchone()
                     return parse_lsn(row[0])
                 except psycopg2.OperationalError as exc:
-                    # Refused, starting up, in crash recovery: the server commits nothing now. Waiting
-                    # here would keep a fault active longer than the step that exposed it.
                     _close(self._qconn)
                     self._qconn = None
+                    if not fresh:
+                        last = exc
+                        continue  # a connection from before a restart: try a new one at once
+                    # Refused, starting up, in crash recovery: the server commits nothing now. Waiting
+                    # here would keep a fault active longer than the step that exposed it.
                     raise ServerDown(f"{self._service}: {str(exc).strip().splitlines()[0]}") from None
                 except (psycopg2.Error, TimeoutError, OSError) as exc:
                     last = exc
