@@ -123,11 +123,12 @@ class SyscallRule:
     addr: str | None = None
 
     def describe(self) -> str:
+        """What the rule does, for the fault_applied event of its keyword: "deny(EIO) 30% -> [fsync,fdatasync]"."""
         where = f" path={self.path}" if self.path else ""
         where += f" addr={self.addr}" if self.addr else ""
         label = f' label="{self.action.label}"' if self.action.label else ""
         prob = f" {self.action.probability * 100:g}%" if self.action.probability < 1 else ""
-        return f"{self.keyword}={self.action.decision()}{prob}{where}{label} -> [{','.join(self.syscalls)}]"
+        return f"{self.action.decision()}{prob}{where}{label} -> [{','.join(self.syscalls)}]"
 
 
 class ProbabilityError(ValueError):

@@ -32,6 +32,7 @@ class ConsoleReporter:
     def __init__(self, stream: IO[str] | None = None, *, color: bool | None = None, verbose: bool = False) -> None:
         self.console = Console(file=stream, highlight=False, soft_wrap=True, no_color=color is False)
         self.verbose = verbose
+        self._quiet_warnings: dict[str, int] = {}  # code -> count, on passing tests (shown with -v)
         self._status: Status | None = None
         self._started = 0.0
 
@@ -61,7 +62,7 @@ class ConsoleReporter:
             self._details(result)
         else:
             for d in result.diagnostics:
-                self.console.print(f"    [yellow]{d.level}[/] [{d.code}] {escape(d.message)}")
+                self._quiet_warnings[d.code] = self._quiet_warnings.get(d.code, 0) + 1
 
     def run_finished(self, result: RunResult) -> None:
         if result.matrix is not None:
@@ -74,6 +75,9 @@ class ConsoleReporter:
             parts.append(f"{counts['halted']} halted")
         if result.interrupted:
             parts.append("interrupted")
+        if self._quiet_warnings:
+            which = ", ".join(f"{code} ×{n}" for code, n in sorted(self._quiet_warnings.items()))
+            self.console.print(f"\n[yellow]warnings on passing tests:[/] {which} (run with -v to see them)")
         style = "green" if result.exit_code == 0 else "red"
         self.console.print(f"\n[{style}]{', '.join(parts)}[/] [dim]in {_ms(result.duration_ms)}[/]")
 
