@@ -77,3 +77,23 @@ def _state(pid: int) -> str:
     except OSError:
         return ""
     return ""
+
+
+def run_spec_text(directory: Path, text: str, *, seed: int = 1, timeout: float = 60.0) -> RunResult:
+    """Write `text` as directory/spec.star, load it and run every test in it."""
+    from faultbox.runner.run import RunOptions, run_spec
+    from faultbox.spec import load_spec
+
+    path = directory / "spec.star"
+    path.write_text(text)
+    return run_spec(load_spec(str(path)), RunOptions(seed=seed, timeout=timeout))
+
+
+def find_test(result: RunResult, name: str) -> TestResult:
+    found = [t for t in result.tests if t.name == name]
+    assert found, f"{name} did not run; ran: {[t.name for t in result.tests]}"
+    return found[0]
+
+
+def assert_passed(test: TestResult) -> None:
+    assert test.outcome.value == "passed", f"{test.name}: {test.outcome.value}: {test.reason}"

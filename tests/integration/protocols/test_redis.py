@@ -4,14 +4,10 @@ checked here. One spec, run once for the module: each of its tests gets a fresh 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from faultbox.model.result import RunResult, TestResult
-from faultbox.runner.run import RunOptions, run_spec
-from faultbox.spec import load_spec
-from support import free_port
+from faultbox.model.result import RunResult
+from support import assert_passed, find_test, free_port, run_spec_text
 
 SPEC = """
 load("@faultbox/services.star", "redis")
@@ -176,15 +172,7 @@ EXPECTED = [
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     text = SPEC.replace("REFUSED_PORT", str(free_port())).replace("SILENT_PORT", str(free_port()))
-    path: Path = tmp_path_factory.mktemp("redis") / "spec.star"
-    path.write_text(text)
-    return run_spec(load_spec(str(path)), RunOptions(seed=1, timeout=60.0))
-
-
-def _test(result: RunResult, name: str) -> TestResult:
-    found = [t for t in result.tests if t.name == name]
-    assert found, f"{name} did not run; ran: {[t.name for t in result.tests]}"
-    return found[0]
+    return run_spec_text(tmp_path_factory.mktemp("redis"), text)
 
 
 def test_every_spec_test_ran(result: RunResult) -> None:
@@ -193,5 +181,4 @@ def test_every_spec_test_ran(result: RunResult) -> None:
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_spec(result: RunResult, name: str) -> None:
-    t = _test(result, name)
-    assert t.outcome.value == "passed", f"{name}: {t.outcome.value}: {t.reason}"
+    assert_passed(find_test(result, name))
