@@ -27,42 +27,30 @@ class SpecBuilder:
     matrices: list[FaultMatrix] = field(default_factory=list)
     spec_monitors: list[Monitor] = field(default_factory=list)
     claimed: set[int] = field(default_factory=set)  # ids of monitors attached via monitors=
-    locations: dict[str, SourceLocation | None] = field(default_factory=dict)
 
     def add_service(self, svc: Service) -> None:
-        if svc.name in self.services:
-            prev = self.services[svc.name].location
-            raise ArgError(
-                f'service "{svc.name}" is already declared' + (f" at {prev}" if prev else ""),
-                "give each service a distinct name",
-            )
-        self.services[svc.name] = svc
+        _add_unique(self.services, svc.name, svc, f'service "{svc.name}"')
 
     def add_scenario(self, fn: Callable[[], Any]) -> None:
         self.scenarios.setdefault(callable_name(fn), fn)
 
     def add_assumption(self, fa: FaultAssumption) -> None:
-        if fa.name in self.assumptions:
-            prev = self.assumptions[fa.name].location
-            raise ArgError(
-                f'a fault_assumption named "{fa.name}" already exists' + (f" (at {prev})" if prev else ""),
-                "give each fault_assumption a distinct name",
-            )
-        self.assumptions[fa.name] = fa
+        _add_unique(self.assumptions, fa.name, fa, f'a fault_assumption named "{fa.name}"')
 
     def add_fault_scenario(self, fs: FaultScenario) -> None:
-        if fs.name in self.fault_scenarios:
-            prev = self.fault_scenarios[fs.name].location
-            raise ArgError(
-                f'a fault scenario named "{fs.name}" already exists' + (f" (at {prev})" if prev else ""),
-                "give each fault_scenario a distinct name",
-            )
-        self.fault_scenarios[fs.name] = fs
+        _add_unique(self.fault_scenarios, fs.name, fs, f'a fault scenario named "{fs.name}"')
 
     def claim_monitors(self, monitors: tuple[Monitor, ...]) -> None:
         """Monitors attached through monitors= run only where attached (DECISIONS §7)."""
         for m in monitors:
             self.claimed.add(id(m))
+
+
+def _add_unique(table: dict[str, Any], name: str, value: Any, what: str) -> None:
+    if name in table:
+        prev = getattr(table[name], "location", None)
+        raise ArgError(f"{what} is already declared" + (f" (at {prev})" if prev else ""), "give each a distinct name")
+    table[name] = value
 
 
 @dataclass
