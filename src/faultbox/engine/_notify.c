@@ -10,7 +10,7 @@
  *   loop = Loop(control_fd, kinds)        kinds: bytes, one per syscall number (argument kinds)
  *   loop.add(fd, svc_id) / loop.remove(fd) / loop.set_slow(fd, numbers)
  *   slow, control, closed = loop.wait(timeout, flush_after, flush_count)
- *   loop.drain() -> [(svc_id, ts, tid, nr, path, addr), ...]
+ *   loop.drain() -> [(svc_id, ts, pid, tid, nr, rule, path, addr), ...]
  *   loop.respond(fd, id, error, flags) -> bool
  *   loop.set_fast_deny(fd, [(nr, rule_id, errno), ...])   unconditional denies decided here too
  *   loop.take_hits(fd) -> {rule_id: hits}
@@ -41,6 +41,7 @@
 #define MAX_NR 1024
 #define MAX_LISTENERS 256
 #define MEM_CACHE 64
+#define TGID_CACHE 4096 /* direct-mapped, by thread id */
 #define PATH_CAP 4096
 
 /* argument kinds, one byte per syscall number (the Python side computes them) */
@@ -70,6 +71,11 @@ typedef struct {
 } MemFd;
 
 typedef struct {
+    int tid;
+    int tgid;
+} Tgid;
+
+typedef struct {
     PyObject_HEAD
     int epfd;
     int ctl_fd;
@@ -78,6 +84,7 @@ typedef struct {
     int nlisteners;
     MemFd mem[MEM_CACHE];
     int mem_next;
+    Tgid tgids[TGID_CACHE];
     char *buf; /* packed event records */
     size_t len, cap;
     size_t count;
@@ -215,13 +222,41 @@ static int is_system_path(const char *path) {
     return 0;
 }
 
+/* The kernel names the calling thread; events carry its process. Looked up while the thread is
+   still blocked in the notification: a short-lived thread (one per request) is gone by the time
+   the events are flushed. One read of /proc per new thread. */
+static int tgid_of(Loop *self, int tid) {
+    Tgid *slot = &self->tgids[(unsigned)tid % TGID_CACHE];
+    if (slot->tid == tid) return slot->tgid;
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/status", tid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tid;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return tid;
+    buf[n] = 0;
+    char *at = strstr(buf, "\nTgid:");
+    if (!at) return tid; /* not in the first lines: leave it uncached, report the thread */
+    int tgid = atoi(at + 6);
+    if (tgid <= 0) return tid;
+    slot->tid = tid;
+    slot->tgid = tgid;
+    return tgid;
+}
+
+static void forget_tgids(Loop *self) {
+    for (int i = 0; i < TGID_CACHE; i++) self->tgids[i].tid = 0;
+}
+
 /* -- event records ---------------------------------------------------------------------------- */
-/* record: svc_id i32, tid i32, nr i32, rule i32, path_len u16, addr_len u16, ts double, path, addr
+/* record: svc_id i32, pid i32, tid i32, nr i32, rule i32, path_len u16, addr_len u16, ts double, path, addr
    (rule -1: allowed; a length of 0xffff means "no value") */
 
-static int append(Loop *self, int svc_id, int tid, int nr, int rule, double ts, const char *path, const char *addr) {
+static int append(Loop *self, int svc_id, int pid, int tid, int nr, int rule, double ts, const char *path,
+                  const char *addr) {
     size_t plen = path ? strlen(path) : 0, alen = addr ? strlen(addr) : 0;
-    size_t need = 4 * 4 + 2 * 2 + sizeof(double) + plen + alen;
+    size_t need = 5 * 4 + 2 * 2 + sizeof(double) + plen + alen;
     if (self->len + need > self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 1 << 16;
         while (cap < self->len + need) cap *= 2;
@@ -233,6 +268,7 @@ static int append(Loop *self, int svc_id, int tid, int nr, int rule, double ts, 
     char *p = self->buf + self->len;
     uint16_t pl = path ? (uint16_t)plen : 0xffff, al = addr ? (uint16_t)alen : 0xffff;
     memcpy(p, &svc_id, 4), p += 4;
+    memcpy(p, &pid, 4), p += 4;
     memcpy(p, &tid, 4), p += 4;
     memcpy(p, &nr, 4), p += 4;
     memcpy(p, &rule, 4), p += 4;
@@ -303,6 +339,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
         self->n_slow++;
         return 1;
     }
+    int pid = tgid_of(self, (int)n.pid);
     struct seccomp_notif_resp r;
     memset(&r, 0, sizeof r);
     r.id = n.id;
@@ -315,7 +352,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
         self->n_fast++;
     }
     if (ioctl(l->fd, SECCOMP_IOCTL_NOTIF_SEND, &r) != 0) self->n_send_failed++;
-    append(self, l->svc_id, (int)n.pid, nr, deny_rule, walltime(), has_path ? path : NULL, has_addr ? addr : NULL);
+    append(self, l->svc_id, pid, (int)n.pid, nr, deny_rule, walltime(), has_path ? path : NULL, has_addr ? addr : NULL);
     return 0;
 }
 
@@ -412,10 +449,11 @@ static PyObject *Loop_drain(Loop *self, PyObject *Py_UNUSED(ignored)) {
     char *p = self->buf, *end = self->buf + self->len;
     Py_ssize_t i = 0;
     while (p < end && i < (Py_ssize_t)self->count) {
-        int svc_id, tid, nr, rule;
+        int svc_id, pid, tid, nr, rule;
         uint16_t pl, al;
         double ts;
         memcpy(&svc_id, p, 4), p += 4;
+        memcpy(&pid, p, 4), p += 4;
         memcpy(&tid, p, 4), p += 4;
         memcpy(&nr, p, 4), p += 4;
         memcpy(&rule, p, 4), p += 4;
@@ -441,7 +479,7 @@ static PyObject *Loop_drain(Loop *self, PyObject *Py_UNUSED(ignored)) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *t = Py_BuildValue("(idiiiNN)", svc_id, ts, tid, nr, rule, path, addr);
+        PyObject *t = Py_BuildValue("(idiiiiNN)", svc_id, ts, pid, tid, nr, rule, path, addr);
         if (!t) {
             Py_DECREF(out);
             return NULL;
@@ -497,6 +535,7 @@ static PyObject *Loop_remove(Loop *self, PyObject *args) {
         if (self->listeners[i].fd == fd) {
             epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
             self->listeners[i] = self->listeners[--self->nlisteners];
+            forget_tgids(self); /* its threads are gone; their ids may be reused */
             break;
         }
     }

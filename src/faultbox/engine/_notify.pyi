@@ -8,7 +8,7 @@ K_SOCKADDR1: int
 K_SENDTO: int
 
 SlowNotification = tuple[int, int, int, int, tuple[int, int, int, int, int, int]]
-FastEvent = tuple[int, float, int, int, int, str | None, str | None]
+FastEvent = tuple[int, float, int, int, int, int, str | None, str | None]
 
 class Loop:
     def __init__(self, control_fd: int, kinds: bytes, /) -> None: ...

@@ -408,11 +408,11 @@ class Supervisor:
 
     def _flush(self) -> None:
         """Send every event decided so far (C fast path and Python), in time order."""
-        names, tgid, rules = self.names, self._tgid, self.rules
+        names, rules = self.names, self.rules
         fast = [
-            (svc_id, ts, tgid(tid), tid, names.get(nr) or f"syscall_{nr}",
+            (svc_id, ts, pid, tid, names.get(nr) or f"syscall_{nr}",
              rules[rule].decision if rule >= 0 and rule in rules else "allow", _normal(path), addr, rule, 0)
-            for svc_id, ts, tid, nr, rule, path, addr in self.loop.drain()
+            for svc_id, ts, pid, tid, nr, rule, path, addr in self.loop.drain()
         ]  # fmt: skip
         out = self.out
         self.out = []

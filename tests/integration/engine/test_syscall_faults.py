@@ -38,6 +38,28 @@ def test_fork():
     assert all(e.fields["path"] == f"{tmp_path}/f.dat" for e in denied)
 
 
+def test_events_of_short_lived_threads_name_their_process(run, port: int, tmp_path: Path) -> None:
+    """An unconditional deny is answered in C and recorded later; the thread that made the call has
+    exited by then, and the event still carries the service's pid (with the thread as tid)."""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
+def test_thread():
+    def background_write():
+        svc.main.send(data = "BGWRITE {tmp_path}/bg.dat")
+        return svc.main.send(data = "WAITBG")
+    assert_eq(fault(svc, fsync = deny("EIO"), run = background_write), "EIO")
+"""
+    )
+    res = run(spec)
+    t = res.test("thread")
+    assert t.outcome.value == "passed", t.reason
+    started = next(e for e in t.events if e.type == "service_started")
+    [denied] = [e for e in t.events if e.type == "syscall" and e.fields["decision"] == "deny(EIO)"]
+    assert denied.fields["pid"] == started.fields["pid"]
+    assert denied.fields["tid"] != denied.fields["pid"]
+
+
 def test_connect_rule_sees_the_destination(run, port: int) -> None:
     closed, other = free_port(), free_port()
     spec = (
