@@ -272,7 +272,17 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     return exception_message(exc), str(loc) if loc else ""
 
 
+_NONE_HINT = " (a value is None here; a step that failed returns .data = None, so check .ok or .error first)"
+
+
 def exception_message(exc: BaseException) -> str:
+    message = _exception_message(exc)
+    if isinstance(exc, (TypeError, AttributeError)) and "NoneType" in message:
+        return message + _NONE_HINT
+    return message
+
+
+def _exception_message(exc: BaseException) -> str:
     if isinstance(exc, (SpecFailure, ArgError, FrozenError, SpecError)):
         return str(exc)
     if isinstance(exc, AttributeError):
