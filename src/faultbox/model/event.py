@@ -33,6 +33,7 @@ SERVICE_EXITED = "service_exited"
 FAULT_APPLIED = "fault_applied"
 FAULT_REMOVED = "fault_removed"
 FAULT_NOT_FIRED = "fault_not_fired"
+SOURCE_ERROR = "source_error"
 WAL = "wal"
 TOPIC = "topic"
 

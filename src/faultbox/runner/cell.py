@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
-from faultbox.model.result import Outcome, TestResult
+from faultbox.model.event import SOURCE_ERROR, Event
+from faultbox.model.result import Diagnostic, Outcome, TestResult
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
@@ -29,6 +30,27 @@ class BodyOutcome:
     expect_error: BaseException | None = None
     hung: bool = False
     abandoned: bool = False
+
+
+def _lagging_sources(events: list[Event]) -> list[Diagnostic]:
+    """One warning per service whose event source (wal, topic) missed a step's barrier: its events
+    may have entered the trace after the step returned, so a check made right then may not have
+    seen them (they are in the trace by the end of the test if the source caught up)."""
+    missed: dict[str, list[Event]] = {}
+    for e in events:
+        if e.type == SOURCE_ERROR:
+            missed.setdefault(e.service, []).append(e)
+    return [
+        Diagnostic(
+            "warning",
+            "SOURCE_LAGGED",
+            f"the event source of {service!r} could not catch up at {len(errors)} step boundar"
+            f"{'y' if len(errors) == 1 else 'ies'} (first at #{errors[0].seq}: {errors[0].fields.get('error', '')}); "
+            "its events may have reached the trace after the step returned",
+            service=service,
+        )
+        for service, errors in missed.items()
+    ]
 
 
 def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> TestResult:
@@ -69,6 +91,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     result.events = host.log.snapshot()
     result.faults = host.faults.records
     result.diagnostics.extend(host.faults.diagnostics)
+    result.diagnostics.extend(_lagging_sources(result.events))
     if case.fault_scenario is not None:
         result.matrix = case.fault_scenario.matrix
         result.assumptions = [fa.name for fa in case.fault_scenario.assumptions]

@@ -17,7 +17,7 @@ from typing import Any
 from faultbox._util.frozen import thaw
 from faultbox.engine.client import EventBatch, SupervisorError
 from faultbox.errors import Code, InfraError, MonitorStop, SpecFailure, TestTimeout
-from faultbox.model.event import Event
+from faultbox.model.event import SOURCE_ERROR, Event
 from faultbox.model.fault import SyscallRule
 from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
@@ -219,7 +219,7 @@ class TestHost:
                 except ServerDown:
                     continue  # crashed or restarting: it committed nothing since; it catches up later
                 except Exception as exc:
-                    self.emit("source_error", rs.name, {"error": f"{type(exc).__name__}: {exc}"})
+                    self.emit(SOURCE_ERROR, rs.name, {"error": f"{type(exc).__name__}: {exc}"})
 
     def _quiet_barrier(self) -> None:
         self.barrier()

@@ -252,9 +252,8 @@ class TopicSource:
             self._catch_up(self._high_watermarks(request.deadline), request.deadline, emit=True)
             self._poll_groups(request.deadline)
         except (KafkaException, TimeoutError) as exc:
-            request.error = (
-                f"topic barrier for {self._service!r} failed: {exc} (last broker error: {self._last_error})"
-            )
+            last = f" (last broker error: {self._last_error})" if self._last_error else ""
+            request.error = f"topic barrier for {self._service!r} failed: {str(exc) or type(exc).__name__}{last}"
         finally:
             request.done.set()
 

@@ -125,6 +125,14 @@ def test_silent_broker_times_out_within_the_step_timeout():
     assert_eq(c.ok, False)
     assert_true(c.error.startswith("timeout: "), c.error)
     assert_true(c.duration_ms < 1000, "took %d ms" % c.duration_ms)
+
+def test_a_broker_too_slow_for_the_observer_is_reported():
+    # Every reply of the broker is 6s late: the publish times out, and the topic observer cannot
+    # read the high watermarks within its barrier (5s).
+    r = fault(bus, sendto = delay("6s"),
+        run = lambda: bus.main.publish(topic = "late", value = "v", timeout = "500ms"))
+    assert_eq(r.ok, False)
+    assert_eventually(type = "source_error", service = "bus")
 """
 
 EXPECTED = [
@@ -136,6 +144,7 @@ EXPECTED = [
     "test_consume_waits_for_the_first_message_then_returns_empty",
     "test_refused_broker_is_ok_false",
     "test_silent_broker_times_out_within_the_step_timeout",
+    "test_a_broker_too_slow_for_the_observer_is_reported",
 ]
 
 
@@ -152,3 +161,12 @@ def test_every_spec_test_ran(result: RunResult) -> None:
 @pytest.mark.parametrize("name", EXPECTED)
 def test_spec(result: RunResult, name: str) -> None:
     assert_passed(find_test(result, name))
+
+
+def test_a_lagging_source_is_a_warning_of_the_test(result: RunResult) -> None:
+    slow = find_test(result, "test_a_broker_too_slow_for_the_observer_is_reported")
+    lagged = [d for d in slow.diagnostics if d.code == "SOURCE_LAGGED"]
+    assert len(lagged) == 1, slow.diagnostics
+    assert lagged[0].service == "bus" and "could not catch up at" in lagged[0].message
+    quick = find_test(result, "test_publish_then_consume_without_a_group")
+    assert not [d for d in quick.diagnostics if d.code == "SOURCE_LAGGED"]
