@@ -40,9 +40,7 @@ from faultbox.sources.wal import WalSource  # noqa: E402
 
 
 def _load_launcher() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "deps_launcher", ROOT / "tests/integration/deps/depserver.py"
-    )
+    spec = importlib.util.spec_from_file_location("deps_launcher", ROOT / "tests/integration/deps/depserver.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -157,9 +155,7 @@ def bench_topic(samples: int) -> tuple[list[float], list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
@@ -175,9 +171,7 @@ def main() -> None:
     rows.append(("postgres: copy template + start to SELECT", pg_prepare + pg_ready, 1.0, "median"))
     rows.append(("  of which copying the template (prepare)", pg_prepare, 1.0, "median"))
     rows.append(("redis: spawn to PING", time_starts("redis", redis.prepare, args.starts)[1], 0.2, "median"))
-    rows.append(
-        ("tansu: spawn to metadata", time_starts("kafka", kafka.prepare, args.starts)[1], 0.2, "median")
-    )
+    rows.append(("tansu: spawn to metadata", time_starts("kafka", kafka.prepare, args.starts)[1], 0.2, "median"))
 
     wal, wal_barrier = bench_wal(args.samples)
     rows.append(("COMMIT -> wal event", percentile(wal, 0.5), 0.05, "p50"))

@@ -209,9 +209,7 @@ def _cmdline(pid: str) -> str:
 # Binaries
 
 
-def find_executable(
-    name: str, search_path: Sequence[str] | None, default_dirs: Sequence[str] = ()
-) -> str | None:
+def find_executable(name: str, search_path: Sequence[str] | None, default_dirs: Sequence[str] = ()) -> str | None:
     """Absolute path of executable `name`.
 
     With `search_path`, only those directories are searched (tests point it at an empty directory to

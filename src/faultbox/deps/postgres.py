@@ -144,9 +144,7 @@ def prepare(
     check_port_free(port)
     bins = find_binaries(search_path)
     owner = server_owner(OS_USER, PACKAGE)
-    template = template_cluster(
-        bins, owner, user=user, database=database, password=password, cache_dir=cache_dir
-    )
+    template = template_cluster(bins, owner, user=user, database=database, password=password, cache_dir=cache_dir)
 
     base = Path(workdir) / f"postgres-{port}"
     Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -230,9 +228,7 @@ def template_cluster(
     return final
 
 
-def _initdb(
-    bins: PgBinaries, owner: Owner, data: Path, *, user: str, password: str | None, scratch: Path
-) -> None:
+def _initdb(bins: PgBinaries, owner: Owner, data: Path, *, user: str, password: str | None, scratch: Path) -> None:
     argv = [bins.initdb, "-D", str(data), "-U", user, "-E", "UTF8", "--locale=C", "--no-instructions"]
     argv.append("--auth-local=trust")
     if password is None:

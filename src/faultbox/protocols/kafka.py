@@ -99,11 +99,7 @@ class _Errors:
                 if at < since:
                     break
                 text = _error_text(error)
-                if (
-                    error.code() == KafkaError._TRANSPORT
-                    and text.startswith("Connect to")
-                    and "failed" in text
-                ):
+                if error.code() == KafkaError._TRANSPORT and text.startswith("Connect to") and "failed" in text:
                     return text
         return None
 
@@ -237,9 +233,7 @@ class KafkaClient:
             # Every time, not only before joining: a subscription to a missing topic would just
             # wait, and a member of a group fetches nothing from a broker that stopped answering,
             # which would look like "no message" instead of ok=False.
-            partitions_of(
-                reader.consumer, topic, self.bootstrap, start, deadline, timeout, reader.errors, reader.stash
-            )
+            partitions_of(reader.consumer, topic, self.bootstrap, start, deadline, timeout, reader.errors, reader.stash)
         except _StepFailed:
             if fresh:
                 reader.close()
@@ -255,9 +249,7 @@ class KafkaClient:
             reader.close_later()
             raise _StepFailed(str(exc)) from None
 
-    def _read_without_group(
-        self, topic: str, limit: int, start: float, deadline: float, timeout: float
-    ) -> Any:
+    def _read_without_group(self, topic: str, limit: int, start: float, deadline: float, timeout: float) -> Any:
         errors = _Errors()
         # A group id is required by librdkafka; this one is never joined nor committed to, so it
         # never exists on the broker (the `topic` source therefore sees no consumer).
@@ -458,10 +450,7 @@ def _is_end(msg: Message, at_end: set[int]) -> bool:
     if error.code() == KafkaError._PARTITION_EOF:
         at_end.add(msg.partition() or 0)
         return True
-    if (
-        error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED)
-        or error.fatal()
-    ):
+    if error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED) or error.fatal():
         raise _StepFailed(f"consume from {msg.topic()!r} failed: {error.str()}")
     return True  # transient: librdkafka retries by itself
 

@@ -172,9 +172,7 @@ class PostgresClient:
         attempt = _ConnectAttempt(self._conninfo, kwargs)
         conn = attempt.wait(remaining)
         if conn is None:
-            raise _StepFailed(
-                f"timeout: no connection to PostgreSQL at {self.host}:{self.port} within {timeout:g}s"
-            )
+            raise _StepFailed(f"timeout: no connection to PostgreSQL at {self.host}:{self.port} within {timeout:g}s")
         if isinstance(conn, psycopg.Error):
             raise _StepFailed(_clean(str(conn)))
         _install_loaders(conn)
@@ -350,9 +348,7 @@ class _ConnectAttempt:
         self._done = threading.Event()
         self._abandoned = False
         self._result: _Conn | psycopg.Error | None = None
-        thread = threading.Thread(
-            target=self._run, args=(conninfo, kwargs), name="faultbox-pg-connect", daemon=True
-        )
+        thread = threading.Thread(target=self._run, args=(conninfo, kwargs), name="faultbox-pg-connect", daemon=True)
         thread.start()
 
     def _run(self, conninfo: str, kwargs: dict[str, Any]) -> None:

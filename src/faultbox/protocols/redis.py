@@ -122,9 +122,7 @@ class RedisClient:
             return _failed(_server_error(exc), start)
         except redis_py.TimeoutError:
             conn.disconnect()  # a late reply would otherwise answer the next step
-            return _failed(
-                f"timeout: no reply from Redis at {self.host}:{self.port} within {timeout:g}s", start
-            )
+            return _failed(f"timeout: no reply from Redis at {self.host}:{self.port} within {timeout:g}s", start)
         except redis_py.RedisError as exc:  # ConnectionError, AuthenticationError, BusyLoadingError...
             conn.disconnect()
             return _failed(_server_error(exc), start)

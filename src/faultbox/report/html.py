@@ -197,9 +197,7 @@ def _header(result: RunResult) -> str:
         f'<h1>faultbox <span class="spec">{_e(result.spec)}</span> '
         f'<span class="pill {pill_class}">{_e(pill_text)}</span></h1>\n'
         f'<p class="narrative">{_e(_narrative(result))}</p>\n{interrupted}'
-        '<dl class="meta">'
-        + "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in meta)
-        + "</dl>\n"
+        '<dl class="meta">' + "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in meta) + "</dl>\n"
         f'<ul class="counts">{count_items}</ul>\n</header>'
     )
 
@@ -243,14 +241,8 @@ def _attention(result: RunResult) -> str:
         if t.verdict is Verdict.PASS and not warned:
             continue
         what = _first_line(t.reason) if t.verdict is not Verdict.PASS else _first_line(warned[0].message)
-        where = (
-            f' <span class="loc">{_e(t.location)}</span>'
-            if t.location and t.verdict is not Verdict.PASS
-            else ""
-        )
-        items.append(
-            f'<li>{_pill(t.outcome)} {_test_link(t.name)} <span class="why">{_e(what)}</span>{where}</li>'
-        )
+        where = f' <span class="loc">{_e(t.location)}</span>' if t.location and t.verdict is not Verdict.PASS else ""
+        items.append(f'<li>{_pill(t.outcome)} {_test_link(t.name)} <span class="why">{_e(what)}</span>{where}</li>')
     if not items:
         return ""
     return (
@@ -275,8 +267,7 @@ def _matrix(m: MatrixResult, by_name: dict[str, TestResult]) -> str:
     excluded = sum(1 for c in m.cells if c.outcome is None)
     line = (
         f"{len(m.scenarios)} scenarios × {len(m.assumptions)} faults: {summary['total']} cells ran, "
-        f"{summary['passed']} passed, {summary['failed']} did not"
-        + (f", {excluded} excluded" if excluded else "")
+        f"{summary['passed']} passed, {summary['failed']} did not" + (f", {excluded} excluded" if excluded else "")
     )
     return (
         '<section id="matrix">\n<h2>Fault matrix</h2>\n'
@@ -316,9 +307,7 @@ def _matrix_failures(m: MatrixResult, by_name: dict[str, TestResult]) -> str:
         assert c.outcome is not None
         label = _e(f"{c.scenario} × {c.assumption}")
         name = f'<a href="{_href(c.test)}">{label}</a>' if c.test in by_name else label
-        items.append(
-            f'<li>{_pill(c.outcome)} {name} <span class="why">{_e(_first_line(c.reason))}</span></li>'
-        )
+        items.append(f'<li>{_pill(c.outcome)} {name} <span class="why">{_e(_first_line(c.reason))}</span></li>')
     return '<ul class="cell-failures">' + "".join(items) + "</ul>\n"
 
 
@@ -401,9 +390,7 @@ def _facts(t: TestResult) -> str:
         facts.append(("assertions checked", str(t.details["assertions"])))
     if t.return_value:
         facts.append(("returned", t.return_value))
-    return (
-        '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{_e(v)}</dd></div>" for k, v in facts) + "</dl>"
-    )
+    return '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{_e(v)}</dd></div>" for k, v in facts) + "</dl>"
 
 
 def _expected_actual(t: TestResult) -> str:

@@ -199,9 +199,7 @@ class TopicSource:
         # The reader answers even when it runs out of time; the grace covers one consume tick.
         if not request.done.wait(timeout + 1.0):
             self._raise_if_failed()
-            raise SourceError(
-                f"topic barrier for {self._service!r} timed out after {timeout:g}s (reader busy)"
-            )
+            raise SourceError(f"topic barrier for {self._service!r} timed out after {timeout:g}s (reader busy)")
         if request.error is not None:
             raise SourceError(request.error)
         self._raise_if_failed()
@@ -263,9 +261,7 @@ class TopicSource:
             if not behind:
                 return
             if time.monotonic() >= deadline:
-                lag = ", ".join(
-                    f"{t}[{p}] at {self._position((t, p))} of {hw}" for (t, p), hw in behind.items()
-                )
+                lag = ", ".join(f"{t}[{p}] at {self._position((t, p))} of {hw}" for (t, p), hw in behind.items())
                 raise TimeoutError(f"observer still behind the high watermark: {lag}")
             self._consume(min(_TICK, max(deadline - time.monotonic(), 0.001)), emit=emit)
 
@@ -352,9 +348,7 @@ class TopicSource:
         assert self._admin is not None
         listing = self._admin.list_consumer_groups(request_timeout=_remaining(deadline))
         groups = [
-            g.group_id
-            for g in listing.result(timeout=_remaining(deadline)).valid
-            if g.group_id != self._group_id
+            g.group_id for g in listing.result(timeout=_remaining(deadline)).valid if g.group_id != self._group_id
         ]
         futures = [
             self._admin.list_consumer_group_offsets(
@@ -437,9 +431,7 @@ class TopicSource:
                 self._failure = message
 
 
-def message_fields(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
-) -> dict[str, str]:
+def message_fields(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> dict[str, str]:
     """The string fields of one message (without `action`); see the module docstring."""
     fields = {"topic": topic, "partition": str(partition), "offset": str(offset)}
     if key is not None:

@@ -24,9 +24,7 @@ class Sink:
         self.events: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
-    def __call__(
-        self, type: str, service: str, fields: dict[str, str], data: dict[str, object] | None
-    ) -> None:
+    def __call__(self, type: str, service: str, fields: dict[str, str], data: dict[str, object] | None) -> None:
         assert (type, service, data) == ("topic", "bus", None)
         assert all(isinstance(v, str) for v in fields.values())
         with self.lock:
@@ -81,9 +79,7 @@ def test_produce_events_with_json_fields(broker: str, sink: Sink) -> None:
     finally:
         src.stop()
     first, second = sorted(sink.of("produce", "orders"), key=lambda e: e.get("key", ""), reverse=True)
-    assert {
-        k: first[k] for k in ("action", "topic", "key", "order_id", "total", "ok", "items", "value_topic")
-    } == {
+    assert {k: first[k] for k in ("action", "topic", "key", "order_id", "total", "ok", "items", "value_topic")} == {
         "action": "produce",
         "topic": "orders",
         "key": "o1",
@@ -110,9 +106,7 @@ def test_barrier_covers_messages_just_produced(broker: str, source: TopicSource,
     assert stats["produce_events"] == 20 and stats["errors"] == 0, stats
 
 
-def test_consume_events_follow_group_commits_without_joining(
-    broker: str, source: TopicSource, sink: Sink
-) -> None:
+def test_consume_events_follow_group_commits_without_joining(broker: str, source: TopicSource, sink: Sink) -> None:
     produce(broker, "payments", [(f"k{i}".encode(), json.dumps({"n": i}).encode()) for i in range(6)])
     assigned: list[list[TopicPartition]] = []
     revoked: list[list[TopicPartition]] = []

@@ -28,9 +28,7 @@ class Sink:
         self.delay = delay
         self.lock = threading.Lock()
 
-    def __call__(
-        self, type: str, service: str, fields: dict[str, str], data: dict[str, object] | None
-    ) -> None:
+    def __call__(self, type: str, service: str, fields: dict[str, str], data: dict[str, object] | None) -> None:
         assert data is None
         assert all(isinstance(v, str) for v in fields.values())
         if self.delay:

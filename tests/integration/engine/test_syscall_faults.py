@@ -260,7 +260,10 @@ def test_named_ops_fault_all_and_imperative_trace(run, tmp_path: Path) -> None:
     p1, p2 = free_port(), free_port()
     wal, other = f"{tmp_path}/x.wal", f"{tmp_path}/x.dat"
     ops = f', ops = {{"persist": op(syscalls = ["write", "fsync"], path = "{tmp_path}/**/*.wal")}}'
-    spec = svc_decl("a", p1, extra=ops) + svc_decl("b", p2) + f"""
+    spec = (
+        svc_decl("a", p1, extra=ops)
+        + svc_decl("b", p2)
+        + f"""
 def test_ops():
     got = fault(a, persist = deny("EIO", label = "wal broken"),
                 run = lambda: [a.main.send(data = "RESULTS {wal} 1"), a.main.send(data = "RESULTS {other} 1")])
@@ -281,6 +284,7 @@ def test_trace_start_stop():
     assert_eventually(type = "trace_removed", service = "b")
     assert_eventually(type = "syscall", service = "b", syscall = "openat", path = "{other}")
 """
+    )
     res = run(spec)
     for name in ("ops", "fault_all", "trace_start_stop"):
         assert res.outcome(name) == "passed", res.test(name).reason
@@ -290,7 +294,9 @@ def test_unconditional_deny_counts_and_spares_system_files(run, port: int, tmp_p
     """An unconditional deny is answered on the supervisor's C path: it must count its hits and
     leave the loader's and /dev files alone, exactly like a rule decided in Python."""
     f = f"{tmp_path}/u.dat"
-    spec = svc_decl("svc", port) + f"""
+    spec = (
+        svc_decl("svc", port)
+        + f"""
 def test_fsync():
     assert_eq(fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "RESULTS {f} 3")), "EIO,EIO,EIO")
 
@@ -301,6 +307,7 @@ def test_openat():
     assert_eq(got[0], "ENOENT")
     assert_true(got[1] != "ENOENT", "/dev/null is a system file: " + got[1])
 """
+    )
     res = run(spec)
     fs = res.test("fsync")
     assert fs.outcome.value == "passed", fs.reason

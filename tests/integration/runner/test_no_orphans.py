@@ -84,4 +84,3 @@ def test_forever():
         if runner.poll() is None:
             runner.kill()
             runner.wait()
-

@@ -54,9 +54,7 @@ def _run() -> RunResult:
         [_event(3, "syscall", "db", decision="deny(EIO)").to_dict()], "spec.star:9",
     )  # fmt: skip
     tests = [
-        TestResult(
-            "test_ok", Outcome.PASSED, duration_ms=12, events=_trace(), replay="faultbox test s --test ok"
-        ),
+        TestResult("test_ok", Outcome.PASSED, duration_ms=12, events=_trace(), replay="faultbox test s --test ok"),
         TestResult(
             "test_eq",
             Outcome.FAILED,
@@ -95,9 +93,7 @@ def _run() -> RunResult:
             faults=[FaultRecord("db", "fsync", "delay(20ms)", ["fsync", "fdatasync"], assumption="slow")],
             diagnostics=[Diagnostic("warning", "FAULT_NOT_FIRED", f"never matched {HOSTILE}", "db", "fsync")],
         ),
-        TestResult(
-            "test_matrix_health_slow", Outcome.PASSED, matrix=("health", "slow"), assumptions=["slow"]
-        ),
+        TestResult("test_matrix_health_slow", Outcome.PASSED, matrix=("health", "slow"), assumptions=["slow"]),
         TestResult("test_infra", Outcome.ERRORED, reason="[INFRA] no seccomp"),
         TestResult("test_slow", Outcome.INCONCLUSIVE, reason="timed out"),
         TestResult("test_halted", Outcome.HALTED, reason="halt()"),
@@ -107,9 +103,7 @@ def _run() -> RunResult:
         ["create", "health"],
         ["disk", "slow"],
         [
-            MatrixCell(
-                "create", "disk", "test_matrix_create_disk", Outcome.EXPECTATION_VIOLATED, "expect_503"
-            ),
+            MatrixCell("create", "disk", "test_matrix_create_disk", Outcome.EXPECTATION_VIOLATED, "expect_503"),
             MatrixCell("create", "slow", "test_matrix_create_slow", Outcome.FAULT_BYPASSED, HOSTILE),
             MatrixCell("health", "disk", "test_matrix_health_disk", None),
             MatrixCell("health", "slow", "test_matrix_health_slow", Outcome.PASSED),
@@ -219,9 +213,7 @@ def test_hostile_strings_appear_only_escaped() -> None:
 
 
 def test_the_json_element_cannot_be_closed_by_data() -> None:
-    payload = next(
-        text for attrs, text in Page(html.render(_run())).scripts if attrs.get("id") == "faultbox-data"
-    )
+    payload = next(text for attrs, text in Page(html.render(_run())).scripts if attrs.get("id") == "faultbox-data")
     assert "<" not in payload and ">" not in payload and "&" not in payload
 
 
@@ -232,11 +224,7 @@ def test_summary_and_test_list_are_server_side_html() -> None:
     assert "✗ 5 failed · 1 errored" in text
     assert "2 of 10 tests passed; 5 failed, 1 errored, 1 inconclusive, 1 halted." in text
     assert "assert_eq failed: 201 != 418" in text
-    rows = [
-        a
-        for t, a in page.elements
-        if t == "tr" and any(c.startswith("o-") for c in a.get("class", "").split())
-    ]
+    rows = [a for t, a in page.elements if t == "tr" and any(c.startswith("o-") for c in a.get("class", "").split())]
     assert len(rows) == 10
     for outcome in Outcome:
         assert page.by_class(f"o-{outcome.value}"), outcome
@@ -245,9 +233,7 @@ def test_summary_and_test_list_are_server_side_html() -> None:
 def test_every_test_has_an_anchor_and_failures_start_open() -> None:
     run = _run()
     page = Page(html.render(run))
-    sections = {
-        a["id"]: a for t, a in page.elements if t == "section" and "test" in a.get("class", "").split()
-    }
+    sections = {a["id"]: a for t, a in page.elements if t == "section" and "test" in a.get("class", "").split()}
     assert set(sections) == {f"test-{t.name}" for t in run.tests}
     opened = [t for t, a in page.elements if t == "details" and "open" in a]
     assert len(opened) == sum(1 for t in run.tests if t.outcome is not Outcome.PASSED)
@@ -330,9 +316,7 @@ def test_every_non_allow_syscall_is_kept_in_a_large_trace() -> None:
 
 def test_a_trace_at_the_threshold_is_kept_whole() -> None:
     events = [_event(i) for i in range(1, 2001)]
-    page = Page(
-        html.render(RunResult("s.star", 1, 0.0, tests=[TestResult("test_x", Outcome.PASSED, events=events)]))
-    )
+    page = Page(html.render(RunResult("s.star", 1, 0.0, tests=[TestResult("test_x", Outcome.PASSED, events=events)])))
     entry = page.data()["tests"][0]
     assert len(entry["events"]) == 2000 and entry["events_dropped"] == 0
     assert "dropped" not in page.text

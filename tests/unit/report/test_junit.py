@@ -48,9 +48,7 @@ def _run() -> RunResult:
             details={"expected": "418", "actual": 201, "nearest": ["#7 step_recv api status=201"]},
             replay="faultbox test orders.star --test test_eq --seed 7",
         ),
-        TestResult(
-            "test_monitor", Outcome.FAILED, reason=f"monitor violated: {HOSTILE}", violation=_violation()
-        ),
+        TestResult("test_monitor", Outcome.FAILED, reason=f"monitor violated: {HOSTILE}", violation=_violation()),
         TestResult("test_matrix_a_b", Outcome.EXPECTATION_VIOLATED, reason="expect_success: status 503"),
         TestResult(
             "test_bypassed",
@@ -71,9 +69,7 @@ def _run() -> RunResult:
             MatrixCell("a", "c", "test_matrix_a_c", None),
         ],
     )
-    return RunResult(
-        "examples/orders/orders.star", 7, 1_700_000_000.0, 2345, tests, matrix, variables={"env": "ci"}
-    )
+    return RunResult("examples/orders/orders.star", 7, 1_700_000_000.0, 2345, tests, matrix, variables={"env": "ci"})
 
 
 def _parse(result: RunResult) -> ET.Element:
