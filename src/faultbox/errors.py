@@ -167,3 +167,12 @@ class TestTimeout(SpecFailure):
 
     def __init__(self, message: str = "the test ran past its deadline") -> None:
         super().__init__(message)
+
+
+class MonitorOverdue(TestTimeout):
+    """Raised asynchronously into a monitor call still running at the test's deadline."""
+
+    def __init__(
+        self, message: str = "still running at the test's deadline (a monitor must return quickly: an endless loop?)"
+    ) -> None:
+        super().__init__(message)

@@ -3,13 +3,13 @@ thread under a deadline, tear everything down, and judge (DECISIONS §12)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from faultbox._util.threads import raise_in_thread
 from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
 from faultbox.model.event import SOURCE_ERROR, Event
 from faultbox.model.result import Diagnostic, Outcome, TestResult
@@ -65,6 +65,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     start_error: BaseException | None = None
     outcome = BodyOutcome()
     timings: dict[str, int] = {}
+    watchdog = _MonitorWatchdog(host, fallback_deadline=started + timeout)
     try:
         try:
             host.start_services()
@@ -80,6 +81,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
         stop_started = time.monotonic()
         host.teardown()
         host.detach()
+        watchdog.stop()
         timings["stop_ms"] = _ms_since(stop_started)
     result = judge(case, host, start_error, outcome)
     result.duration_ms = _ms_since(started)
@@ -100,6 +102,29 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     if host.output:
         result.details["printed"] = host.output[-50:]
     return result
+
+
+class _MonitorWatchdog:
+    """For the whole test (start, body, teardown): a monitor call that runs past the deadline is
+    stopped, whichever thread it runs on (the body's own calls included)."""
+
+    _POLL = 0.05
+
+    def __init__(self, host: TestHost, fallback_deadline: float) -> None:
+        self._host = host
+        self._fallback = fallback_deadline  # while services start, the body's deadline is not set
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="faultbox-monitor-watchdog", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._POLL):
+            deadline = self._host.deadline
+            self._host.monitors.interrupt_overdue(deadline if deadline != float("inf") else self._fallback)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 def _ms_since(start: float) -> int:
@@ -159,17 +184,13 @@ def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> No
         thread.join(0.05)
         now = time.monotonic()
         if interrupted_at is None and now > host.deadline + 1.0:
-            _raise_in(thread, TestTimeout)  # a body stuck in pure computation
+            if thread.ident is not None:
+                raise_in_thread(thread.ident, TestTimeout)  # a body stuck in pure computation
             interrupted_at = now
         elif interrupted_at is not None and now > interrupted_at + _ABANDON_AFTER:
             outcome.abandoned = True
             outcome.error = outcome.error or TestTimeout("the test body did not stop after its deadline")
             return
-
-
-def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
 
 
 def _fault_scenario(fs: FaultScenario, host: TestHost, outcome: BodyOutcome) -> None:

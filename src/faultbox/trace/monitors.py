@@ -4,15 +4,22 @@ A MonitorSet listens on a TraceLog. For every event it runs the active monitors 
 synchronously. The first violation is kept (with the event and the few events before it) and the
 `on_violation` callback is told, so the runner can stop the scenario at its next step or wait.
 A monitor that raises is a violation, never ignored.
+
+Monitors run on whichever thread appends the event (the test body, the output pump, an event
+source) while that thread holds the log's lock, so a monitor that never returns would stall the
+whole test. The runner's watchdog calls `interrupt_overdue` to stop such a call at the deadline.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultbox.errors import SpecFailure
+from faultbox._util.threads import raise_in_thread
+from faultbox.errors import MonitorOverdue, SpecFailure
 from faultbox.model.event import Event
 from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
@@ -23,6 +30,7 @@ from faultbox.trace.log import TraceLog
 ExceptionDescriber = Callable[[BaseException], tuple[str, str]]
 
 _CONTEXT_EVENTS = 5
+_OVERDUE_GRACE = 1.0  # seconds a monitor call may run past the deadline (or its own start, if later)
 
 
 @dataclass(eq=False)
@@ -41,6 +49,11 @@ class MonitorSet:
     violation: Violation | None = None
     later_violations: list[Violation] = field(default_factory=list)
     _active: list[_Active] = field(default_factory=list)
+    # The monitor call in progress: (thread ident, start time), or None. Only one thread at a time
+    # can be inside a call (the log's lock is held); `_guard` orders the watchdog against it.
+    _call: tuple[int, float] | None = None
+    _interrupted: bool = False
+    _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.log.subscribe(self._dispatch)
@@ -68,15 +81,45 @@ class MonitorSet:
             if active.flt.items and not active.flt.match(ev):
                 continue
             active.calls += 1
+            outer = self._call
             try:
+                self._begin_call()
                 if active.monitor.stateful:
                     self._run_stateful(active, ev)
                 else:
                     assert active.monitor.fn is not None
                     active.monitor.fn(ev)
+                self._end_call(outer)
             except (Exception, SpecFailure) as exc:  # any raise inside a monitor is a violation
+                self._end_call(outer)
                 message, location = self.describe(exc)
                 self._record(active.monitor, ev, message, location)
+
+    def interrupt_overdue(self, deadline: float) -> bool:
+        """Stop the monitor call in progress if it runs past the deadline (given at least a grace
+        period of its own): it fails with MonitorOverdue, a violation like any other raise."""
+        with self._guard:
+            call = self._call
+            if call is None or self._interrupted:
+                return False
+            ident, started = call
+            if time.monotonic() < max(deadline, started) + _OVERDUE_GRACE:
+                return False
+            raise_in_thread(ident, MonitorOverdue)
+            self._interrupted = True
+            return True
+
+    def _begin_call(self) -> None:
+        with self._guard:
+            self._call = (threading.get_ident(), time.monotonic())
+
+    def _end_call(self, outer: tuple[int, float] | None) -> None:
+        # Idempotent: it may run twice when the interruption lands inside the first run.
+        with self._guard:
+            if self._interrupted and self._call is not None:
+                raise_in_thread(self._call[0], None)  # not delivered yet: take it back
+                self._interrupted = False
+            self._call = outer
 
     def _run_stateful(self, active: _Active, ev: Event) -> None:
         mon = active.monitor

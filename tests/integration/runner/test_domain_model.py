@@ -149,3 +149,39 @@ def test_halt_is_neither_pass_nor_fail(run) -> None:
     h = res.test("premise")
     assert h.outcome.value == "halted" and h.reason == "halted: the cache is disabled here"
     assert res.result.exit_code == 0 and res.result.counts()["halted"] == 1
+
+
+def test_a_monitor_that_never_returns_is_stopped_at_the_deadline(run) -> None:
+    # Monitors run on the thread that appends the event: here the output pump (a stdout line) and
+    # the teardown (the service's exit). Stuck there, they would stall every other event.
+    port = free_port()
+    spec = (
+        svc_decl("svc", port, extra=", observe = [observe.stdout()]")
+        + """
+def spin(e):
+    n = 0
+    for i in range(100000000000):
+        n += i
+
+def test_spins_on_output():
+    monitor(spin, type = "stdout")
+    svc.main.send(data = "LOG hello")
+    svc.main.send(data = "PING")
+
+def test_spins_at_teardown():
+    monitor(spin, type = "service_exited")
+    assert_eq(svc.main.send(data = "PING"), "PONG")
+
+def test_unaffected():
+    assert_eq(svc.main.send(data = "PING"), "PONG")
+"""
+    )
+    res = run(spec, timeout=2.0)
+    for name in ("spins_on_output", "spins_at_teardown"):
+        t = res.test(name)
+        assert t.outcome.value == "failed", res.explain()
+        assert t.violation is not None and t.violation.monitor == "spin"
+        assert "still running at the test's deadline" in t.reason, t.reason
+        assert t.duration_ms < 8000, t.duration_ms  # deadline 2s, + 1s grace, + start and stop
+    assert res.test("spins_on_output").violation.event["type"] == "stdout"
+    assert res.outcome("unaffected") == "passed"

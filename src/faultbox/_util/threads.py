@@ -1,0 +1,16 @@
+"""Interrupting a Python thread that will not stop by itself.
+
+CPython delivers an exception set with PyThreadState_SetAsyncExc at the thread's next bytecode
+boundary: spec code stuck in a loop is stopped; a thread blocked inside a C call is stopped when
+that call returns. Passing None takes back an exception that has not been delivered yet.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+
+def raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type is not None else None
+    )
