@@ -112,3 +112,28 @@ def test_check_lists_tests_and_filters(tmp_path: Path) -> None:
     assert out.returncode == 0
     assert "service a: intercepts pwrite64, pwritev, pwritev2, write, writev" in out.stdout
     assert "test_x" in out.stdout
+
+
+def test_interrupt_while_loading_says_where_without_traceback(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "loop.star"
+    spec.write_text(
+        "def f():\n    n = 0\n    for i in range(100000000000):\n        n += i\n    return n\n\n"
+        'print("looping")\nX = f()\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faultbox", "test", str(spec)], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the top level is about to enter its endless loop
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=30)
+    err = first + rest
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted while loading the spec (it was running" in err and "loop.star:4" in err, err

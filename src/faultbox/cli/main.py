@@ -157,7 +157,19 @@ def _sigterm_as_interrupt() -> None:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt as exc:  # during load (a run reports its own interruption)
+        from faultbox._util import display_path
+        from faultbox.spec.compile import location_of
+
+        where = location_of(exc)
+        print(
+            f"interrupted while loading the spec{f' (it was running {display_path(str(where))})' if where else ''}",
+            file=sys.stderr,
+        )
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":
