@@ -137,3 +137,10 @@ def test_interrupt_while_loading_says_where_without_traceback(tmp_path: Path) ->
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted while loading the spec (it was running" in err and "loop.star:4" in err, err
+
+
+def test_a_spec_without_tests_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "empty.star").write_text("def helper():\n    return 1\n")
+    out = faultbox_cli("test", str(tmp_path / "empty.star"))
+    assert out.returncode == 1
+    assert "defines no tests: write a function named test_" in out.stderr and "Traceback" not in out.stderr

@@ -110,6 +110,13 @@ def _test(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE
+    if not spec.tests:
+        print(
+            f"error: {args.spec} defines no tests: write a function named test_..., or declare "
+            "scenario(), fault_scenario() or fault_matrix()",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     stream = sys.stderr if args.format == "json" else sys.stdout
     reporter = ConsoleReporter(stream, verbose=args.verbose)

@@ -286,3 +286,25 @@ def _split_params(text: str) -> list[str]:
 def _preview(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def check_arity(fn: Any, nargs: int, what: str, called_with: str) -> None:
+    """Refuse a spec function that cannot be called with `nargs` positional arguments, at load time
+    (instead of a TypeError when a test calls it). Functions without a readable signature pass."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*([None] * nargs))
+    except TypeError:
+        params = ", ".join(p for p in sig.parameters)
+        name = getattr(fn, "__name__", "the function")
+        shown = "a lambda" if name == "<lambda>" else name
+        raise ArgError(
+            f"{what}: {shown}({params}) cannot be called with {called_with}",
+            f"give it {'no parameters' if nargs == 0 else f'exactly {nargs} parameter' + ('s' if nargs > 1 else '')}"
+            f" (or defaults for the others)",
+        ) from None

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultbox.errors import SourceLocation
+from faultbox.errors import Code, SourceLocation, SpecError
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import FaultAssumption, FaultMatrix, FaultScenario, TestCase, callable_name
 from faultbox.model.service import Service
-from faultbox.spec.args import ArgError
+from faultbox.spec.args import ArgError, check_arity
 from faultbox.spec.compile import Module
 
 
@@ -75,6 +75,13 @@ class Spec:
         return None
 
 
+def _takes_no_arguments(fn: Callable[..., Any], name: str, location: SourceLocation) -> None:
+    try:
+        check_arity(fn, 0, name, "no arguments (the runner calls a test with none)")
+    except ArgError as exc:
+        raise SpecError(Code.SPEC_BAD_ARGUMENT, str(exc), location, exc.hint) from None
+
+
 def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
     """Tests in name order: `def test_*` in the root module, scenario() functions, fault scenarios
     and matrix cells. An earlier source wins a name collision."""
@@ -82,6 +89,7 @@ def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
     for name, value in root.globals.items():
         if name.startswith("test_") and callable(value) and name in root.checked.top_level:
             line = root.checked.top_level[name]
+            _takes_no_arguments(value, name, SourceLocation(root.path, line))
             found[name] = TestCase(name, body=value, location=SourceLocation(root.path, line))
     for name, fn in builder.scenarios.items():
         test_name = f"test_{name}"

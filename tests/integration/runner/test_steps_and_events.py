@@ -136,6 +136,10 @@ def test_before_fails():
     order()
     assert_before(first = {"type": "stdout", "service": "orders", "status": "confirmed"},
                   then = {"type": "stdout", "service": "inventory", "result": "ok"})
+
+def test_matching_anything():
+    order()
+    assert_eventually()
 """
     )
     res = run(spec)
@@ -150,6 +154,8 @@ def test_before_fails():
     assert "assert_never: 1 event(s) matched" in nv.reason and "status=confirmed" in nv.reason
     bf = res.test("before_fails")
     assert "assert_before" in bf.reason and "after then=" in bf.reason
+    anything = res.test("matching_anything")
+    assert anything.outcome.value == "failed" and "nothing to match" in anything.reason, anything.reason
 
 
 def test_runtime_errors_point_at_the_spec_line(run) -> None:

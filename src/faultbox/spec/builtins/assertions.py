@@ -37,6 +37,14 @@ def _filters(filters: Mapping[str, Any], what: str) -> dict[str, str]:
     return out
 
 
+def _something_to_match(flt: Mapping[str, str], fn: Where | None, what: str) -> None:
+    if not flt and fn is None:
+        raise ArgError(
+            f"{what}: nothing to match: with no filter and no where= it would match any event",
+            'give where=lambda e: ... or filters such as type="syscall", service="db"',
+        )
+
+
 def _where(where: Any, what: str) -> Where | None:
     if where is None:
         return None
@@ -98,6 +106,7 @@ def assert_eventually(builder: SpecBuilder, where: Any, timeout: float, filters:
     _count()
     flt = _filters(filters, "assert_eventually()")
     fn = _where(where, "assert_eventually()")
+    _something_to_match(flt, fn, "assert_eventually()")
     if host.query(flt, fn) or (timeout > 0 and host.wait_for(flt, fn, timeout)):
         return
     nearest = host.nearest(flt, 5)
@@ -118,6 +127,7 @@ def assert_never(builder: SpecBuilder, where: Any, filters: dict[str, Any]) -> N
     _count()
     flt = _filters(filters, "assert_never()")
     fn = _where(where, "assert_never()")
+    _something_to_match(flt, fn, "assert_never()")
     found = host.query(flt, fn)
     if found:
         first = found[0]

@@ -16,7 +16,7 @@ from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import callable_name
 from faultbox.spec import host as host_mod
-from faultbox.spec.args import ArgError, type_name
+from faultbox.spec.args import ArgError, check_arity, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.builtins.assertions import _filters
 from faultbox.spec.compile import current_location
@@ -47,6 +47,7 @@ def monitor(
                 "monitor(fn, ...): the callback form takes only filters as keywords (service=, type=, ...)",
                 'for state, use monitor("name", on=..., state_init=..., update=..., check=...)',
             )
+        check_arity(first, 1, "monitor()", "the event")
         m = Monitor(
             name=name or callable_name(first),
             fn=first,
@@ -88,9 +89,13 @@ def _stateful(
         on_fn = on
     else:
         raise ArgError(f"{what}: on= must be a function or a dict of filters, got {type_name(on)}")
+    if callable(on) and not isinstance(on, dict):
+        check_arity(on, 1, f"{what}: on=", "the event")
     for label, fn in (("update", update), ("check", check)):
         if fn is not None and not callable(fn):
             raise ArgError(f"{what}: {label}= must be a function, got {type_name(fn)}")
+        if fn is not None:
+            check_arity(fn, 2, f"{what}: {label}=", "the event and the state")
     if update is None and check is None:
         raise ArgError(f"{what}: give check= (and optionally update=); without them the monitor checks nothing")
     return Monitor(

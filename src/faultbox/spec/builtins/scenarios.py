@@ -10,7 +10,7 @@ from faultbox.errors import SpecFailure
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import Expectation, FaultAssumption, FaultMatrix, FaultScenario, callable_name
-from faultbox.spec.args import ArgError, register_type_name, type_name
+from faultbox.spec.args import ArgError, check_arity, register_type_name, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.builtins.faults import build_rules, services_of
 from faultbox.spec.compile import current_location
@@ -52,6 +52,7 @@ def scenario(builder: SpecBuilder, fn: Any) -> Any:
     """Register a probe: it runs as test_<name> and can be used in fault_scenario/fault_matrix."""
     if not callable(fn):
         raise ArgError(f"scenario(): the argument must be a function, got {type_name(fn)}")
+    check_arity(fn, 0, "scenario()", "no arguments (a scenario runs on its own)")
     builder.add_scenario(fn)
     return fn
 
@@ -123,8 +124,11 @@ def fault_scenario(
     what = f'fault_scenario("{name}")'
     if not callable(scenario):
         raise ArgError(f"{what}: scenario= must be a function, got {type_name(scenario)}")
+    check_arity(scenario, 0, f"{what}: scenario=", "no arguments")
     if expect is not None and not callable(expect):
         raise ArgError(f"{what}: expect= must be a function taking the scenario's result, got {type_name(expect)}")
+    if expect is not None and not isinstance(expect, Expectation):
+        check_arity(expect, 1, f"{what}: expect=", "the scenario's result")
     mons = _monitors(monitors, what)
     builder.claim_monitors(mons)
     builder.add_fault_scenario(
@@ -180,16 +184,21 @@ def fault_matrix(
     for i, s in enumerate(scenarios):
         if not callable(s):
             raise ArgError(f"fault_matrix(): scenarios[{i}] must be a function, got {type_name(s)}")
+        check_arity(s, 0, f"fault_matrix(): scenarios[{i}]", "no arguments")
     assumptions = _assumption_list(faults, "fault_matrix()")
     if not assumptions:
         raise ArgError("fault_matrix(): faults= must list at least one fault_assumption")
     if default_expect is not None and not callable(default_expect):
         raise ArgError(f"fault_matrix(): default_expect= must be a function, got {type_name(default_expect)}")
+    if default_expect is not None and not isinstance(default_expect, Expectation):
+        check_arity(default_expect, 1, "fault_matrix(): default_expect=", "the scenario's result")
     by_pair: dict[tuple[str, str], Callable[[Any], Any]] = {}
     for key, fn in overrides.items():
         pair = _pair(key, scenarios, assumptions, "overrides")
         if not callable(fn):
             raise ArgError(f"fault_matrix(): the override for {pair} must be a function, got {type_name(fn)}")
+        if not isinstance(fn, Expectation):
+            check_arity(fn, 1, f"fault_matrix(): the override for {pair}", "the scenario's result")
         by_pair[pair] = fn
     excluded = {_pair(k, scenarios, assumptions, "exclude") for k in exclude}
     mons = _monitors(monitors, "fault_matrix()")
