@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 LineHandler = Callable[[str], None]
+MAX_LINE = 64 * 1024  # a longer line becomes several events of at most this many bytes (plus one read)
 _READ = 1 << 16
 
 
@@ -128,6 +129,9 @@ class IoPump:
                 *lines, rest = bytes(stream.buffer).split(b"\n")
                 stream.buffer = bytearray(rest)
                 self._pending.extend((stream, line) for line in lines)
+            if len(stream.buffer) > MAX_LINE:  # output without newlines must not grow without bound
+                self._pending.append((stream, bytes(stream.buffer)))
+                stream.buffer = bytearray()
 
     def _deliver_pending(self) -> None:
         if not self._pending:

@@ -221,3 +221,23 @@ def test_list_is_not_tuple():
     assert res.outcome("ok") == "passed"
     assert res.outcome("bool_is_not_int") == "failed" and "[True] != [1]" in res.test("bool_is_not_int").reason
     assert res.outcome("list_is_not_tuple") == "failed"
+
+
+def test_a_line_without_end_is_cut_into_bounded_events(run) -> None:
+    spec = """
+chatty = service("chatty", "python3", args = ["-c",
+    "import sys, time; sys.stdout.write('x' * 300000 + '\\\\nend\\\\n'); sys.stdout.flush(); time.sleep(60)"],
+    observe = [observe.stdout()])
+
+def test_long_line():
+    assert_eventually(type = "stdout", raw = "end", timeout = "5s")
+    sizes = [len(e.raw) for e in events(type = "stdout") if e.raw != "end"]
+    total = 0
+    for n in sizes:
+        total += n
+    assert_eq(total, 300000)
+    assert_true(len(sizes) >= 3, "%d pieces" % len(sizes))
+    assert_true(max(sizes) <= 2 * 65536, "a piece of %d bytes" % max(sizes))
+"""
+    res = run(spec)
+    assert res.outcome("long_line") == "passed", res.test("long_line").reason
