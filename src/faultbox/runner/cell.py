@@ -94,6 +94,15 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     result.faults = host.faults.records
     result.diagnostics.extend(host.faults.diagnostics)
     result.diagnostics.extend(_lagging_sources(result.events))
+    if result.outcome is Outcome.PASSED and host.assertions == 0 and host.monitors.calls_total == 0:
+        result.diagnostics.append(
+            Diagnostic(
+                "warning",
+                "TEST_NO_ASSERTIONS",
+                "passed without evaluating any assertion or monitor: it only shows that nothing raised "
+                "(a step's failure is in its .ok and .status, not raised); check it with assert_*() or expect=",
+            )
+        )
     if case.fault_scenario is not None:
         result.matrix = case.fault_scenario.matrix
         result.assumptions = [fa.name for fa in case.fault_scenario.assumptions]
@@ -217,6 +226,7 @@ def _fault_scenario(fs: FaultScenario, host: TestHost, outcome: BodyOutcome) -> 
         return
     try:
         if isinstance(fs.expect, Expectation):
+            host.count_assertion()
             fs.expect.judge(outcome.result, outcome.hung)
         else:
             fs.expect(outcome.result)

@@ -48,6 +48,7 @@ class MonitorSet:
     on_violation: Callable[[Violation], None] | None = None
     violation: Violation | None = None
     later_violations: list[Violation] = field(default_factory=list)
+    calls_total: int = 0  # monitor calls in this test, for the vacuity warning
     _active: list[_Active] = field(default_factory=list)
     # The monitor call in progress: (thread ident, start time), or None. Only one thread at a time
     # can be inside a call (the log's lock is held); `_guard` orders the watchdog against it.
@@ -81,6 +82,7 @@ class MonitorSet:
             if active.flt.items and not active.flt.match(ev):
                 continue
             active.calls += 1
+            self.calls_total += 1
             outer = self._call
             try:
                 self._begin_call()

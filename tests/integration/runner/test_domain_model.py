@@ -185,3 +185,28 @@ def test_unaffected():
         assert t.duration_ms < 8000, t.duration_ms  # deadline 2s, + 1s grace, + start and stop
     assert res.test("spins_on_output").violation.event["type"] == "stdout"
     assert res.outcome("unaffected") == "passed"
+
+
+def test_a_test_that_checks_nothing_is_warned_about(run) -> None:
+    port = free_port()
+    spec = (
+        svc_decl("svc", port)
+        + """
+def test_vacuous():
+    svc.main.send(data = "NO SUCH COMMAND")  # its answer is never looked at
+
+def test_asserted():
+    assert_eq(svc.main.send(data = "PING"), "PONG")
+
+def test_monitored():
+    monitor(lambda e: None, type = "step_recv")
+    svc.main.send(data = "PING")
+
+def test_failing_is_not_warned():
+    fail("no")
+"""
+    )
+    res = run(spec)
+    warned = {t.name for t in res.result.tests if any(d.code == "TEST_NO_ASSERTIONS" for d in t.diagnostics)}
+    assert warned == {"test_vacuous"}, res.explain()
+    assert res.outcome("vacuous") == "passed"
