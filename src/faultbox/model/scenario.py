@@ -86,6 +86,7 @@ class TestCase:
     fault_scenario: FaultScenario | None = None
     location: SourceLocation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    probe: bool = False  # a scenario() run on its own: its checks live where it is used under faults
 
 
 class Expectation(abc.ABC):

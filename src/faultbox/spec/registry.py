@@ -96,7 +96,7 @@ def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
         if test_name not in found:
             code = getattr(fn, "__code__", None)
             loc = SourceLocation(code.co_filename, code.co_firstlineno) if code else None
-            found[test_name] = TestCase(test_name, body=fn, location=loc)
+            found[test_name] = TestCase(test_name, body=fn, location=loc, probe=True)
     for fs in builder.fault_scenarios.values():
         if fs.test_name not in found:
             found[fs.test_name] = TestCase(fs.test_name, fault_scenario=fs, location=fs.location)

@@ -112,8 +112,9 @@ class MonitorSet:
             return True
 
     def _begin_call(self) -> None:
-        with self._guard:
-            self._call = (threading.get_ident(), time.monotonic())
+        # One atomic store: the watchdog sees either no call or this one. (Ending a call needs the
+        # guard, so that an interruption never lands after the call is over.)
+        self._call = (threading.get_ident(), time.monotonic())
 
     def _end_call(self, outer: tuple[int, float] | None) -> None:
         # Idempotent: it may run twice when the interruption lands inside the first run.

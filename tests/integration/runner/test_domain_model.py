@@ -204,9 +204,14 @@ def test_monitored():
 
 def test_failing_is_not_warned():
     fail("no")
+
+def probe():
+    return svc.main.send(data = "PING")
+
+scenario(probe)  # a probe runs as test_probe; its checks are where it runs under faults
 """
     )
     res = run(spec)
     warned = {t.name for t in res.result.tests if any(d.code == "TEST_NO_ASSERTIONS" for d in t.diagnostics)}
     assert warned == {"test_vacuous"}, res.explain()
-    assert res.outcome("vacuous") == "passed"
+    assert res.outcome("vacuous") == "passed" and res.outcome("probe") == "passed"
