@@ -28,6 +28,7 @@ from faultbox.protocols import StepClient, make_client
 from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.faults import FaultTable
+from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.services import RunningService, ServiceSet
 from faultbox.sources import ServerDown
 from faultbox.spec.args import ArgError
@@ -59,7 +60,11 @@ class TestHost:
         self.seed_failure: str | None = None
         self.infra_error: InfraError | None = None
         self._svc_names: dict[int, str] = {}
-        self._clients: dict[tuple[str, str], StepClient] = {}
+        self._clients: dict[tuple[str, str, int], StepClient] = {}
+        self._clients_lock = threading.Lock()
+        # parallel() branches may step, fault and query at once: these are taken one at a time.
+        self._faults_lock = threading.RLock()
+        self._barrier_lock = threading.Lock()
         self.violated = threading.Event()
         # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
         self.syscalls_flushed = Presync(self._sync_supervisor)
@@ -98,9 +103,10 @@ class TestHost:
         self._svc_names = {}
 
     def _close_clients(self) -> None:
-        for client in self._clients.values():
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             client.close()
-        self._clients.clear()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -204,6 +210,10 @@ class TestHost:
         """Every event caused before now is in the trace when this returns."""
         if self.log.dispatching():
             return  # inside a monitor: the trace is exactly what it should see
+        with self._barrier_lock:  # parallel() branches: one barrier at a time, each complete
+            self._barrier()
+
+    def _barrier(self) -> None:
         if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
             try:
                 self.ctx.supervisor.sync(_BARRIER_TIMEOUT)
@@ -268,8 +278,9 @@ class TestHost:
         return result
 
     def _client(self, rs: RunningService, interface: str) -> StepClient:
-        key = (rs.name, interface)
-        client = self._clients.get(key)
+        key = (rs.name, interface, current_branch())  # each parallel() branch is a client of its own
+        with self._clients_lock:
+            client = self._clients.get(key)
         if client is None:
             iface = rs.model.interface(interface)
             assert iface is not None
@@ -278,19 +289,28 @@ class TestHost:
                 client = make_client(iface.protocol, iface.host, iface.port, options)
             except ValueError as exc:
                 raise ArgError(str(exc)) from None
-            self._clients[key] = client
+            with self._clients_lock:
+                self._clients[key] = client
         return client
+
+    def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
+        self.checkpoint()
+        results = run_branches(fns)
+        self.checkpoint()
+        return results
 
     def apply_faults(self, rules: Sequence[SyscallRule], run: Callable[[], Any] | None) -> Any:
         self.checkpoint()
-        scope = self.faults.push(rules, imperative=run is None)
+        with self._faults_lock:
+            scope = self.faults.push(rules, imperative=run is None)
         if run is None:
             return None
         try:
             return run()
         finally:
             self.barrier()
-            self.faults.pop(scope)
+            with self._faults_lock:
+                self.faults.pop(scope)
 
     def apply_assumptions(self, assumptions: Sequence[FaultAssumption], run: Callable[[], Any]) -> Any:
         self.checkpoint()
@@ -299,18 +319,21 @@ class TestHost:
         try:
             for fa in assumptions:
                 if fa.rules:
-                    scopes.append(self.faults.push(fa.rules, assumption=fa.name))
+                    with self._faults_lock:
+                        scopes.append(self.faults.push(fa.rules, assumption=fa.name))
             return run()
         finally:
             self.barrier()
-            for scope in reversed(scopes):
-                self.faults.pop(scope)
+            with self._faults_lock:
+                for scope in reversed(scopes):
+                    self.faults.pop(scope)
             for handle in handles:
                 self.monitors.remove(handle)
 
     def stop_faults(self, service: str) -> None:
         self.barrier()
-        self.faults.stop_service(service)
+        with self._faults_lock:
+            self.faults.stop_service(service)
 
     def release(self, tag: str, errno_name: str | None, count: int) -> int:
         if self.ctx.supervisor is None:

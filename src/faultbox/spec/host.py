@@ -54,6 +54,9 @@ class Host(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Call the functions concurrently (each a client of its own); results in argument order."""
+
 
 _current: Host | None = None
 

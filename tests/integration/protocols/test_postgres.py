@@ -183,6 +183,14 @@ def test_silent_server_times_out_within_the_step_timeout():
     assert_eq(r.ok, False)
     assert_true(r.error.startswith("timeout: "), r.error)
     assert_true(r.duration_ms < 900, "took %d ms" % r.duration_ms)
+
+def test_parallel_branches_have_sessions_of_their_own():
+    slow = lambda: db.main.query(sql = "SELECT pg_backend_pid() AS pid FROM pg_sleep(0.3)")
+    a, b = parallel(slow, slow)
+    assert_true(a.ok and b.ok, "%s %s" % (a.error, b.error))
+    assert_true(a.data[0]["pid"] != b.data[0]["pid"], "two branches, two sessions")
+    steps = events(where = lambda e: e.type in ("step_send", "step_recv") and e.service == "db")
+    assert_eq([e.type for e in steps][-4:], ["step_send", "step_send", "step_recv", "step_recv"])
 """
 
 # A PANIC under fsync EIO, in a spec of its own. The WAL barrier after the failed step does not wait
@@ -232,6 +240,7 @@ EXPECTED = [
     "test_no_reply_times_out_and_the_next_step_reconnects",
     "test_refused_server_is_ok_false",
     "test_silent_server_times_out_within_the_step_timeout",
+    "test_parallel_branches_have_sessions_of_their_own",
 ]
 
 

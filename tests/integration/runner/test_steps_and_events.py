@@ -3,7 +3,7 @@ example's real services."""
 
 from __future__ import annotations
 
-from support import EXAMPLES, free_port
+from support import EXAMPLES, free_port, svc_decl
 
 ORDERS = EXAMPLES / "orders"
 
@@ -241,3 +241,44 @@ def test_long_line():
 """
     res = run(spec)
     assert res.outcome("long_line") == "passed", res.test("long_line").reason
+
+
+def test_parallel_branches_are_concurrent_clients(run, tmp_path) -> None:
+    port = free_port()
+    f = f"{tmp_path}/p.dat"
+    spec = (
+        svc_decl("svc", port)
+        + f"""
+def write():
+    return svc.main.send(data = "WRITE {f} 1")
+
+def two_slow_writes():
+    return parallel(write, lambda: svc.main.send(data = "PING"), write)
+
+def test_concurrent():
+    results = fault(svc, write = delay("400ms", path = "{f}"), run = two_slow_writes)
+    assert_eq(results, ["ok=1 err=0 errnos=", "PONG", "ok=1 err=0 errnos="])
+    sends = events(type = "step_send", service = "svc")
+    recvs = events(type = "step_recv", service = "svc")
+    assert_eq(len(sends), 3)
+    # both writes were sent before either came back: they were in flight together
+    slow = [e.seq for e in recvs if int(e.duration_ms) >= 300]
+    assert_true(max([e.seq for e in sends]) < min(slow), "sends %s, slow replies %s" % (sends, slow))
+
+def test_a_failing_branch_fails_the_test_at_its_line():
+    parallel(lambda: svc.main.send(data = "PING"), lambda: assert_eq(svc.main.send(data = "PING"), "PANG"))
+
+def test_branches_stop_at_the_deadline():
+    parallel(lambda: sleep("60s"), lambda: svc.main.send(data = "PING"))
+"""
+    )
+    res = run(spec, timeout=3.0)
+    assert res.outcome("concurrent") == "passed", res.explain()
+    bad = res.test("a_failing_branch_fails_the_test_at_its_line")
+    assert bad.outcome.value == "failed" and 'assert_eq failed: "PONG" != "PANG"' in bad.reason, bad.reason
+    line = spec.splitlines().index(
+        '    parallel(lambda: svc.main.send(data = "PING"), lambda: assert_eq(svc.main.send(data = "PING"), "PANG"))'
+    )
+    assert bad.location.endswith(f":{line + 1}"), bad.location
+    late = res.test("branches_stop_at_the_deadline")
+    assert late.outcome.value == "inconclusive" and late.duration_ms < 10000, (late.outcome, late.duration_ms)

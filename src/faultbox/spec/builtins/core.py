@@ -1,4 +1,5 @@
-"""Starlark's own builtins: print, fail, struct, json, type, str/repr, getattr/hasattr, load, sleep."""
+"""Starlark's own builtins (print, fail, struct, json, type, str/repr, getattr/hasattr, load) and the
+test-flow ones (sleep, halt, parallel)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from faultbox.errors import Halted, SpecFailure
 from faultbox.spec import host as host_mod
-from faultbox.spec.args import ArgError, type_name
+from faultbox.spec.args import ArgError, check_arity, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.compile import current_module
 from faultbox.spec.registry import SpecBuilder
@@ -127,6 +128,31 @@ def sleep(builder: SpecBuilder, duration: float) -> None:
     if duration < 0:
         raise ArgError("sleep(): the duration must not be negative")
     host_mod.require("sleep()").sleep(duration)
+
+
+@builtin("parallel", "*fns, interleavings: any = 1")
+def parallel(builder: SpecBuilder, fns: tuple[Any, ...], interleavings: Any) -> list[Any]:
+    """Run the functions at the same time, each as its own client; their results in argument order."""
+    host = host_mod.require("parallel()")
+    if len(fns) < 2:
+        raise ArgError(
+            f"parallel() needs at least 2 functions, got {len(fns)}",
+            "write parallel(lambda: svc.post(...), lambda: svc.post(...))",
+        )
+    for i, fn in enumerate(fns):
+        if not callable(fn):
+            raise ArgError(
+                f"parallel(): argument {i} must be a function, got {type_name(fn)}",
+                "pass the function itself (or a lambda), not the result of calling it",
+            )
+        check_arity(fn, 0, f"parallel(): argument {i}", "no arguments")
+    if interleavings not in (1, "1"):
+        raise ArgError(
+            f"parallel(): interleavings={starlark_repr(interleavings)} is not supported: the branches run "
+            "once, concurrently, in whatever order the system serves them",
+            "drop interleavings=, and repeat the test (or vary --seed) to see other orders",
+        )
+    return host.run_parallel(list(fns))
 
 
 @builtin("load", "module: str, *symbols: str, **aliases: str")

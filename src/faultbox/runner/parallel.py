@@ -1,0 +1,64 @@
+"""parallel(fn1, fn2, ...): branches of one test running at the same time.
+
+Each branch runs in its own thread with its own protocol clients (so two branches really are two
+concurrent clients of a service, as two users of the system would be). Results come back in
+argument order; the first branch (in argument order) that raised has its error raised again, with
+its own spec line. The branches live inside the test's scope: when the test is interrupted (its
+deadline, a monitor violation at a step) the branches still running are interrupted too, and none
+outlives the call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from faultbox._util.threads import raise_in_thread
+from faultbox.errors import TestTimeout
+
+_STOP_WAIT = 3.0  # seconds an interrupted branch gets to unwind before it is left behind
+_POLL = 0.05  # the caller's join is interruptible at this pace
+
+_branch_ids = itertools.count(1)
+_local = threading.local()
+
+
+def current_branch() -> int:
+    """0 on the test's own thread, a run-unique number inside a parallel() branch."""
+    return getattr(_local, "branch", 0)
+
+
+def run_branches(fns: Sequence[Callable[[], Any]]) -> list[Any]:
+    results: list[Any] = [None] * len(fns)
+    errors: list[BaseException | None] = [None] * len(fns)
+
+    def branch(i: int, fn: Callable[[], Any]) -> None:
+        _local.branch = next(_branch_ids)
+        try:
+            results[i] = fn()
+        except BaseException as exc:  # judged by the caller, in argument order
+            errors[i] = exc
+
+    threads = [
+        threading.Thread(target=branch, args=(i, fn), name=f"faultbox-branch-{i}", daemon=True)
+        for i, fn in enumerate(fns)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(_POLL)
+    finally:
+        running = [t for t in threads if t.is_alive()]
+        for t in running:  # the caller was interrupted: so are its branches
+            if t.ident is not None:
+                raise_in_thread(t.ident, TestTimeout)
+        for t in running:
+            t.join(_STOP_WAIT)
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
