@@ -90,6 +90,8 @@ class ConsoleReporter:
                 p(("    reason: " if i == 0 else "            ") + escape(line))
         if r.location:
             p(f"    at: {escape(display_path(r.location))}")
+        if "fix" in r.details:
+            p(f"    fix: {escape(str(r.details['fix']))}")
         for key in ("expected", "actual"):
             if key in r.details:
                 p(f"    {key}: {escape(str(r.details[key]))}")

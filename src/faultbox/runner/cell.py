@@ -317,6 +317,9 @@ def _set(res: TestResult, outcome: Outcome, reason: str, exc: BaseException | No
         res.code = str(code.value)
     if isinstance(exc, SpecFailure) and exc.details:
         res.details.update(exc.details)
+    hint = getattr(exc, "hint", None)
+    if isinstance(hint, str) and hint and not isinstance(exc, InfraError):  # an infra error's text has it
+        res.details["fix"] = hint
     return res
 
 

@@ -234,7 +234,12 @@ class Signature:
             return None
         check, description = _TYPES[ptype]
         if not check(value):
-            raise ArgError(f"{self.name}(): {pname} must be {description}, got {type_name(value)} {_preview(value)}")
+            hint = None
+            if ptype == "callable":
+                hint = "pass the function itself (or a lambda), not the result of calling it"
+            raise ArgError(
+                f"{self.name}(): {pname} must be {description}, got {type_name(value)} {_preview(value)}", hint
+            )
         if ptype == "duration":
             try:
                 return parse_duration(str(value))

@@ -176,6 +176,12 @@ def test_bad_builtin_argument():
 
 def test_fail():
     fail("custom", "message")
+
+def test_called_instead_of_passed():
+    fault(helper, write = deny("EIO"), run = helper({"missing": 1}))
+
+def test_empty_target():
+    fault_start([], write = deny("EIO"))
 """
     res = run(spec)
     ke = res.test("key_error")
@@ -186,6 +192,10 @@ def test_fail():
     assert 'unknown errno "EBOGUS"' in bb.reason and bb.location.endswith(":14")
     fl = res.test("fail")
     assert fl.reason == "custom message" and fl.location.endswith(":17")
+    called = res.test("called_instead_of_passed")
+    assert called.details.get("fix", "").startswith("pass the function itself"), (called.reason, called.details)
+    empty = res.test("empty_target")
+    assert empty.outcome.value == "failed" and "names no service" in empty.reason, empty.reason
 
 
 def test_print_goes_to_stderr_prefixed(run, capfd) -> None:  # type: ignore[no-untyped-def]

@@ -162,8 +162,11 @@ def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[Sy
 def _rules_for(target: Any, keywords: Mapping[str, Any], what: str) -> list[SyscallRule]:
     if not keywords:
         raise ArgError(f'{what}: name at least one syscall fault, e.g. write=deny("EIO")')
+    services = services_of(target, what)
+    if not services:
+        raise ArgError(f"{what}: the target names no service (an empty list): the fault would do nothing")
     rules: list[SyscallRule] = []
-    for svc in services_of(target, what):
+    for svc in services:
         rules.extend(build_rules(svc, keywords, what))
     return rules
 

@@ -89,7 +89,10 @@ def fault_assumption(
                 f"{what}: syscall faults need target= (the service whose syscalls fail)",
                 f'write fault_assumption("{name}", target=db, {next(iter(syscall_rules))}=...)',
             )
-        for svc in services_of(target, what):
+        targets = services_of(target, what)
+        if not targets:
+            raise ArgError(f"{what}: target= names no service (an empty list): its faults would do nothing")
+        for svc in targets:
             collected.extend(build_rules(svc, syscall_rules, what))
     elif target is not None:
         services_of(target, what)  # still check it is a service
