@@ -144,3 +144,50 @@ def test_a_spec_without_tests_is_a_usage_error(tmp_path: Path) -> None:
     out = faultbox_cli("test", str(tmp_path / "empty.star"))
     assert out.returncode == 1
     assert "defines no tests: write a function named test_" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_report_renders_a_saved_result_as_the_run_did(tmp_path: Path) -> None:
+    port = free_port()
+    spec = write(
+        tmp_path,
+        svc_decl("svc", port)
+        + """
+def ping():
+    return svc.main.send(data = "PING")
+
+def test_ok():
+    assert_eq(ping(), "PONG")
+
+def test_bad():
+    assert_eq(ping(), "PANG")
+
+slow = fault_assumption("slow", target = svc, write = delay("5ms"))
+fault_matrix(scenarios = [ping], faults = [slow], default_expect = lambda r: assert_eq(r, "PONG"))
+""",
+    )
+    run = faultbox_cli(
+        "test", str(spec), "--seed", "7", "-o", str(tmp_path / "r.json"),
+        "--html", str(tmp_path / "run.html"), "--junit", str(tmp_path / "run.xml"),
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    html, xml = str(tmp_path / "again.html"), str(tmp_path / "again.xml")
+    again = faultbox_cli("report", str(tmp_path / "r.json"), "--html", html, "--junit", xml)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == run.stdout  # the same console report, failure details and matrix included
+    assert "test_bad" in again.stdout and "PANG" in again.stdout
+    assert (tmp_path / "again.html").read_bytes() == (tmp_path / "run.html").read_bytes()
+    assert (tmp_path / "again.xml").read_bytes() == (tmp_path / "run.xml").read_bytes()
+
+
+def test_report_refuses_what_is_not_a_result(tmp_path: Path) -> None:
+    (tmp_path / "text.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    (tmp_path / "future.json").write_text('{"schema": 99, "tests": []}')
+    for name, expected in (
+        ("missing.json", "No such file"),
+        ("text.json", "text.json:1:2: not JSON"),
+        ("other.json", "not a faultbox result"),
+        ("future.json", "result schema 99"),
+    ):
+        out = faultbox_cli("report", str(tmp_path / name))
+        assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
     check.add_argument("spec")
+
+    report = sub.add_parser(
+        "report", help="show a saved result (faultbox test --output FILE) again, and write its reports"
+    )
+    report.add_argument("results", help="the JSON result file")
+    report.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    report.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
     return parser
 
 
@@ -58,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "report":
+        return _report(args)
     _parser().print_help(sys.stderr)
     return ExitCode.USAGE
 
@@ -134,6 +144,27 @@ def _test(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     _write_reports(result, args)
     return int(result.exit_code)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """The console report of a saved run, as it was printed then, and the files asked for. Exit 0
+    when the reports were written (the run's own verdict is in them), 1 when the file is unusable."""
+    from faultbox.report import json_results
+    from faultbox.report.console import ConsoleReporter
+
+    try:
+        result = json_results.read(args.results)
+    except json_results.ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    reporter = ConsoleReporter(sys.stdout, verbose=args.verbose)
+    reporter.run_started(result.spec, result.seed, [t.name for t in result.tests])
+    for test in result.tests:
+        reporter.test_finished(test)
+    reporter.run_finished(result)
+    args.format, args.output = "text", None
+    _write_reports(result, args)
+    return ExitCode.OK
 
 
 def _write_reports(result, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]

@@ -184,7 +184,7 @@ def test_fault_not_fired_is_reported(run, port: int) -> None:
         svc_decl("svc", port)
         + """
 def test_idle():
-    fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "PING"))
+    assert_eq(fault(svc, fsync = deny("EIO"), run = lambda: svc.main.send(data = "PING")), "PONG")
 """
     )
     res = run(spec)
