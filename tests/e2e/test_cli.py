@@ -148,9 +148,11 @@ def test_a_spec_without_tests_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_report_renders_a_saved_result_as_the_run_did(tmp_path: Path) -> None:
     port = free_port()
+    declared = svc_decl("svc", port).replace("@PYTHON@", "python3")
+    declared = declared.replace("@FIXTURES@", str(Path(__file__).resolve().parents[1] / "fixtures"))
     spec = write(
         tmp_path,
-        svc_decl("svc", port)
+        declared
         + """
 def ping():
     return svc.main.send(data = "PING")
