@@ -110,6 +110,9 @@ class Action:
         return self.kind in (ActionKind.DENY, ActionKind.DELAY, ActionKind.HOLD)
 
 
+PARTITION_OP = "partition"  # the `op` of the rules partition() makes (and of the events they decide)
+
+
 @dataclass(frozen=True, slots=True)
 class SyscallRule:
     """One action on one service for one fault keyword, its syscalls already expanded."""

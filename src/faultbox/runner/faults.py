@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from faultbox.engine.client import SupervisorClient, SupervisorError
 from faultbox.engine.rules import ActiveRule
 from faultbox.errors import Code, InfraError
-from faultbox.model.fault import ActionKind, SyscallRule
+from faultbox.model.fault import PARTITION_OP, ActionKind, SyscallRule
 from faultbox.model.result import Diagnostic, FaultRecord
 
 Emit = Callable[[str, str, dict[str, str]], object]
@@ -61,7 +61,9 @@ class FaultTable:
             kind = (
                 "trace_applied" if all(r.rule.action.kind is ActionKind.TRACE for r in svc_rules) else "fault_applied"
             )
-            fields = {r.rule.keyword: r.rule.describe() for r in svc_rules}
+            fields: dict[str, str] = {}
+            for r in svc_rules:  # several rules on one keyword (a partition's ports): all of them
+                fields[r.rule.keyword] = _joined(fields.get(r.rule.keyword), r.rule.describe())
             if assumption:
                 fields["assumption"] = assumption
             self.emit(kind, svc, fields)
@@ -80,8 +82,28 @@ class FaultTable:
             for ar in svc_rules:
                 matched, fired, unresolved = stats.get(ar.id, (0, 0, 0))
                 self._record(ar, matched, fired, unresolved)
-                fields[ar.rule.keyword] = f"matched={matched} fired={fired}"
+                fields[ar.rule.keyword] = _joined(fields.get(ar.rule.keyword), f"matched={matched} fired={fired}")
             self.emit("trace_removed" if tracing else "fault_removed", svc, fields)
+        self._check_partition(scope, stats)
+
+    def _check_partition(self, scope: Scope, stats: Mapping[int, tuple[int, int, int]]) -> None:
+        """A partition is one fault made of several rules (a side, a port each): it is reported as
+        not fired only when none of them refused anything."""
+        legs = [ar for ar in scope.rules if ar.rule.op == PARTITION_OP]
+        if not legs or any(stats.get(ar.id, (0, 0, 0))[0] for ar in legs):
+            return
+        sides = " and ".join(dict.fromkeys(ar.rule.service for ar in legs))
+        self.diagnostics.append(
+            Diagnostic(
+                "warning",
+                "FAULT_NOT_FIRED",
+                f"the partition of {sides} refused no connection while it was active: they may talk over "
+                "connections opened before it (a partition refuses new connections only), or not at all",
+                service=legs[0].rule.service,
+                syscall="connect",
+            )
+        )
+        self.emit("fault_not_fired", legs[0].rule.service, {"keyword": "connect", "decision": "partition"})
 
     def stop_service(self, service: str) -> None:
         """fault_stop()/trace_stop(): remove the imperative rules on a service."""
@@ -151,7 +173,7 @@ class FaultTable:
                 assumption=ar.assumption,
             )
         )
-        if rule.action.kind in (ActionKind.TRACE, ActionKind.ALLOW) or matched:
+        if rule.action.kind in (ActionKind.TRACE, ActionKind.ALLOW) or matched or rule.op == PARTITION_OP:
             return
         hint = ""
         if unresolved:
@@ -169,6 +191,10 @@ class FaultTable:
             )
         )
         self.emit("fault_not_fired", rule.service, {"keyword": rule.keyword, "decision": rule.action.decision()})
+
+
+def _joined(before: str | None, text: str) -> str:
+    return text if before is None else f"{before}; {text}"
 
 
 def _group(rules: Sequence[ActiveRule]) -> dict[str, list[ActiveRule]]:
