@@ -106,6 +106,7 @@ class FaultRecord:
     fired: int = 0
     unresolved_paths: int = 0
     assumption: str = ""
+    op: str = ""  # the named op, or "partition" for the rules of a partition()
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))

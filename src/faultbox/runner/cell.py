@@ -12,7 +12,8 @@ from typing import Any
 from faultbox._util.threads import raise_in_thread
 from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
 from faultbox.model.event import SOURCE_ERROR, Event
-from faultbox.model.result import Diagnostic, Outcome, TestResult
+from faultbox.model.fault import PARTITION_OP
+from faultbox.model.result import Diagnostic, FaultRecord, Outcome, TestResult
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
@@ -276,7 +277,7 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
     if fs is not None and body.hung and fs.expect is None:
         return _set(res, Outcome.INCONCLUSIVE, f"the scenario timed out after {fs.timeout:g}s", None)
     if fs is not None and fs.require_faults_fire:
-        silent = [f for f in host.faults.records if f.fired == 0 and f.decision not in ("allow", "trace")]
+        silent = _silent_faults(host.faults.records)
         if silent:
             names = ", ".join(f"{f.service}.{f.keyword}={f.decision}" for f in silent)
             return _set(res, Outcome.FAULT_BYPASSED, f"require_faults_fire: no syscall was faulted by {names}", None)
@@ -307,6 +308,17 @@ def _text(exc: BaseException | None) -> str:
     if isinstance(exc, SpecError):
         return exc.render()
     return describe_exception(exc)[0]
+
+
+def _silent_faults(records: list[FaultRecord]) -> list[FaultRecord]:
+    """Faults that did nothing. A partition's rules (a side and a port each) count as one fault:
+    silent only when none of them fired."""
+    faults = [f for f in records if f.decision not in ("allow", "trace")]
+    partition = [f for f in faults if f.op == PARTITION_OP]
+    silent = [f for f in faults if f.fired == 0 and f.op != PARTITION_OP]
+    if partition and not any(f.fired for f in partition):
+        silent.append(partition[0])
+    return silent
 
 
 def _set(res: TestResult, outcome: Outcome, reason: str, exc: BaseException | None) -> TestResult:

@@ -171,6 +171,7 @@ class FaultTable:
                 fired=fired,
                 unresolved_paths=unresolved,
                 assumption=ar.assumption,
+                op=rule.op,
             )
         )
         if rule.action.kind in (ActionKind.TRACE, ActionKind.ALLOW) or matched or rule.op == PARTITION_OP:

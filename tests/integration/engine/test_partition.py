@@ -34,6 +34,13 @@ def test_only_the_other_way():
 
 def test_bad_direction():
     partition(orders, inventory, direction = "sideways", run = order)
+
+def cut_order():
+    return partition(orders, inventory, run = order)
+
+chatty = fault_assumption("chatty", target = orders, write = delay("1ms"))
+fault_matrix(scenarios = [cut_order], faults = [chatty], require_faults_fire = True,
+             default_expect = lambda r: assert_eq(r.status, 503))
 """
     res = run(spec)
     cut = res.test("cut")
@@ -45,5 +52,8 @@ def test_bad_direction():
     assert one_way.outcome.value == "passed", one_way.reason
     [warning] = [d for d in one_way.diagnostics if d.code == "FAULT_NOT_FIRED"]
     assert "the partition of inventory refused no connection" in warning.message
+    # one leg refused, the other had nothing to refuse: the partition fired, the cell is not bypassed
+    cell = res.test("matrix_cut_order_chatty")
+    assert cell.outcome.value == "passed", cell.reason
     bad = res.test("bad_direction")
     assert bad.outcome.value == "failed" and 'direction="sideways"' in bad.reason
