@@ -193,3 +193,28 @@ def test_report_refuses_what_is_not_a_result(tmp_path: Path) -> None:
     ):
         out = faultbox_cli("report", str(tmp_path / name))
         assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_runner_that_dies_leaves_the_tests_it_finished(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = write(tmp_path, 'def test_a_quick():\n    assert_true(True)\n\ndef test_b_long():\n    sleep("60s")\n')
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faultbox", "test", str(spec), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to write anything at exit
+    proc.wait(timeout=30)
+    data = json.loads(out.read_text())
+    assert [t["name"] for t in data["tests"]] == ["test_a_quick"]
+    assert data["interrupted"] is True and data["tests"][0]["outcome"] == "passed"
+    shown = faultbox_cli("report", str(out))
+    assert shown.returncode == 0 and "interrupted" in shown.stdout, shown.stdout + shown.stderr

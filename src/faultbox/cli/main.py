@@ -34,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="json: write the whole result (every event) to stdout; progress goes to stderr",
     )
-    test.add_argument("--output", "-o", metavar="FILE", help="also write the JSON result to FILE")
+    test.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="also write the JSON result to FILE (rewritten after each test: a run that dies keeps what it did)",
+    )
     test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
@@ -105,6 +110,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     from faultbox.report.console import ConsoleReporter
+    from faultbox.runner.listeners import RunListener
     from faultbox.runner.run import NoTestMatched, RunOptions, run_spec
 
     try:
@@ -132,8 +138,13 @@ def _test(args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(stream, verbose=args.verbose)
     _sigterm_as_interrupt()
     options = RunOptions(seed=seed, test=args.test, timeout=timeout, keep_workdir=args.keep_workdir, spec_arg=args.spec)
+    listeners: list[RunListener] = [reporter]
+    if args.output:
+        from faultbox.report.json_results import PartialResults
+
+        listeners.append(PartialResults(args.output))
     try:
-        result = run_spec(spec, options, [reporter])
+        result = run_spec(spec, options, listeners)
     except NoTestMatched as exc:
         print(f'error: no test matched "{exc.pattern}". Tests in {args.spec}:', file=sys.stderr)
         for name in exc.available:

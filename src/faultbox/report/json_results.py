@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from faultbox.model.event import Event
@@ -41,6 +43,32 @@ def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return repr(value)
+
+
+class PartialResults:
+    """A run listener that rewrites the result file after every test, marked interrupted, so a
+    runner that dies (killed, or aborted by a native library) leaves the tests it finished. The
+    complete result replaces it when the run ends."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._result: RunResult | None = None
+
+    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
+        self._result = RunResult(spec=spec, seed=seed, started=time.time(), interrupted=True)
+
+    def test_started(self, name: str) -> None:
+        pass
+
+    def test_finished(self, result: TestResult) -> None:
+        if self._result is None:
+            return
+        self._result.tests.append(result)
+        self._result.duration_ms = int((time.time() - self._result.started) * 1000)
+        write(self._result, self._path)
+
+    def run_finished(self, result: RunResult) -> None:
+        pass
 
 
 def read(path: str) -> RunResult:
