@@ -60,7 +60,7 @@ class TestHost:
         self.seed_failure: str | None = None
         self.infra_error: InfraError | None = None
         self._svc_names: dict[int, str] = {}
-        self._clients: dict[tuple[str, str, int], StepClient] = {}
+        self._clients: dict[tuple[str, str, str], StepClient] = {}
         self._clients_lock = threading.Lock()
         # parallel() branches may step, fault and query at once: these are taken one at a time.
         self._faults_lock = threading.RLock()

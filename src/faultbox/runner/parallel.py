@@ -10,7 +10,6 @@ outlives the call.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,21 +20,25 @@ from faultbox.errors import TestTimeout
 _STOP_WAIT = 3.0  # seconds an interrupted branch gets to unwind before it is left behind
 _POLL = 0.05  # the caller's join is interruptible at this pace
 
-_branch_ids = itertools.count(1)
 _local = threading.local()
 
 
-def current_branch() -> int:
-    """0 on the test's own thread, a run-unique number inside a parallel() branch."""
-    return getattr(_local, "branch", 0)
+def current_branch() -> str:
+    """Which branch this thread is: "" on the test's own thread, "2" in the second branch of a
+    parallel() call, "2.1" in the first branch of a parallel() inside it. Threads running at the
+    same time always differ; a later parallel() reuses the names (and so the clients) of an
+    earlier one, which has ended."""
+    return getattr(_local, "branch", "")
 
 
 def run_branches(fns: Sequence[Callable[[], Any]]) -> list[Any]:
     results: list[Any] = [None] * len(fns)
     errors: list[BaseException | None] = [None] * len(fns)
 
+    parent = current_branch()
+
     def branch(i: int, fn: Callable[[], Any]) -> None:
-        _local.branch = next(_branch_ids)
+        _local.branch = f"{parent}.{i + 1}" if parent else str(i + 1)
         try:
             results[i] = fn()
         except BaseException as exc:  # judged by the caller, in argument order

@@ -191,6 +191,9 @@ def test_parallel_branches_have_sessions_of_their_own():
     assert_true(a.data[0]["pid"] != b.data[0]["pid"], "two branches, two sessions")
     steps = events(where = lambda e: e.type in ("step_send", "step_recv") and e.service == "db")
     assert_eq([e.type for e in steps][-4:], ["step_send", "step_send", "step_recv", "step_recv"])
+    # a later parallel() reuses the sessions of the earlier one (a loop does not pile up connections)
+    c, d = parallel(slow, slow)
+    assert_eq(sorted([c.data[0]["pid"], d.data[0]["pid"]]), sorted([a.data[0]["pid"], b.data[0]["pid"]]))
 """
 
 # A PANIC under fsync EIO, in a spec of its own. The WAL barrier after the failed step does not wait
