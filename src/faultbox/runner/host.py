@@ -27,7 +27,7 @@ from faultbox.model.scenario import FaultAssumption
 from faultbox.protocols import StepClient, make_client
 from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
-from faultbox.runner.faults import FaultTable
+from faultbox.runner.faults import FaultTable, Scope
 from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.services import RunningService, ServiceSet
 from faultbox.sources import ServerDown
@@ -65,6 +65,7 @@ class TestHost:
         # parallel() branches may step, fault and query at once: these are taken one at a time.
         self._faults_lock = threading.RLock()
         self._barrier_lock = threading.Lock()
+        self._partitions: dict[frozenset[str], Scope] = {}  # partition_start() until partition_stop()
         self.violated = threading.Event()
         # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
         self.syscalls_flushed = Presync(self._sync_supervisor)
@@ -334,6 +335,29 @@ class TestHost:
         self.barrier()
         with self._faults_lock:
             self.faults.stop_service(service)
+
+    def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
+        self.checkpoint()
+        with self._faults_lock:
+            if pair in self._partitions:
+                a, b = sorted(pair)
+                raise ArgError(
+                    f"partition_start(): {a} and {b} are already partitioned",
+                    f"call partition_stop({a}, {b}) first (one partition per pair at a time)",
+                )
+            self._partitions[pair] = self.faults.push(rules)
+
+    def stop_partition(self, pair: frozenset[str]) -> None:
+        self.barrier()
+        with self._faults_lock:
+            scope = self._partitions.pop(pair, None)
+            if scope is None:
+                a, b = sorted(pair)
+                raise ArgError(
+                    f"partition_stop(): {a} and {b} are not partitioned",
+                    f"start one with partition_start({a}, {b}), or drop this call",
+                )
+            self.faults.pop(scope)
 
     def release(self, tag: str, errno_name: str | None, count: int) -> int:
         if self.ctx.supervisor is None:

@@ -3,7 +3,7 @@
 
 Every call of fault/fault_start/fault_all/fault_assumption/trace/trace_start in every loaded module
 contributes its syscall keywords (families and named ops expanded) to the services its target names;
-a partition(a, b, ...) call contributes connect to both.
+a partition(a, b, ...) or partition_start(a, b) call contributes connect to both.
 A target that cannot be resolved statically (a function parameter, say) contributes to every
 service: over-intercepting costs speed, missing costs a fault that cannot fire. A rule that still
 falls outside a filter is refused at apply time with FAULT_NOT_FILTERABLE.
@@ -61,7 +61,7 @@ def _visit_call(
         for svc_name in _resolve(target, globals_, services):
             svc = services[svc_name]
             wanted[svc_name].update(_syscalls_for(keywords, svc))
-    elif fname == "partition":  # connect() refusals on both sides
+    elif fname in ("partition", "partition_start"):  # connect() refusals on both sides
         sides = [*call.args[:2], *(kw.value for kw in call.keywords if kw.arg in ("a", "b"))]
         for side in sides:
             for svc_name in _resolve(side, globals_, services):

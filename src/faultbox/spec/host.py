@@ -30,6 +30,12 @@ class Host(Protocol):
     def stop_faults(self, service: str) -> None:
         """Remove the imperative (fault_start/trace_start) rules of a service."""
 
+    def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
+        """Install a partition's rules until stop_partition(pair) (one at a time per pair)."""
+
+    def stop_partition(self, pair: frozenset[str]) -> None:
+        """Remove the partition of that pair (an error when it has none)."""
+
     def apply_assumptions(self, assumptions: Sequence[FaultAssumption], run: Callable[[], Any]) -> Any:
         """Activate assumptions (rules and monitors) around `run`."""
 

@@ -35,6 +35,19 @@ def test_only_the_other_way():
 def test_bad_direction():
     partition(orders, inventory, direction = "sideways", run = order)
 
+def test_imperative():
+    partition_start(orders, inventory)
+    assert_eq(order().status, 503)
+    partition_stop(inventory, orders)  # a pair: either order names it
+    assert_eq(order().status, 201)
+
+def test_one_partition_per_pair():
+    partition_start(orders, inventory, direction = "a_to_b")
+    partition_start(inventory, orders)
+
+def test_stop_without_start():
+    partition_stop(orders, inventory)
+
 def cut_order():
     return partition(orders, inventory, run = order)
 
@@ -55,5 +68,11 @@ fault_matrix(scenarios = [cut_order], faults = [chatty], require_faults_fire = T
     # one leg refused, the other had nothing to refuse: the partition fired, the cell is not bypassed
     cell = res.test("matrix_cut_order_chatty")
     assert cell.outcome.value == "passed", cell.reason
+    assert res.outcome("imperative") == "passed", res.test("imperative").reason
+    twice = res.test("one_partition_per_pair")
+    assert twice.outcome.value == "failed" and "already partitioned" in twice.reason, twice.reason
+    assert twice.details.get("fix", "").startswith("call partition_stop(inventory, orders) first")
+    stray = res.test("stop_without_start")
+    assert stray.outcome.value == "failed" and "are not partitioned" in stray.reason, stray.reason
     bad = res.test("bad_direction")
     assert bad.outcome.value == "failed" and 'direction="sideways"' in bad.reason

@@ -1,4 +1,5 @@
-"""partition(a, b, run=fn): two services cannot reach each other while `run` runs.
+"""partition(a, b, run=fn): two services cannot reach each other while `run` runs
+(partition_start/partition_stop: from one call to the other).
 
 Each leg is a connect() refusal (ECONNREFUSED) on the calling service, narrowed to the other
 service's ports, so everything else both services do still works. As in the reference's
@@ -25,22 +26,41 @@ _DIRECTIONS = ("both", "a_to_b", "b_to_a")
 
 @builtin("partition", "a: any, b: any, *, run: callable, direction: str = 'both'")
 def partition(builder: SpecBuilder, a: Any, b: Any, run: Callable[[], Any], direction: str) -> Any:
+    check_arity(run, 0, "partition(): run=", "no arguments")
+    _, rules = _partition_rules(a, b, direction, "partition()")
+    return host_mod.require("partition()").apply_faults(rules, run)
+
+
+@builtin("partition_start", "a: any, b: any, *, direction: str = 'both'")
+def partition_start(builder: SpecBuilder, a: Any, b: Any, direction: str) -> None:
+    """The imperative form: until partition_stop(a, b) or the end of the test."""
+    pair, rules = _partition_rules(a, b, direction, "partition_start()")
+    host_mod.require("partition_start()").start_partition(pair, rules)
+
+
+@builtin("partition_stop", "a: any, b: any")
+def partition_stop(builder: SpecBuilder, a: Any, b: Any) -> None:
+    [svc_a] = _one_service(a, "partition_stop(): the first service")
+    [svc_b] = _one_service(b, "partition_stop(): the second service")
+    host_mod.require("partition_stop()").stop_partition(frozenset((svc_a.name, svc_b.name)))
+
+
+def _partition_rules(a: Any, b: Any, direction: str, what: str) -> tuple[frozenset[str], list[SyscallRule]]:
     if direction not in _DIRECTIONS:
         raise ArgError(
-            f'partition(): direction="{direction}" is not one of {", ".join(_DIRECTIONS)}',
+            f'{what}: direction="{direction}" is not one of {", ".join(_DIRECTIONS)}',
             'a_to_b refuses only a\'s connections to b; "both" (the default) refuses both ways',
         )
-    check_arity(run, 0, "partition(): run=", "no arguments")
-    [svc_a] = _one_service(a, "partition(): the first service")
-    [svc_b] = _one_service(b, "partition(): the second service")
+    [svc_a] = _one_service(a, f"{what}: the first service")
+    [svc_b] = _one_service(b, f"{what}: the second service")
     if svc_a.name == svc_b.name:
-        raise ArgError(f"partition(): both sides are {svc_a.name}; name two different services")
+        raise ArgError(f"{what}: both sides are {svc_a.name}; name two different services")
     rules: list[SyscallRule] = []
     if direction in ("both", "a_to_b"):
         rules += _refuse(svc_a, svc_b)
     if direction in ("both", "b_to_a"):
         rules += _refuse(svc_b, svc_a)
-    return host_mod.require("partition()").apply_faults(rules, run)
+    return frozenset((svc_a.name, svc_b.name)), rules
 
 
 def _one_service(value: Any, what: str) -> list[Service]:
