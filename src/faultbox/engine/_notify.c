@@ -14,6 +14,7 @@
  *   loop.respond(fd, id, error, flags) -> bool
  *   loop.set_fast_deny(fd, [(nr, rule_id, errno), ...])   unconditional denies decided here too
  *   loop.take_hits(fd) -> {rule_id: hits}
+ *   loop.process_of(tid) -> pid            the same per-thread cache, for the Python slow path
  *   loop.stats() -> dict
  *
  * wait() returns when the control socket is readable, a slow notification arrived, a listener hung
@@ -655,6 +656,12 @@ static void Loop_dealloc(Loop *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyObject *Loop_process_of(Loop *self, PyObject *args) {
+    int tid;
+    if (!PyArg_ParseTuple(args, "i", &tid)) return NULL;
+    return PyLong_FromLong(tgid_of(self, tid));
+}
+
 static PyMethodDef Loop_methods[] = {
     {"wait", (PyCFunction)Loop_wait, METH_VARARGS, "wait(timeout, flush_after, flush_count) -> (slow, control, closed)"},
     {"drain", (PyCFunction)Loop_drain, METH_NOARGS, "the buffered fast-path events"},
@@ -664,6 +671,7 @@ static PyMethodDef Loop_methods[] = {
     {"set_slow", (PyCFunction)Loop_set_slow, METH_VARARGS, "set_slow(listener_fd, syscall numbers with rules)"},
     {"set_fast_deny", (PyCFunction)Loop_set_fast_deny, METH_VARARGS, "set_fast_deny(fd, [(nr, rule_id, errno)])"},
     {"take_hits", (PyCFunction)Loop_take_hits, METH_VARARGS, "take_hits(fd) -> {rule_id: hits}"},
+    {"process_of", (PyCFunction)Loop_process_of, METH_VARARGS, "process_of(tid) -> the thread's process id"},
     {"stats", (PyCFunction)Loop_stats, METH_NOARGS, "counters"},
     {NULL, NULL, 0, NULL},
 };

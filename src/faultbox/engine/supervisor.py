@@ -105,7 +105,6 @@ class Supervisor:
         self.timers: list[tuple[float, int, Listener, int, tuple[Any, ...]]] = []
         self.timer_seq = 0
         self.held: dict[str, list[tuple[Listener, int, tuple[Any, ...]]]] = {}
-        self.tgid: dict[int, int] = {}
         self.stats = dict.fromkeys(("slow", "dropped", "denied", "delayed", "held", "unresolved"), 0)
         self.running = True
 
@@ -179,7 +178,7 @@ class Supervisor:
             return
         rules = lst.rules.get(nr)
         rule = self._decide(rules, path, addr) if rules else None
-        pid = self._tgid(tid)
+        pid = self.loop.process_of(tid)  # notif.pid is a thread id; events carry the process
         if rule is None or rule.kind not in _FIRING:
             self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
             self._emit((lst.svc_id, time.time(), pid, tid, name, "allow", path, addr, -1, 0))
@@ -239,24 +238,6 @@ class Supervisor:
                 self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
             # Recorded when it proceeds: the event's time is the end of the delay.
             self._emit((event[0], time.time(), *event[2:9], round((now - due) * 1000.0, 3)))
-
-    def _tgid(self, tid: int) -> int:
-        """notif.pid is a thread id; events carry the process id (cached per thread)."""
-        pid = self.tgid.get(tid)
-        if pid is None:
-            pid = tid
-            try:
-                with open(f"/proc/{tid}/status", "rb") as f:
-                    for line in f:
-                        if line.startswith(b"Tgid:"):
-                            pid = int(line.split()[1])
-                            break
-            except OSError:
-                pass
-            if len(self.tgid) > 65536:
-                self.tgid.clear()
-            self.tgid[tid] = pid
-        return pid
 
     # -- control -------------------------------------------------------------------------------
 
@@ -399,7 +380,6 @@ class Supervisor:
         self.closed[lst.svc_id] = lst  # its rules can still be removed, and their counts reported
         self.loop.remove(lst.fd)
         os.close(lst.fd)
-        self.tgid.clear()  # its threads are gone; their ids may be reused
         if why is not None:
             self._flush()  # the service's last events come before the notice
             self._queue(marshal.dumps(("closed", lst.svc_id, why)))
