@@ -305,11 +305,11 @@ def check_arity(fn: Any, nargs: int, what: str, called_with: str) -> None:
     try:
         sig.bind(*([None] * nargs))
     except TypeError:
-        params = ", ".join(p for p in sig.parameters)
+        params = ", ".join(sig.parameters)
         name = getattr(fn, "__name__", "the function")
         shown = "a lambda" if name == "<lambda>" else name
+        wanted = "no parameters" if nargs == 0 else f"exactly {nargs} parameter{'s' if nargs > 1 else ''}"
         raise ArgError(
             f"{what}: {shown}({params}) cannot be called with {called_with}",
-            f"give it {'no parameters' if nargs == 0 else f'exactly {nargs} parameter' + ('s' if nargs > 1 else '')}"
-            f" (or defaults for the others)",
+            f"give it {wanted} (or defaults for the others)",
         ) from None

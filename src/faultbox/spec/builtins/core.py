@@ -130,7 +130,7 @@ def sleep(builder: SpecBuilder, duration: float) -> None:
     host_mod.require("sleep()").sleep(duration)
 
 
-@builtin("parallel", "*fns, interleavings: any = 1")
+@builtin("parallel", "*fns: callable, interleavings: any = 1")
 def parallel(builder: SpecBuilder, fns: tuple[Any, ...], interleavings: Any) -> list[Any]:
     """Run the functions at the same time, each as its own client; their results in argument order."""
     host = host_mod.require("parallel()")
@@ -140,12 +140,7 @@ def parallel(builder: SpecBuilder, fns: tuple[Any, ...], interleavings: Any) -> 
             "write parallel(lambda: svc.post(...), lambda: svc.post(...))",
         )
     for i, fn in enumerate(fns):
-        if not callable(fn):
-            raise ArgError(
-                f"parallel(): argument {i} must be a function, got {type_name(fn)}",
-                "pass the function itself (or a lambda), not the result of calling it",
-            )
-        check_arity(fn, 0, f"parallel(): argument {i}", "no arguments")
+        check_arity(fn, 0, f"parallel(): fns[{i}]", "no arguments")
     if interleavings not in (1, "1"):
         raise ArgError(
             f"parallel(): interleavings={starlark_repr(interleavings)} is not supported: the branches run "

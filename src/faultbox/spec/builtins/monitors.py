@@ -89,7 +89,7 @@ def _stateful(
         on_fn = on
     else:
         raise ArgError(f"{what}: on= must be a function or a dict of filters, got {type_name(on)}")
-    if callable(on) and not isinstance(on, dict):
+    if callable(on):
         check_arity(on, 1, f"{what}: on=", "the event")
     for label, fn in (("update", update), ("check", check)):
         if fn is not None and not callable(fn):

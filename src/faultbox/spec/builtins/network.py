@@ -40,9 +40,8 @@ def partition_start(builder: SpecBuilder, a: Any, b: Any, direction: str) -> Non
 
 @builtin("partition_stop", "a: any, b: any")
 def partition_stop(builder: SpecBuilder, a: Any, b: Any) -> None:
-    [svc_a] = _one_service(a, "partition_stop(): the first service")
-    [svc_b] = _one_service(b, "partition_stop(): the second service")
-    host_mod.require("partition_stop()").stop_partition(frozenset((svc_a.name, svc_b.name)))
+    pair = frozenset((_service_of(a, "partition_stop(): a").name, _service_of(b, "partition_stop(): b").name))
+    host_mod.require("partition_stop()").stop_partition(pair)
 
 
 def _partition_rules(a: Any, b: Any, direction: str, what: str) -> tuple[frozenset[str], list[SyscallRule]]:
@@ -51,35 +50,34 @@ def _partition_rules(a: Any, b: Any, direction: str, what: str) -> tuple[frozens
             f'{what}: direction="{direction}" is not one of {", ".join(_DIRECTIONS)}',
             'a_to_b refuses only a\'s connections to b; "both" (the default) refuses both ways',
         )
-    [svc_a] = _one_service(a, f"{what}: the first service")
-    [svc_b] = _one_service(b, f"{what}: the second service")
+    svc_a, svc_b = _service_of(a, f"{what}: a"), _service_of(b, f"{what}: b")
     if svc_a.name == svc_b.name:
         raise ArgError(f"{what}: both sides are {svc_a.name}; name two different services")
     rules: list[SyscallRule] = []
     if direction in ("both", "a_to_b"):
-        rules += _refuse(svc_a, svc_b)
+        rules += _refuse(svc_a, svc_b, what)
     if direction in ("both", "b_to_a"):
-        rules += _refuse(svc_b, svc_a)
+        rules += _refuse(svc_b, svc_a, what)
     return frozenset((svc_a.name, svc_b.name)), rules
 
 
-def _one_service(value: Any, what: str) -> list[Service]:
+def _service_of(value: Any, what: str) -> Service:
     services = services_of(value, what)
     if len(services) != 1:
         raise ArgError(f"{what} must be one service, got {len(services)}")
-    return services
+    return services[0]
 
 
-def _refuse(caller: Service, peer: Service) -> list[SyscallRule]:
+def _refuse(caller: Service, peer: Service, what: str) -> list[SyscallRule]:
     """connect() from `caller` to any interface of `peer` fails with ECONNREFUSED."""
     if not peer.interfaces:
         raise ArgError(
-            f"partition(): {peer.name} has no interfaces, so {caller.name} has nothing to be cut from",
+            f"{what}: {peer.name} has no interfaces, so {caller.name} has nothing to be cut from",
             "declare the service's interface(...) (its port), or fault connect directly",
         )
     rules: list[SyscallRule] = []
     for port in sorted({iface.port for iface in peer.interfaces}):
         action = Action(ActionKind.DENY, errno="ECONNREFUSED", label=f"partition {caller.name}->{peer.name}",
                         addr=f"*:{port}")  # fmt: skip
-        rules += [replace(r, op=PARTITION_OP) for r in build_rules(caller, {"connect": action}, "partition()")]
+        rules += [replace(r, op=PARTITION_OP) for r in build_rules(caller, {"connect": action}, what)]
     return rules
