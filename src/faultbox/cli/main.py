@@ -1,5 +1,5 @@
 """`faultbox test spec.star` and friends. Exit codes (DECISIONS §12): 0 all passed, 1 usage or load
-error (or --test matched nothing), 2 any failure, 3 inconclusive only."""
+error (a spec without tests, or --test matched nothing), 2 any failure, 3 inconclusive only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from types import FrameType
 from faultbox import __version__
 from faultbox._util.durations import DurationError, parse_duration
 from faultbox.errors import FaultboxError, SpecError
-from faultbox.model.result import ExitCode
+from faultbox.model.result import ExitCode, RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,7 +153,11 @@ def _test(args: argparse.Namespace) -> int:
     except FaultboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    _write_reports(result, args)
+    if args.format == "json":
+        from faultbox.report import json_results
+
+        json_results.dump(result, sys.stdout)
+    _write_reports(result, output=args.output, junit=args.junit, html=args.html)
     return int(result.exit_code)
 
 
@@ -173,29 +177,28 @@ def _report(args: argparse.Namespace) -> int:
     for test in result.tests:
         reporter.test_finished(test)
     reporter.run_finished(result)
-    args.format, args.output = "text", None
-    _write_reports(result, args)
+    _write_reports(result, junit=args.junit, html=args.html)
     return ExitCode.OK
 
 
-def _write_reports(result, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    from faultbox.report import json_results
+def _write_reports(
+    result: RunResult, *, output: str | None = None, junit: str | None = None, html: str | None = None
+) -> None:
+    if output:
+        from faultbox.report import json_results
 
-    if args.format == "json":
-        json_results.dump(result, sys.stdout)
-    if args.output:
-        json_results.write(result, args.output)
-        print(f"results: {args.output}", file=sys.stderr)
-    if args.junit:
-        from faultbox.report import junit
+        json_results.write(result, output)
+        print(f"results: {output}", file=sys.stderr)
+    if junit:
+        from faultbox.report import junit as junit_xml
 
-        junit.write(result, args.junit)
-        print(f"junit: {args.junit}", file=sys.stderr)
-    if args.html:
-        from faultbox.report import html
+        junit_xml.write(result, junit)
+        print(f"junit: {junit}", file=sys.stderr)
+    if html:
+        from faultbox.report import html as html_page
 
-        html.write(result, args.html)
-        print(f"report: {args.html}", file=sys.stderr)
+        html_page.write(result, html)
+        print(f"report: {html}", file=sys.stderr)
 
 
 def _sigterm_as_interrupt() -> None:
