@@ -4,10 +4,10 @@ stream each (DECISIONS §11: the same seed gives the same decisions whatever the
 from __future__ import annotations
 
 import errno as errno_mod
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from faultbox._util.seeds import rule_seed
 from faultbox.model.fault import ActionKind, SyscallRule
 from faultbox.model.syscalls import native_table
 
@@ -18,12 +18,6 @@ KIND_CODES = {
     ActionKind.HOLD: 3,
     ActionKind.TRACE: 4,
 }
-
-
-def rule_seed(run_seed: int, key: str) -> int:
-    """A 64-bit seed for one rule's probability stream, from the run seed and the rule's identity."""
-    digest = hashlib.sha256(f"{run_seed}|{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 @dataclass(frozen=True)
