@@ -38,7 +38,7 @@ def test_universe_matches_the_documentation() -> None:
 LAYERS = {
     "_util": 0, "errors": 0,
     "model": 1,
-    "spec": 2, "trace": 2, "engine": 2, "protocols": 2, "sources": 2, "deps": 2,
+    "spec": 2, "trace": 2, "engine": 2, "protocols": 2, "sources": 2, "deps": 2, "proxy": 2,
     "runner": 3,
     "report": 4,
     "cli": 5,

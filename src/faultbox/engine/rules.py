@@ -4,6 +4,7 @@ stream each (DECISIONS §11: the same seed gives the same decisions whatever the
 from __future__ import annotations
 
 import errno as errno_mod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,10 @@ class ActiveRule:
     key: str
     assumption: str = ""
 
-    def wire(self, run_seed: int) -> tuple[Any, ...]:
+    def wire(self, run_seed: int, addr_aliases: Mapping[str, str] | None = None) -> tuple[Any, ...]:
+        """The rule on the wire. `addr_aliases` maps a port to the port of its proxy: an address
+        rule on a proxied interface (`addr="*:5432"`) also matches connections to its proxy, which
+        is where the service's traffic to that interface goes."""
         _, table = native_table()
         action = self.rule.action
         nrs = [table[s] for s in self.rule.syscalls if s in table]
@@ -43,7 +47,15 @@ class ActiveRule:
             action.delay,
             action.probability,
             self.rule.path,
-            self.rule.addr,
+            _addr_globs(self.rule.addr, addr_aliases or {}),
             action.tag,
             rule_seed(run_seed, self.key),
         )
+
+
+def _addr_globs(addr: str | None, aliases: Mapping[str, str]) -> str | tuple[str, ...] | None:
+    if addr is None:
+        return None
+    host, sep, port = addr.rpartition(":")
+    alias = aliases.get(port) if sep else None
+    return addr if alias is None else (addr, f"{host}:{alias}")

@@ -54,6 +54,8 @@ class Rule:
         (self.id, self.nrs, self.kind, self.errno, self.decision, self.delay, self.prob, self.path, self.addr,
          self.tag, seed) = wire  # fmt: skip
         self.rng = random.Random(seed) if self.prob < 1.0 else None
+        if isinstance(self.addr, str):  # one glob, or several (an address and its proxy's)
+            self.addr = (self.addr,)
         self.matched = self.fired = self.unresolved = 0
 
 
@@ -210,7 +212,7 @@ class Supervisor:
                     continue
             elif path is not None and is_system_path(path):
                 continue  # without a path glob, the loader's and /dev, /proc files are left alone
-            if rule.addr is not None and (addr is None or not field_match(addr, rule.addr)):
+            if rule.addr is not None and (addr is None or not any(field_match(addr, a) for a in rule.addr)):
                 continue
             rule.matched += 1
             if rule.kind not in _FIRING:

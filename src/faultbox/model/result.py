@@ -95,7 +95,9 @@ class Diagnostic:
 
 @dataclass
 class FaultRecord:
-    """A syscall fault rule that was active during a test, with what it did."""
+    """A fault rule that was active during a test, with what it did. For a protocol fault,
+    `keyword` is the interface, `decision` the rule (`error(path=/x, status=503)`), `syscalls` empty
+    and `protocol` set; `matched` counts the requests it matched, `fired` those it acted on."""
 
     service: str
     keyword: str
@@ -107,6 +109,7 @@ class FaultRecord:
     unresolved_paths: int = 0
     assumption: str = ""
     op: str = ""  # the named op, or "partition" for the rules of a partition()
+    protocol: str = ""  # a protocol fault's protocol ("" for syscall faults)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))

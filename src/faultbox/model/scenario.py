@@ -10,6 +10,10 @@ from typing import Any
 from faultbox.errors import SourceLocation
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
+from faultbox.model.proxy import ProxyRule
+
+# A rule of any backend: a syscall fault on a service, or a protocol fault on an interface.
+Rule = SyscallRule | ProxyRule
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -23,7 +27,7 @@ class FaultAssumption:
     Equal and hashable by name, so `(scenario, assumption)` tuples can key dicts (`overrides=`)."""
 
     name: str
-    rules: tuple[SyscallRule, ...] = ()
+    rules: tuple[Rule, ...] = ()
     monitors: tuple[Monitor, ...] = ()
     description: str = ""
     location: SourceLocation | None = None
@@ -35,7 +39,12 @@ class FaultAssumption:
         return hash(("fault_assumption", self.name))
 
     def __repr__(self) -> str:
-        rules = " ".join(f"{r.service}.{r.keyword}={r.action.decision()}" for r in self.rules)
+        rules = " ".join(
+            f"{r.service}.{r.keyword}={r.action.decision()}"
+            if isinstance(r, SyscallRule)
+            else f"{r.target}:{r.describe()}"
+            for r in self.rules
+        )
         return f"<fault_assumption {self.name}{' ' + rules if rules else ''}>"
 
     @property

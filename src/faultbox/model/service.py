@@ -11,10 +11,15 @@ from faultbox.errors import SourceLocation
 
 @dataclass(frozen=True, slots=True)
 class Interface:
+    """`proxy`: consumers reach it through a fault proxy (protocol faults need one); `record`: its
+    proxy records every request and reply as a `proxy_request` event."""
+
     name: str
     protocol: str
     port: int
     host: str = "127.0.0.1"
+    proxy: bool = True
+    record: bool = False
 
     @property
     def addr(self) -> str:

@@ -37,7 +37,7 @@ class Endpoint:
 class Stream:
     """One side of a connection: an asyncio reader and writer with byte counters."""
 
-    __slots__ = ("reader", "writer", "bytes_read")
+    __slots__ = ("bytes_read", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader

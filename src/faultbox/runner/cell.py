@@ -94,6 +94,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     result.events = host.log.snapshot()
     result.faults = host.faults.records
     result.diagnostics.extend(host.faults.diagnostics)
+    result.diagnostics.extend(host.proxies.diagnostics())
     result.diagnostics.extend(_lagging_sources(result.events))
     checked = host.assertions > 0 or host.monitors.calls_total > 0
     if result.outcome is Outcome.PASSED and not checked and not case.probe:
@@ -280,7 +281,7 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
         silent = _silent_faults(host.faults.records)
         if silent:
             names = ", ".join(f"{f.service}.{f.keyword}={f.decision}" for f in silent)
-            return _set(res, Outcome.FAULT_BYPASSED, f"require_faults_fire: no syscall was faulted by {names}", None)
+            return _set(res, Outcome.FAULT_BYPASSED, f"require_faults_fire: these faults did nothing: {names}", None)
     return res
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from faultbox.engine.cgroup import CgroupTree
 from faultbox.engine.client import EventBatch, SupervisorClient
 from faultbox.engine.reaper import ReaperClient
+from faultbox.proxy.hub import ProxyHub
 from faultbox.runner.managed import ManagedServers
 from faultbox.runner.pump import IoPump
 from faultbox.spec import Spec
@@ -43,9 +44,21 @@ class RunContext:
             self.reaper.watch_cgroup(str(self.cgroups.base))
         self.pump = IoPump()
         self.managed = ManagedServers(self.workdir)
+        self._proxy_hub: ProxyHub | None = None
         self.supervisor: SupervisorClient | None = None
         if any(spec.syscalls.values()):
             self.supervisor = SupervisorClient(self._on_events, self._on_closed, self._on_dead)
+
+    def proxy_hub(self) -> ProxyHub:
+        """The run's proxy thread, started on first use."""
+        with self._lock:
+            if self._proxy_hub is None:
+                self._proxy_hub = ProxyHub()
+            return self._proxy_hub
+
+    def _close_proxies(self) -> None:
+        if self._proxy_hub is not None:
+            self._proxy_hub.close()
 
     def next_svc_id(self) -> int:
         with self._lock:
@@ -86,7 +99,13 @@ class RunContext:
         return f" by {who}" if who else ""
 
     def close(self) -> None:
-        for step in (self._close_supervisor, self.pump.close, self.managed.close, self.cgroups.close):
+        for step in (
+            self._close_proxies,
+            self._close_supervisor,
+            self.pump.close,
+            self.managed.close,
+            self.cgroups.close,
+        ):
             try:
                 step()
             except Exception:

@@ -1,10 +1,12 @@
-"""The syscall rules active in one test, scoped (DECISIONS §9, §13).
+"""The fault rules active in one test, scoped (DECISIONS §9, §13), whatever their backend.
 
 Each fault()/fault_start()/assumption adds its own rules in a scope and removes exactly those when
-the scope ends, so nested faults on one service add and remove only their own. Rules reach the
-supervisor newest first (the innermost scope decides). A rule on a syscall outside the service's
-filter is refused at apply time (FAULT_NOT_FILTERABLE); a rule that matched nothing before removal
-is reported (FAULT_NOT_FIRED).
+the scope ends, so nested faults on one target add and remove only their own. A scope knows
+nothing of syscalls or proxies: each rule goes to the backend of its kind (BACKENDS below maps a
+rule class to a backend name; runner/fault_backends.py has the backends), which receives the full
+current rule list of a target (newest first: the innermost scope decides) and returns what the
+rules it no longer has did. A rule a backend cannot apply is refused when pushed; a rule that
+matched nothing before removal is reported (FAULT_NOT_FIRED).
 """
 
 from __future__ import annotations
@@ -12,16 +14,46 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from faultbox.engine.client import SupervisorClient, SupervisorError
-from faultbox.engine.rules import ActiveRule
-from faultbox.errors import Code, InfraError
+from faultbox.errors import InfraError
 from faultbox.model.fault import PARTITION_OP, ActionKind, SyscallRule
+from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic, FaultRecord
+from faultbox.model.scenario import Rule
 
 Emit = Callable[[str, str, dict[str, str]], object]
+Stats = Mapping[int, tuple[int, int, int]]  # rule id -> (matched, fired, unresolved paths)
 
 _ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """A rule installed in this test: its id, the key its random stream derives from, and the
+    assumption it came from."""
+
+    id: int
+    rule: Rule
+    key: str
+    assumption: str = ""
+
+
+class Backend(Protocol):
+    """Where one kind of rule takes effect."""
+
+    def target(self, rule: Rule) -> str:
+        """The unit rules are installed on together (a service, an interface)."""
+
+    def check(self, rules: Sequence[Rule]) -> None:
+        """Raise InfraError for a rule that could never fire here."""
+
+    def sync(self, target: str, active: Sequence[ActiveRule]) -> Stats:
+        """Install exactly `active` on `target`; return the stats of the rules removed."""
+
+
+# Rule class -> backend name; a new kind of fault is a new row and a backend.
+BACKENDS: dict[type, str] = {SyscallRule: "syscall", ProxyRule: "proxy"}
 
 
 @dataclass(eq=False)
@@ -34,10 +66,7 @@ class Scope:
 @dataclass
 class FaultTable:
     test_name: str
-    run_seed: int
-    supervisor: SupervisorClient | None
-    filters: Mapping[str, frozenset[str]]  # service -> syscalls its filter intercepts
-    svc_ids: dict[str, int]  # running service -> supervisor id (filtered services only)
+    backends: Mapping[str, Backend]
     emit: Emit
     records: list[FaultRecord] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -45,28 +74,28 @@ class FaultTable:
     _scopes: list[Scope] = field(default_factory=list)
     _activations: dict[str, int] = field(default_factory=dict)
 
-    def push(self, rules: Sequence[SyscallRule], *, assumption: str = "", imperative: bool = False) -> Scope:
-        self._check(rules)
+    def push(self, rules: Sequence[Rule], *, assumption: str = "", imperative: bool = False) -> Scope:
+        for name, group in _by_backend(rules).items():
+            self.backends[name].check(group)
         active: list[ActiveRule] = []
         for rule in rules:
-            base = f"{self.test_name}/{rule.service}/{rule.keyword}/{rule.action.label}"
+            label = rule.action.label if isinstance(rule, SyscallRule) else rule.fault.label
+            base = f"{self.test_name}/{rule.service}/{rule.keyword}/{label}"
             n = self._activations[base] = self._activations.get(base, 0) + 1
             ar = ActiveRule(next(_ids), rule, f"{base}/{n}", assumption)
             active.append(ar)
             self.by_id[ar.id] = ar
         scope = Scope(active, imperative)
         self._scopes.append(scope)
-        self._sync(self._services(active))
+        self._sync(active)
         for svc, svc_rules in _group(active).items():
-            kind = (
-                "trace_applied" if all(r.rule.action.kind is ActionKind.TRACE for r in svc_rules) else "fault_applied"
-            )
+            tracing = all(_is_trace(r.rule) for r in svc_rules)
             fields: dict[str, str] = {}
             for r in svc_rules:  # several rules on one keyword (a partition's ports): all of them
                 fields[r.rule.keyword] = _joined(fields.get(r.rule.keyword), r.rule.describe())
             if assumption:
                 fields["assumption"] = assumption
-            self.emit(kind, svc, fields)
+            self.emit("trace_applied" if tracing else "fault_applied", svc, fields)
         return scope
 
     def pop(self, scope: Scope) -> None:
@@ -75,9 +104,9 @@ class FaultTable:
         scope.removed = True
         if scope in self._scopes:
             self._scopes.remove(scope)
-        stats = self._sync(self._services(scope.rules))
+        stats = self._sync(scope.rules)
         for svc, svc_rules in _group(scope.rules).items():
-            tracing = all(r.rule.action.kind is ActionKind.TRACE for r in svc_rules)
+            tracing = all(_is_trace(r.rule) for r in svc_rules)
             fields: dict[str, str] = {}
             for ar in svc_rules:
                 matched, fired, unresolved = stats.get(ar.id, (0, 0, 0))
@@ -86,10 +115,10 @@ class FaultTable:
             self.emit("trace_removed" if tracing else "fault_removed", svc, fields)
         self._check_partition(scope, stats)
 
-    def _check_partition(self, scope: Scope, stats: Mapping[int, tuple[int, int, int]]) -> None:
+    def _check_partition(self, scope: Scope, stats: Stats) -> None:
         """A partition is one fault made of several rules (a side, a port each): it is reported as
         not fired only when none of them refused anything."""
-        legs = [ar for ar in scope.rules if ar.rule.op == PARTITION_OP]
+        legs = [ar for ar in scope.rules if isinstance(ar.rule, SyscallRule) and ar.rule.op == PARTITION_OP]
         if not legs or any(stats.get(ar.id, (0, 0, 0))[0] for ar in legs):
             return
         sides = " and ".join(dict.fromkeys(ar.rule.service for ar in legs))
@@ -105,61 +134,58 @@ class FaultTable:
         )
         self.emit("fault_not_fired", legs[0].rule.service, {"keyword": "connect", "decision": "partition"})
 
-    def stop_service(self, service: str) -> None:
-        """fault_stop()/trace_stop(): remove the imperative rules on a service."""
+    def stop_target(self, service: str, interface: str | None = None) -> None:
+        """fault_stop()/trace_stop(): remove the imperative rules on a service (or on one of its
+        interfaces only)."""
+
+        def mine(ar: ActiveRule) -> bool:
+            if ar.rule.service != service:
+                return False
+            return interface is None or (isinstance(ar.rule, ProxyRule) and ar.rule.interface == interface)
+
         for scope in [s for s in self._scopes if s.imperative]:
-            mine = [r for r in scope.rules if r.rule.service == service]
-            if not mine:
+            taken = [r for r in scope.rules if mine(r)]
+            if not taken:
                 continue
-            if len(mine) == len(scope.rules):
+            if len(taken) == len(scope.rules):
                 self.pop(scope)
             else:
-                scope.rules = [r for r in scope.rules if r.rule.service != service]
-                self.pop(Scope(mine, True))
+                scope.rules = [r for r in scope.rules if not mine(r)]
+                self.pop(Scope(taken, True))
 
     def clear(self) -> None:
         """End of test: every remaining scope ends (innermost first)."""
         for scope in reversed(list(self._scopes)):
             try:
                 self.pop(scope)
-            except (SupervisorError, InfraError):
+            except InfraError:
                 scope.removed = True
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _check(self, rules: Sequence[SyscallRule]) -> None:
-        for rule in rules:
-            have = self.filters.get(rule.service, frozenset())
-            missing = [s for s in rule.syscalls if s not in have]
-            if rule.service not in self.svc_ids or missing:
-                covered = ", ".join(sorted(have)) or "nothing (it runs without a filter)"
-                raise InfraError(
-                    Code.FAULT_NOT_FILTERABLE,
-                    f"fault on {rule.service}: {rule.keyword}={rule.action.decision()} needs "
-                    f"[{', '.join(rule.syscalls)}] intercepted, but {rule.service}'s filter covers {covered}",
-                    f"write the fault with a literal keyword, e.g. fault({rule.service}, {rule.keyword}=...), "
-                    f"or fault_assumption(target={rule.service}, {rule.keyword}=...), so the service "
-                    f"starts with {rule.keyword} in its filter",
-                )
-
-    def _services(self, rules: Sequence[ActiveRule]) -> list[str]:
-        return list(dict.fromkeys(r.rule.service for r in rules))
-
-    def _sync(self, services: Sequence[str]) -> dict[int, tuple[int, int, int]]:
-        """Send each service's full current rule list (newest first); collect removed rules' stats."""
+    def _sync(self, changed: Sequence[ActiveRule]) -> dict[int, tuple[int, int, int]]:
+        """Send each touched target its full current rule list (newest first); collect stats."""
         stats: dict[int, tuple[int, int, int]] = {}
-        if self.supervisor is None:
-            return stats
-        for svc in services:
-            svc_id = self.svc_ids.get(svc)
-            if svc_id is None:
-                continue
-            current = [r for scope in reversed(self._scopes) for r in scope.rules if r.rule.service == svc]
-            stats.update(self.supervisor.set_rules(svc_id, [r.wire(self.run_seed) for r in current]))
+        touched: dict[tuple[str, str], None] = {}
+        for ar in changed:
+            name = _backend_name(ar.rule)
+            touched[(name, self.backends[name].target(ar.rule))] = None
+        for name, target in touched:
+            backend = self.backends[name]
+            current = [
+                r
+                for scope in reversed(self._scopes)
+                for r in scope.rules
+                if _backend_name(r.rule) == name and backend.target(r.rule) == target
+            ]
+            stats.update(backend.sync(target, current))
         return stats
 
     def _record(self, ar: ActiveRule, matched: int, fired: int, unresolved: int) -> None:
         rule = ar.rule
+        if isinstance(rule, ProxyRule):
+            self._record_proxy(ar, rule, matched, fired)
+            return
         self.records.append(
             FaultRecord(
                 service=rule.service,
@@ -181,17 +207,56 @@ class FaultTable:
             hint = f" ({unresolved} calls had a path that could not be resolved)"
         elif rule.path:
             hint = f" (no call touched a path matching {rule.path})"
-        self.diagnostics.append(
-            Diagnostic(
-                "warning",
-                "FAULT_NOT_FIRED",
-                f"{rule.keyword}={rule.action.decision()} on {rule.service} matched no syscall while it was "
-                f"active{hint}; the scenario may not exercise it",
+        self._not_fired(
+            rule.service,
+            rule.keyword,
+            rule.action.decision(),
+            f"{rule.keyword}={rule.action.decision()} on {rule.service} matched no syscall while it was "
+            f"active{hint}; the scenario may not exercise it",
+        )
+
+    def _record_proxy(self, ar: ActiveRule, rule: ProxyRule, matched: int, fired: int) -> None:
+        self.records.append(
+            FaultRecord(
                 service=rule.service,
-                syscall=rule.keyword,
+                keyword=rule.interface,
+                decision=rule.describe(),
+                syscalls=[],
+                label=rule.fault.label,
+                matched=matched,
+                fired=fired,
+                assumption=ar.assumption,
+                protocol=rule.protocol,
             )
         )
-        self.emit("fault_not_fired", rule.service, {"keyword": rule.keyword, "decision": rule.action.decision()})
+        if matched:
+            return
+        self._not_fired(
+            rule.service,
+            rule.interface,
+            rule.describe(),
+            f"{rule.describe()} on {rule.target} ({rule.protocol}) matched no request while it was active; "
+            "the scenario may not send such a request through that interface",
+        )
+
+    def _not_fired(self, service: str, keyword: str, decision: str, message: str) -> None:
+        self.diagnostics.append(Diagnostic("warning", "FAULT_NOT_FIRED", message, service=service, syscall=keyword))
+        self.emit("fault_not_fired", service, {"keyword": keyword, "decision": decision})
+
+
+def _backend_name(rule: Rule) -> str:
+    return BACKENDS[type(rule)]
+
+
+def _by_backend(rules: Sequence[Rule]) -> dict[str, list[Rule]]:
+    out: dict[str, list[Rule]] = {}
+    for rule in rules:
+        out.setdefault(_backend_name(rule), []).append(rule)
+    return out
+
+
+def _is_trace(rule: Rule) -> bool:
+    return isinstance(rule, SyscallRule) and rule.action.kind is ActionKind.TRACE
 
 
 def _joined(before: str | None, text: str) -> str:

@@ -23,13 +23,16 @@ from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.response import Response
 from faultbox.model.result import Violation
-from faultbox.model.scenario import FaultAssumption
+from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.protocols import StepClient, make_client
 from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
-from faultbox.runner.faults import FaultTable, Scope
+from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
+from faultbox.runner.faults import Backend, FaultTable, Scope
 from faultbox.runner.parallel import current_branch, run_branches
+from faultbox.runner.proxies import ProxySet
 from faultbox.runner.services import RunningService, ServiceSet
+from faultbox.runner.wiring import rewrite
 from faultbox.sources import ServerDown
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
@@ -51,9 +54,15 @@ class TestHost:
         self.monitors = MonitorSet(self.log, describe_exception, self._on_violation)
         self.services = ServiceSet(ctx, test_dir, self.emit)
         self.services.on_unexpected_exit = self._on_exit
-        self.faults = FaultTable(
-            test_name, ctx.seed, ctx.supervisor, ctx.spec.syscalls, {}, lambda t, s, f: self.emit(t, s, f)
-        )
+        self.proxies = ProxySet(ctx.proxy_hub, ctx.seed, lambda t, s, f: self.emit(t, s, f))
+        self._proxy_ports: dict[int, str] = {}  # proxy port -> the real address behind it
+        backends: dict[str, Backend] = {
+            "syscall": SyscallBackend(
+                ctx.supervisor, ctx.spec.syscalls, lambda: self.services.svc_ids, ctx.seed, self._port_aliases
+            ),
+            "proxy": ProxyBackend(self.proxies.listeners),
+        }
+        self.faults = FaultTable(test_name, backends, lambda t, s, f: self.emit(t, s, f))
         self.assertions = 0
         self.output: list[str] = []
         self.seeding = False  # steps of a service's seed= must succeed
@@ -90,13 +99,25 @@ class TestHost:
         self.ctx.dead_sink = None
 
     def start_services(self) -> None:
+        self.proxies.open(self.ctx.spec.services.values())
+        self._proxy_ports = self.proxies.real_addresses
+        self.services.proxied = self.proxies.addresses
         self.services.start_all()
-        self.faults.svc_ids = self.services.svc_ids
-        self._svc_names = {v: k for k, v in self.faults.svc_ids.items()}
+        self._svc_names = {v: k for k, v in self.services.svc_ids.items()}
+
+    def _port_aliases(self) -> dict[str, str]:
+        return {str(real): addr.rpartition(":")[2] for real, addr in self.proxies.aliases.items()}
 
     def teardown(self) -> None:
         """Remove every fault, flush the trace, stop everything. Never raises."""
-        for step in (self.faults.clear, self._quiet_barrier, self._close_clients, self.services.stop_all):
+        steps = (
+            self.faults.clear,
+            self._quiet_barrier,
+            self._close_clients,
+            self.services.stop_all,
+            self.proxies.close,
+        )
+        for step in steps:
             try:
                 step()
             except Exception as exc:  # teardown always runs to the end
@@ -118,6 +139,7 @@ class TestHost:
         names = self._svc_names
         by_id = self.faults.by_id
         append = self.log.append
+        proxy_ports = self._proxy_ports
         for svc_id, ts, pid, tid, syscall, decision, path, addr, rule_id, late_ms in batch:
             service = names.get(svc_id)
             if service is None:
@@ -129,9 +151,14 @@ class TestHost:
                 fields["path"] = path
             if addr is not None:
                 fields["addr"] = addr
+                if proxy_ports:
+                    real = proxy_ports.get(_port_of(addr))
+                    if real is not None:  # the call reached the interface through its proxy
+                        fields["addr"] = real
+                        fields["proxy"] = addr
             if rule_id >= 0:
                 active = by_id.get(rule_id)
-                if active is not None:
+                if active is not None and isinstance(active.rule, SyscallRule):
                     rule = active.rule
                     fields["fault"] = rule.keyword
                     if rule.action.label:
@@ -286,8 +313,14 @@ class TestHost:
             iface = rs.model.interface(interface)
             assert iface is not None
             options = self.ctx.managed.options(rs.model, rs.plan, self.test_name)
+            host, port = iface.host, iface.port
+            proxy = self.proxies.by_target.get(f"{rs.name}.{interface}")
+            if proxy is not None:  # steps go through the proxy too, so protocol faults reach them
+                host, port = proxy.host, proxy.port
+                if isinstance(options.get("endpoint"), str):
+                    options["endpoint"] = rewrite(options["endpoint"], {iface.port: proxy.addr})
             try:
-                client = make_client(iface.protocol, iface.host, iface.port, options)
+                client = make_client(iface.protocol, host, port, options)
             except ValueError as exc:
                 raise ArgError(str(exc)) from None
             with self._clients_lock:
@@ -300,7 +333,7 @@ class TestHost:
         self.checkpoint()
         return results
 
-    def apply_faults(self, rules: Sequence[SyscallRule], run: Callable[[], Any] | None) -> Any:
+    def apply_faults(self, rules: Sequence[Rule], run: Callable[[], Any] | None) -> Any:
         self.checkpoint()
         with self._faults_lock:
             scope = self.faults.push(rules, imperative=run is None)
@@ -331,10 +364,10 @@ class TestHost:
             for handle in handles:
                 self.monitors.remove(handle)
 
-    def stop_faults(self, service: str) -> None:
+    def stop_faults(self, service: str, interface: str | None = None) -> None:
         self.barrier()
         with self._faults_lock:
-            self.faults.stop_service(service)
+            self.faults.stop_target(service, interface)
 
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
         self.checkpoint()
@@ -442,3 +475,8 @@ def _recv_fields(interface: str, method: str, result: Any, start: float, error: 
         fields["ok"] = "true"
         fields["reply"] = result[:200]
     return fields
+
+
+def _port_of(addr: str) -> int:
+    port = addr.rpartition(":")[2]
+    return int(port) if port.isdigit() else -1

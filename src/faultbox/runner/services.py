@@ -18,6 +18,7 @@ from faultbox.model.service import Observe, Service, start_order
 from faultbox.runner.context import RunContext
 from faultbox.runner.health import Probe, probe_for, wait_ready
 from faultbox.runner.managed import Source
+from faultbox.runner.wiring import rewrite_env, wiring_env
 from faultbox.sources.decoders import decode
 
 Emit = Callable[..., Any]
@@ -56,26 +57,17 @@ class ServiceSet:
         self.on_unexpected_exit: Callable[[RunningService, int], None] | None = None
         # The emit handed to a managed server's event sources, by server kind.
         self.source_emit: Callable[[str], Emit] = lambda kind: emit
+        # (service, interface) -> its proxy's (host, port), set before start_all().
+        self.proxied: dict[tuple[str, str], tuple[str, int]] = {}
 
     @property
     def svc_ids(self) -> dict[str, int]:
         return {name: rs.svc_id for name, rs in self.running.items() if rs.svc_id is not None}
 
     def start_all(self) -> None:
-        env = self._wiring_env()
+        env = wiring_env(self.ctx.spec.services.values(), self.proxied)
         for svc in start_order(self.ctx.spec.services.values()):
             self._start(svc, env)
-
-    def _wiring_env(self) -> dict[str, str]:
-        """FAULTBOX_<SVC>_<IFACE>_{ADDR,HOST,PORT} for every interface of every service."""
-        out: dict[str, str] = {}
-        for svc in self.ctx.spec.services.values():
-            for iface in svc.interfaces:
-                prefix = f"FAULTBOX_{svc.name}_{iface.name}".upper().replace("-", "_")
-                out[f"{prefix}_ADDR"] = iface.addr
-                out[f"{prefix}_HOST"] = iface.host
-                out[f"{prefix}_PORT"] = str(iface.port)
-        return out
 
     def _start(self, svc: Service, wiring: Mapping[str, str]) -> None:
         managed = self.ctx.managed.plan(svc, self.test_dir) if svc.managed is not None else None
@@ -88,7 +80,12 @@ class ServiceSet:
                 )
         syscalls = self.ctx.spec.syscalls.get(svc.name, frozenset())
         svc_id = self.ctx.next_svc_id() if syscalls else None
-        env = {**os.environ, **wiring, **(managed.env if managed else {}), **svc.env}
+        aliases = {
+            self.ctx.spec.services[s].interface(i).port: f"{host}:{port}"  # type: ignore[union-attr]
+            for (s, i), (host, port) in self.proxied.items()
+        }
+        own_env = rewrite_env(svc.env, aliases, (iface.port for iface in svc.interfaces))
+        env = {**os.environ, **wiring, **(managed.env if managed else {}), **own_env}
         spec = LaunchSpec(
             name=svc.name,
             argv=managed.argv if managed else svc.argv,

@@ -15,6 +15,7 @@ import ast
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from faultbox.model.fault import SyscallRule
 from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
 from faultbox.model.syscalls import FAMILIES, expand, known_syscalls
@@ -44,7 +45,8 @@ def plan_filters(
     # Assumptions ran at load time: their rules are exact.
     for fa in assumptions:
         for rule in fa.rules:
-            wanted.setdefault(rule.service, set()).update(rule.syscalls)
+            if isinstance(rule, SyscallRule):  # protocol rules need no filter
+                wanted.setdefault(rule.service, set()).update(rule.syscalls)
     return {name: frozenset(s) for name, s in wanted.items()}
 
 

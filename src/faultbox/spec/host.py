@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from faultbox.model.event import Event
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
-from faultbox.model.scenario import FaultAssumption
+from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.spec.args import ArgError
 
 
@@ -23,12 +23,13 @@ class Host(Protocol):
     def step(self, service: str, interface: str, method: str, kwargs: Mapping[str, Any]) -> Any:
         """Run a protocol step against a service's interface; returns a Response (or str for tcp)."""
 
-    def apply_faults(self, rules: Sequence[SyscallRule], run: Callable[[], Any] | None) -> Any:
+    def apply_faults(self, rules: Sequence[Rule], run: Callable[[], Any] | None) -> Any:
         """Install rules; with `run`, call it and remove exactly these rules afterwards (even on
         error) and return its result; without, keep them until stop_faults()."""
 
-    def stop_faults(self, service: str) -> None:
-        """Remove the imperative (fault_start/trace_start) rules of a service."""
+    def stop_faults(self, service: str, interface: str | None = None) -> None:
+        """Remove the imperative (fault_start/trace_start) rules of a service, or of one of its
+        interfaces only."""
 
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
         """Install a partition's rules until stop_partition(pair) (one at a time per pair)."""

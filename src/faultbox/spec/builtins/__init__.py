@@ -52,7 +52,16 @@ register_type_name(Builtin, "builtin_function_or_method")
 
 def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, Any]:
     """Every name a spec can use without defining it."""
-    from faultbox.spec.builtins import assertions, core, faults, monitors, network, scenarios, topology
+    from faultbox.spec.builtins import (
+        assertions,
+        core,
+        faults,
+        monitors,
+        network,
+        protocol_faults,
+        scenarios,
+        topology,
+    )
 
     universe: dict[str, Any] = dict(core.PLAIN_VALUES)
     for name, (sig, impl, stdlib_only) in _BUILTINS.items():
@@ -61,7 +70,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         universe[name] = Builtin(name, sig, impl, builder)
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
-    del assertions, faults, monitors, network, scenarios, topology  # imported for their registrations
+    del assertions, faults, monitors, network, protocol_faults, scenarios, topology  # for their registrations
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 

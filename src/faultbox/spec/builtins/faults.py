@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from faultbox._util.durations import format_duration
 from faultbox._util.spell import did_you_mean
 from faultbox.model.fault import (
     ERRNO_NAMES,
@@ -14,12 +15,14 @@ from faultbox.model.fault import (
     SyscallRule,
     parse_probability,
 )
-from faultbox.model.scenario import FaultAssumption
+from faultbox.model.proxy import ProxyFault
+from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.model.service import Service
 from faultbox.model.syscalls import FAMILIES, PATH_SELECTABLE, expand, known_syscalls
 from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError, register_type, register_type_name, type_name
 from faultbox.spec.builtins import builtin
+from faultbox.spec.builtins.protocol_faults import MATCHER_PARAMS, bind, proxy_delay
 from faultbox.spec.registry import SpecBuilder
 from faultbox.spec.values import InterfaceRef, ServiceValue
 
@@ -52,11 +55,39 @@ def deny(builder: SpecBuilder, errno: str, probability: Any, label: str, path: s
 
 @builtin(
     "delay",
-    "duration: duration, *, probability: any = 1.0, label: str = '', path: str? = None, addr: str? = None",
+    "duration: duration? = None, *, delay: duration? = None, addr: str? = None, " + MATCHER_PARAMS,
 )
 def delay(
-    builder: SpecBuilder, duration: float, probability: Any, label: str, path: str | None, addr: str | None
-) -> Action:
+    builder: SpecBuilder,
+    duration: float | None,
+    delay: float | None,
+    addr: str | None,
+    probability: Any,
+    label: str,
+    **matchers: str | None,
+) -> Action | ProxyFault:
+    """delay("500ms") is a syscall fault; delay(<matchers>, delay="500ms") a protocol fault."""
+    path = matchers.pop("path")
+    if delay is not None:
+        if duration is not None:
+            raise ArgError(
+                "delay(): the duration is given twice (positionally and as delay=)",
+                'a syscall delay is delay("500ms"); a protocol delay is delay(path="/x", delay="500ms")',
+            )
+        if addr is not None:
+            raise ArgError("delay(): addr= narrows a syscall delay; a protocol delay matches requests, not addresses")
+        return proxy_delay(delay, probability, label, {**matchers, "path": path})
+    if duration is None:
+        raise ArgError(
+            "delay() needs a duration",
+            'delay("500ms") delays syscalls; delay(path="/x", delay="500ms") delays matching requests',
+        )
+    given = [name for name, value in matchers.items() if value is not None]
+    if given:
+        raise ArgError(
+            f"delay(): {given[0]}= matches protocol requests, and a positional duration makes a syscall delay",
+            f'write delay({given[0]}=..., delay="{format_duration(duration)}") for a protocol delay',
+        )
     if duration <= 0:
         raise ArgError("delay(): the duration must be positive")
     return Action(
@@ -179,9 +210,27 @@ def _assumptions(target: Any) -> list[FaultAssumption] | None:
     return None
 
 
-@builtin("fault", "target: any, *, run: callable? = None, **rules")
-def fault(builder: SpecBuilder, target: Any, run: Callable[[], Any] | None, rules: dict[str, Any]) -> Any:
-    """fault(svc, run=fn, write=deny("EIO")) or fault(assumption, run=fn): rules live while fn runs."""
+def _all_rules(target: Any, protocol: tuple[Any, ...], syscall: Mapping[str, Any], what: str) -> list[Rule]:
+    """Protocol faults (positional) on the target's interfaces, syscall faults (keywords) on its
+    services: one scope holds both."""
+    rules: list[Rule] = []
+    if protocol:
+        rules.extend(bind(target, protocol, what))
+    if syscall or not protocol:
+        rules.extend(_rules_for(target, syscall, what))
+    return rules
+
+
+@builtin("fault", "target: any, *protocol_rules, run: callable? = None, **rules")
+def fault(
+    builder: SpecBuilder,
+    target: Any,
+    protocol_rules: tuple[Any, ...],
+    run: Callable[[], Any] | None,
+    rules: dict[str, Any],
+) -> Any:
+    """fault(svc, run=fn, write=deny("EIO")), fault(svc.iface, error(...), run=fn) or
+    fault(assumption, run=fn): the rules live while fn runs."""
     if run is None:
         raise ArgError(
             "fault() needs run=: the function during which the fault is active",
@@ -189,10 +238,10 @@ def fault(builder: SpecBuilder, target: Any, run: Callable[[], Any] | None, rule
         )
     assumptions = _assumptions(target)
     if assumptions is not None:
-        if rules:
-            raise ArgError("fault(assumption, ...) takes no extra syscall rules; put them in the assumption")
+        if rules or protocol_rules:
+            raise ArgError("fault(assumption, ...) takes no extra rules; put them in the assumption")
         return host_mod.require("fault()").apply_assumptions(assumptions, run)
-    built = _rules_for(target, rules, "fault()")
+    built = _all_rules(target, protocol_rules, rules, "fault()")
     return host_mod.require("fault()").apply_faults(built, run)
 
 
@@ -202,15 +251,19 @@ def fault_all(builder: SpecBuilder, targets: list[Any], run: Callable[[], Any], 
     return host_mod.require("fault_all()").apply_faults(built, run)
 
 
-@builtin("fault_start", "target: any, **rules")
-def fault_start(builder: SpecBuilder, target: Any, rules: dict[str, Any]) -> None:
-    built = _rules_for(target, rules, "fault_start()")
+@builtin("fault_start", "target: any, *protocol_rules, **rules")
+def fault_start(builder: SpecBuilder, target: Any, protocol_rules: tuple[Any, ...], rules: dict[str, Any]) -> None:
+    built = _all_rules(target, protocol_rules, rules, "fault_start()")
     host_mod.require("fault_start()").apply_faults(built, None)
 
 
 @builtin("fault_stop", "target: any")
 def fault_stop(builder: SpecBuilder, target: Any) -> None:
+    """Remove what fault_start() put on a service (every interface and syscall), or on one interface."""
     host = host_mod.require("fault_stop()")
+    if isinstance(target, InterfaceRef):
+        host.stop_faults(target.service, target.name)
+        return
     for svc in services_of(target, "fault_stop()"):
         host.stop_faults(svc.name)
 

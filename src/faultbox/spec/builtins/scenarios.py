@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from faultbox.errors import SpecFailure
-from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
-from faultbox.model.scenario import Expectation, FaultAssumption, FaultMatrix, FaultScenario, callable_name
+from faultbox.model.scenario import Expectation, FaultAssumption, FaultMatrix, FaultScenario, Rule, callable_name
 from faultbox.spec.args import ArgError, check_arity, register_type_name, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.builtins.faults import build_rules, services_of
+from faultbox.spec.builtins.protocol_faults import bind
 from faultbox.spec.compile import current_location
 from faultbox.spec.registry import SpecBuilder
 from faultbox.spec.values import starlark_repr
@@ -73,12 +73,7 @@ def fault_assumption(
     syscall_rules: dict[str, Any],
 ) -> FaultAssumption:
     what = f'fault_assumption("{name}")'
-    if rules:
-        raise ArgError(
-            f"{what}: rules= are protocol (proxy) faults, which this version does not inject",
-            "use syscall faults on the target service (write=, connect=, ...) instead",
-        )
-    collected: list[SyscallRule] = []
+    collected: list[Rule] = []
     mons: list[Monitor] = []
     for child in _assumption_list(faults, what):
         collected.extend(child.rules)
@@ -94,8 +89,15 @@ def fault_assumption(
             raise ArgError(f"{what}: target= names no service (an empty list): its faults would do nothing")
         for svc in targets:
             collected.extend(build_rules(svc, syscall_rules, what))
-    elif target is not None:
+    elif target is not None and not rules:
         services_of(target, what)  # still check it is a service
+    if rules:
+        if target is None:
+            raise ArgError(
+                f"{what}: rules= are protocol faults, which need target= (the interface they apply to)",
+                f'write fault_assumption("{name}", target=db.main, rules=[error(query="INSERT*", sqlstate="40001")])',
+            )
+        collected.extend(bind(target, rules, what))
     own = _monitors(monitors, what)
     builder.claim_monitors(own)
     mons.extend(own)

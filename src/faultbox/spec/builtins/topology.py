@@ -156,14 +156,24 @@ def managed_service(
     return ServiceValue(svc)
 
 
-@builtin("interface", "name: str, protocol: str, port: int, *, host: str = '127.0.0.1'")
-def interface(builder: SpecBuilder, name: str, protocol: str, port: int, host: str) -> Interface:
+@builtin(
+    "interface",
+    "name: str, protocol: str, port: int, *, host: str = '127.0.0.1', proxy: bool = True, record: bool = False",
+)
+def interface(
+    builder: SpecBuilder, name: str, protocol: str, port: int, host: str, proxy: bool, record: bool
+) -> Interface:
     _check_name(name)
     if protocol not in PROTOCOLS:
         raise ArgError(f'interface("{name}"): unknown protocol "{protocol}"; known: {", ".join(PROTOCOLS)}')
     if not 0 <= port <= 65535:
         raise ArgError(f'interface("{name}"): port {port} is outside 0..65535')
-    return Interface(name, protocol, port, host)
+    if record and not proxy:
+        raise ArgError(
+            f'interface("{name}"): record=True records the traffic through its proxy, and proxy=False has none',
+            "drop one of the two",
+        )
+    return Interface(name, protocol, port, host, proxy, record)
 
 
 @builtin("tcp", "addr: str, *, timeout: duration = '10s'")
@@ -259,7 +269,7 @@ def _with_port(iface: Interface) -> Interface:
         return iface
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((iface.host, 0))
-        return Interface(iface.name, iface.protocol, s.getsockname()[1], iface.host)
+        return Interface(iface.name, iface.protocol, s.getsockname()[1], iface.host, iface.proxy, iface.record)
 
 
 def _check_name(name: str) -> None:

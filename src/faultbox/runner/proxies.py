@@ -1,0 +1,82 @@
+"""The proxies of one test: one in front of every interface whose protocol has a codec, opened
+before any service starts (so every consumer's env can name it) and closed after they stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from faultbox.model.result import Diagnostic
+from faultbox.model.service import Service
+from faultbox.proxy.hub import Listener, ProxyHub, has_proxy
+from faultbox.proxy.session import Endpoint
+
+Emit = Callable[[str, str, dict[str, str]], object]
+
+
+class ProxySet:
+    def __init__(self, hub: Callable[[], ProxyHub], run_seed: int, emit: Emit) -> None:
+        self._hub = hub
+        self.run_seed = run_seed
+        self.emit = emit
+        self.by_target: dict[str, Listener] = {}  # "svc.iface" -> its proxy
+
+    def open(self, services: Iterable[Service]) -> None:
+        for svc in services:
+            for iface in svc.interfaces:
+                if not iface.proxy or not iface.port or not has_proxy(iface.protocol):
+                    continue
+                endpoint = Endpoint(svc.name, iface.name, iface.protocol, iface.host, iface.port, iface.record)
+                self.by_target[f"{svc.name}.{iface.name}"] = self._hub().open(
+                    endpoint, self._emitter(svc.name), run_seed=self.run_seed
+                )
+
+    def _emitter(self, service: str) -> Callable[[str, dict[str, str]], None]:
+        emit = self.emit
+
+        def to_trace(type: str, fields: dict[str, str]) -> None:
+            emit(type, service, fields)
+
+        return to_trace
+
+    @property
+    def addresses(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(service, interface) -> the proxy's (host, port)."""
+        out: dict[tuple[str, str], tuple[str, int]] = {}
+        for target, listener in self.by_target.items():
+            svc, iface = target.split(".", 1)
+            out[(svc, iface)] = (listener.host, listener.port)
+        return out
+
+    @property
+    def aliases(self) -> dict[int, str]:
+        """Real port -> proxy address, for rewriting env values and endpoints."""
+        return {listener.endpoint.target_port: listener.addr for listener in self.by_target.values()}
+
+    @property
+    def real_addresses(self) -> dict[int, str]:
+        """Proxy port -> the real interface address, for syscall events and address rules."""
+        return {
+            listener.port: f"{listener.endpoint.target_host}:{listener.endpoint.target_port}"
+            for listener in self.by_target.values()
+        }
+
+    def diagnostics(self) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        for target, listener in self.by_target.items():
+            for message in listener.warnings:
+                out.append(
+                    Diagnostic(
+                        "warning",
+                        "PROXY_UNDECODED",
+                        f"{target}: {message}; the rest of that connection was relayed without faults",
+                        service=listener.endpoint.service,
+                    )
+                )
+        return out
+
+    def close(self) -> None:
+        for listener in self.by_target.values():
+            listener.close()
+
+    def listeners(self) -> Mapping[str, Listener]:
+        return self.by_target

@@ -1,0 +1,50 @@
+"""How consumers find an interface: its proxy's address when it has one.
+
+Every service gets `FAULTBOX_<SVC>_<IFACE>_{ADDR,HOST,PORT}` for every interface, and the values
+of its `env=` are rewritten where they name another service's interface (`127.0.0.1:<port>` or
+`localhost:<port>`, as `svc.iface.addr` writes it), so the system's own traffic goes through the
+proxies. A service's own interfaces are never rewritten in its own env: those are what it binds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from faultbox.model.service import Service
+
+Aliases = Mapping[int, str]  # real port on 127.0.0.1 -> the proxy's "host:port"
+
+
+def env_prefix(service: str, interface: str) -> str:
+    return f"FAULTBOX_{service}_{interface}".upper().replace("-", "_")
+
+
+def wiring_env(services: Iterable[Service], proxied: Mapping[tuple[str, str], tuple[str, int]]) -> dict[str, str]:
+    """FAULTBOX_<SVC>_<IFACE>_{ADDR,HOST,PORT}: the proxy's address where there is one."""
+    out: dict[str, str] = {}
+    for svc in services:
+        for iface in svc.interfaces:
+            host, port = proxied.get((svc.name, iface.name), (iface.host, iface.port))
+            prefix = env_prefix(svc.name, iface.name)
+            out[f"{prefix}_ADDR"] = f"{host}:{port}"
+            out[f"{prefix}_HOST"] = host
+            out[f"{prefix}_PORT"] = str(port)
+    return out
+
+
+_LOCAL = re.compile(r"(?<![\w.-])(?:127\.0\.0\.1|localhost):(\d+)(?!\d)")
+
+
+def rewrite(value: str, aliases: Aliases) -> str:
+    """`value` with every local address of a proxied interface replaced by its proxy's."""
+    if not aliases or ":" not in value:
+        return value
+    return _LOCAL.sub(lambda m: aliases.get(int(m.group(1)), m.group(0)), value)
+
+
+def rewrite_env(env: Mapping[str, str], aliases: Aliases, own_ports: Iterable[int]) -> dict[str, str]:
+    """A service's env with other services' interface addresses pointing at their proxies."""
+    mine = set(own_ports)
+    usable = {port: addr for port, addr in aliases.items() if port not in mine}
+    return {key: rewrite(value, usable) for key, value in env.items()}
