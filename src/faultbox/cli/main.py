@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     report.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
+
+    recipes = sub.add_parser("recipes", help="list the stdlib's protocol fault recipes, or show one file")
+    recipes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    recipes.add_argument("name", nargs="?", help="the protocol (for show)")
     return parser
 
 
@@ -73,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "recipes":
+        from faultbox.cli.recipes import recipes
+
+        return recipes(args.action, args.name)
     _parser().print_help(sys.stderr)
     return ExitCode.USAGE
 

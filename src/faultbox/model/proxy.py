@@ -105,7 +105,7 @@ class ProxyFault:
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")
-        if self.action is ProxyAction.DELAY:
+        if self.delay:  # a delay rule's own, or how long an error or response waits before it answers
             parts.append(f"delay={format_duration(self.delay)}")
         if self.action is ProxyAction.RESPOND and self.nil:
             parts.append("value=None")

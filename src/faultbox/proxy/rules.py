@@ -1,7 +1,8 @@
 """Deciding with protocol rules: which installed rule a request matches, and whether it fires.
 
 Rules are checked in the order the runner installs them (innermost scope first). `delay` rules
-add up; the first matching rule with any other action decides what happens to the request.
+add up; the first matching rule with any other action decides what happens to the request (after
+its own `delay`, when it has one: `error(status=504, delay="5s")` answers late).
 A rule's probability is drawn from its own stream, seeded from the run seed and the rule's
 identity, so the n-th request a rule matches gets the same draw in every run with that seed.
 """
@@ -113,7 +114,7 @@ class RuleBook:
                 delay += fault.delay
                 delays.append(lr)
                 continue
-            return Verdict(delay, lr, tuple(delays))
+            return Verdict(delay + fault.delay, lr, tuple(delays))
         if delays:
             return Verdict(delay, None, tuple(delays))
         return None

@@ -83,7 +83,8 @@ def _body(what: str, value: Any) -> str | None:
 
 @builtin(
     "response",
-    f"*, status: int? = None, body: any = None, value: any = {_UNSET!r}, headers: dict = {{}}, {MATCHER_PARAMS}",
+    f"*, status: int? = None, body: any = None, value: any = {_UNSET!r}, headers: dict = {{}}, "
+    f"delay: duration? = None, {MATCHER_PARAMS}",
 )
 def response(
     builder: SpecBuilder,
@@ -91,6 +92,7 @@ def response(
     body: Any,
     value: Any,
     headers: dict[Any, Any],
+    delay: float | None,
     probability: Any,
     label: str,
     **matchers: str | None,
@@ -109,6 +111,7 @@ def response(
         body=text,
         headers=_headers(what, headers),
         nil=nil,
+        delay=delay or 0.0,
         label=label,
     )
 
@@ -116,7 +119,7 @@ def response(
 @builtin(
     "error",
     "*, status: int? = None, message: str? = None, body: any = None, sqlstate: str? = None, code: any = None, "
-    f"headers: dict = {{}}, {MATCHER_PARAMS}",
+    f"headers: dict = {{}}, delay: duration? = None, {MATCHER_PARAMS}",
 )
 def error(
     builder: SpecBuilder,
@@ -126,6 +129,7 @@ def error(
     sqlstate: str | None,
     code: Any,
     headers: dict[Any, Any],
+    delay: float | None,
     probability: Any,
     label: str,
     **matchers: str | None,
@@ -154,6 +158,7 @@ def error(
         sqlstate=sqlstate,
         code=None if code is None else str(code),
         headers=_headers(what, headers),
+        delay=delay or 0.0,
         label=label,
     )
 
