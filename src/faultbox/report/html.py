@@ -32,7 +32,7 @@ _BIG_TRACE = 2000
 _KEEP_EDGE = 1000
 _CONTEXT = 25
 _ANCHOR_TYPES = frozenset({
-    "step_send", "step_recv", "fault_applied", "fault_removed", "fault_not_fired",
+    "step_send", "step_recv", "fault_applied", "fault_removed", "fault_not_fired", "proxy",
     "service_started", "service_ready", "service_exited",
 })  # fmt: skip
 _NEAREST_SEQ = re.compile(r"#(\d+)\b")
@@ -47,7 +47,7 @@ _WORD = {
     Outcome.HALTED: "halted",
 }
 _FAULT_COLUMNS = (
-    "service", "keyword", "decision", "syscalls", "label",
+    "service", "keyword / interface", "decision", "syscalls / protocol", "label",
     "matched", "fired", "unresolved paths", "assumption",
 )  # fmt: skip
 _DETAIL_KEYS = ("assertion", "expected", "actual", "nearest", "printed", "assertions")
@@ -434,7 +434,7 @@ def _faults(t: TestResult) -> str:
     rows = []
     for f in t.faults:
         silent = f.fired == 0 and f.decision not in ("allow", "trace")
-        cells = [f.service, f.keyword, f.decision, ", ".join(f.syscalls), f.label]
+        cells = [f.service, f.keyword, f.decision, ", ".join(f.syscalls) or f.protocol, f.label]
         nums = [f.matched, f.fired, f.unresolved_paths]
         rows.append(
             ('<tr class="silent">' if silent else "<tr>")
@@ -522,7 +522,7 @@ def _events_table(rows: Iterable[str]) -> str:
 def _event_row(event: dict[str, Any], t0: float, extra_class: str = "") -> str:
     fields = event.get("fields") or {}
     classes = [extra_class] if extra_class else []
-    if event.get("type") == "syscall" and fields.get("decision", "allow") != "allow":
+    if event.get("type") == "proxy" or (event.get("type") == "syscall" and fields.get("decision", "allow") != "allow"):
         classes.append("faulted")
     cls = f' class="{" ".join(classes)}"' if classes else ""
     ts = event.get("ts")

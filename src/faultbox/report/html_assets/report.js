@@ -37,7 +37,8 @@
   }
 
   function isFaulted(ev) {
-    return ev.type === "syscall" && ((ev.fields || {}).decision || "allow") !== "allow";
+    // a syscall decided by a fault, or a protocol fault rule that fired in a proxy
+    return ev.type === "proxy" || (ev.type === "syscall" && ((ev.fields || {}).decision || "allow") !== "allow");
   }
 
   // -- one test's trace ---------------------------------------------------------------------
