@@ -90,6 +90,7 @@ class ProxyFault:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     nil: bool = False  # response(value=None) on Redis: answer nil
+    times: int = 0  # fire for the first `times` matching requests only (0: every one)
     label: str = ""
 
     def matcher(self, name: str) -> str | None:
@@ -109,6 +110,8 @@ class ProxyFault:
             parts.append(f"delay={format_duration(self.delay)}")
         if self.action is ProxyAction.RESPOND and self.nil:
             parts.append("value=None")
+        if self.times:
+            parts.append(f"times={self.times}")
         prob = f" {self.probability * 100:g}%" if self.probability < 1 else ""
         label = f' label="{self.label}"' if self.label else ""
         return f"{ACTION_BUILTINS[self.action]}({', '.join(parts)}){prob}{label}"

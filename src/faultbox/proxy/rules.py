@@ -49,6 +49,8 @@ class LiveRule:
         """Count a match and decide whether the rule fires for it."""
         with self.lock:
             self.matched += 1
+            if self.fault.times and self.fired >= self.fault.times:
+                return False  # used up: a transient failure that has passed
             p = self.fault.probability
             hit = p >= 1.0 or (p > 0.0 and self.rng.random() < p)
             if hit:

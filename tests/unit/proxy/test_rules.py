@@ -87,3 +87,13 @@ def test_set_keeps_counters_of_kept_rules_and_reports_removed_ones() -> None:
     assert book.set([a]) == {2: (2, 2, 0)}
     assert book.set([]) == {1: (1, 1, 0)}
     assert not book.active
+
+
+def test_times_limits_how_often_a_rule_fires() -> None:
+    book = RuleBook(1)
+    once = ProxyFault(ProxyAction.ERROR, (("path", "/x"),), times=1)
+    book.set([Installed(1, ProxyRule("s", "main", "http", once), "k")])
+    assert book.decide({"path": "/x"}) is not None
+    assert book.decide({"path": "/x"}) is None, "a transient failure passes"
+    assert book.set([]) == {1: (2, 1, 0)}
+    assert once.describe() == "error(path=/x, times=1)"

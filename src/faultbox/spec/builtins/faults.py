@@ -63,6 +63,7 @@ def delay(
     delay: float | None,
     addr: str | None,
     probability: Any,
+    times: int,
     label: str,
     **matchers: str | None,
 ) -> Action | ProxyFault:
@@ -76,13 +77,13 @@ def delay(
             )
         if addr is not None:
             raise ArgError("delay(): addr= narrows a syscall delay; a protocol delay matches requests, not addresses")
-        return proxy_delay(delay, probability, label, {**matchers, "path": path})
+        return proxy_delay(delay, probability, times, label, {**matchers, "path": path})
     if duration is None:
         raise ArgError(
             "delay() needs a duration",
             'delay("500ms") delays syscalls; delay(path="/x", delay="500ms") delays matching requests',
         )
-    given = [name for name, value in matchers.items() if value is not None]
+    given = [name for name, value in matchers.items() if value is not None] + (["times"] if times else [])
     if given:
         raise ArgError(
             f"delay(): {given[0]}= matches protocol requests, and a positional duration makes a syscall delay",

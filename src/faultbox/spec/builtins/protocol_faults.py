@@ -33,7 +33,7 @@ _UNSET = "\x00unset"  # response(value=None) means nil: "not given" needs a valu
 
 MATCHER_PARAMS = (
     "method: str? = None, op: str? = None, path: str? = None, query: str? = None, command: str? = None, "
-    "key: str? = None, topic: str? = None, probability: any = 1.0, label: str = ''"
+    "key: str? = None, topic: str? = None, probability: any = 1.0, times: int = 0, label: str = ''"
 )
 
 
@@ -94,6 +94,7 @@ def response(
     headers: dict[Any, Any],
     delay: float | None,
     probability: Any,
+    times: int,
     label: str,
     **matchers: str | None,
 ) -> ProxyFault:
@@ -112,6 +113,7 @@ def response(
         headers=_headers(what, headers),
         nil=nil,
         delay=delay or 0.0,
+        times=_times(what, times),
         label=label,
     )
 
@@ -131,6 +133,7 @@ def error(
     headers: dict[Any, Any],
     delay: float | None,
     probability: Any,
+    times: int,
     label: str,
     **matchers: str | None,
 ) -> ProxyFault:
@@ -159,15 +162,22 @@ def error(
         code=None if code is None else str(code),
         headers=_headers(what, headers),
         delay=delay or 0.0,
+        times=_times(what, times),
         label=label,
     )
 
 
 @builtin("drop", f"*, {MATCHER_PARAMS}")
-def drop(builder: SpecBuilder, probability: Any, label: str, **matchers: str | None) -> ProxyFault:
+def drop(builder: SpecBuilder, probability: Any, times: int, label: str, **matchers: str | None) -> ProxyFault:
     """Cut the connection (a TCP reset) when a request matches."""
     what = "drop()"
-    return ProxyFault(ProxyAction.DROP, matchers_of(what, matchers), probability_of(what, probability), label=label)
+    return ProxyFault(
+        ProxyAction.DROP,
+        matchers_of(what, matchers),
+        probability_of(what, probability),
+        times=_times(what, times),
+        label=label,
+    )
 
 
 @builtin("duplicate", "*, topic: str? = None, probability: any = 1.0, label: str = ''")
@@ -179,14 +189,27 @@ def duplicate(builder: SpecBuilder, topic: str | None, probability: Any, label: 
     )
 
 
-def proxy_delay(duration: float, probability: Any, label: str, matchers: Mapping[str, str | None]) -> ProxyFault:
+def proxy_delay(
+    duration: float, probability: Any, times: int, label: str, matchers: Mapping[str, str | None]
+) -> ProxyFault:
     """delay(<matchers>, delay="500ms"): the protocol form of delay()."""
     what = "delay()"
     if duration <= 0:
         raise ArgError(f"{what}: the delay must be positive")
     return ProxyFault(
-        ProxyAction.DELAY, matchers_of(what, matchers), probability_of(what, probability), delay=duration, label=label
+        ProxyAction.DELAY,
+        matchers_of(what, matchers),
+        probability_of(what, probability),
+        delay=duration,
+        times=_times(what, times),
+        label=label,
     )
+
+
+def _times(what: str, times: int) -> int:
+    if times < 0:
+        raise ArgError(f"{what}: times={times} is negative", "times=0 (the default) fires on every match")
+    return times
 
 
 # -- binding to interfaces ---------------------------------------------------------------------
