@@ -105,6 +105,11 @@ class TestHost:
         self.services.start_all()
         self._svc_names = {v: k for k, v in self.services.svc_ids.items()}
 
+    def proxy_address(self, service: str, interface: str) -> tuple[str, int] | None:
+        """Where `svc.iface.proxy_addr` points in this test."""
+        listener = self.proxies.by_target.get(f"{service}.{interface}")
+        return (listener.host, listener.port) if listener is not None else None
+
     def _port_aliases(self) -> dict[str, str]:
         return {str(real): addr.rpartition(":")[2] for real, addr in self.proxies.aliases.items()}
 

@@ -18,7 +18,7 @@ from faultbox.model.service import Observe, Service, start_order
 from faultbox.runner.context import RunContext
 from faultbox.runner.health import Probe, probe_for, wait_ready
 from faultbox.runner.managed import Source
-from faultbox.runner.wiring import rewrite_env, wiring_env
+from faultbox.runner.wiring import UnknownProxy, rewrite_env, wiring_env
 from faultbox.sources.decoders import decode
 
 Emit = Callable[..., Any]
@@ -84,7 +84,10 @@ class ServiceSet:
             self.ctx.spec.services[s].interface(i).port: f"{host}:{port}"  # type: ignore[union-attr]
             for (s, i), (host, port) in self.proxied.items()
         }
-        own_env = rewrite_env(svc.env, aliases, (iface.port for iface in svc.interfaces))
+        try:
+            own_env = rewrite_env(svc.env, aliases, (iface.port for iface in svc.interfaces), self.proxied)
+        except UnknownProxy as exc:
+            raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
         env = {**os.environ, **wiring, **(managed.env if managed else {}), **own_env}
         spec = LaunchSpec(
             name=svc.name,

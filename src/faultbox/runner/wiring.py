@@ -43,8 +43,39 @@ def rewrite(value: str, aliases: Aliases) -> str:
     return _LOCAL.sub(lambda m: aliases.get(int(m.group(1)), m.group(0)), value)
 
 
-def rewrite_env(env: Mapping[str, str], aliases: Aliases, own_ports: Iterable[int]) -> dict[str, str]:
-    """A service's env with other services' interface addresses pointing at their proxies."""
+def rewrite_env(
+    env: Mapping[str, str],
+    aliases: Aliases,
+    own_ports: Iterable[int],
+    proxied: Mapping[tuple[str, str], tuple[str, int]] | None = None,
+) -> dict[str, str]:
+    """A service's env with other services' interface addresses pointing at their proxies, and
+    `svc.iface.proxy_addr` placeholders resolved. Raises UnknownProxy for a placeholder naming an
+    interface that has no proxy."""
     mine = set(own_ports)
     usable = {port: addr for port, addr in aliases.items() if port not in mine}
-    return {key: rewrite(value, usable) for key, value in env.items()}
+    return {key: _placeholders(key, rewrite(value, usable), proxied or {}) for key, value in env.items()}
+
+
+class UnknownProxy(ValueError):
+    pass
+
+
+_PLACEHOLDER = re.compile(r"__FB_PROXY_(ADDR|HOST|PORT)_([A-Za-z][\w-]*?)__([A-Za-z][\w-]*?)__")
+
+
+def _placeholders(key: str, value: str, proxied: Mapping[tuple[str, str], tuple[str, int]]) -> str:
+    if "__FB_PROXY_" not in value:
+        return value
+
+    def resolve(m: re.Match[str]) -> str:
+        found = proxied.get((m.group(2), m.group(3)))
+        if found is None:
+            raise UnknownProxy(
+                f"env {key} names the proxy of {m.group(2)}.{m.group(3)}, which has none "
+                "(an interface with proxy=False, or a protocol faultbox has no proxy for)"
+            )
+        host, port = found
+        return {"ADDR": f"{host}:{port}", "HOST": host, "PORT": str(port)}[m.group(1)]
+
+    return _PLACEHOLDER.sub(resolve, value)

@@ -117,6 +117,29 @@ class InterfaceRef:
     def port(self) -> int:
         return self.model.port
 
+    @property
+    def proxy_addr(self) -> str:
+        return self._proxy("ADDR")
+
+    @property
+    def proxy_host(self) -> str:
+        return self._proxy("HOST")
+
+    @property
+    def proxy_port(self) -> str:
+        return self._proxy("PORT")
+
+    def _proxy(self, part: str) -> str:
+        """The proxy's address in a running test; before one (in `env=`), a placeholder that is
+        replaced when the consumer starts (the reference's spelling: __FB_PROXY_ADDR_db__main__)."""
+        host = host_mod.current()
+        found = getattr(host, "proxy_address", None)
+        if found is not None:
+            addr: tuple[str, int] | None = found(self.service, self.model.name)
+            if addr is not None:
+                return {"ADDR": f"{addr[0]}:{addr[1]}", "HOST": addr[0], "PORT": str(addr[1])}[part]
+        return f"__FB_PROXY_{part}_{self.service}__{self.model.name}__"
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -125,14 +148,15 @@ class InterfaceRef:
             return StepMethod(self.service, self.model.name, self.model.protocol, name)
         raise AttributeError(
             f"interface {self.service}.{self.model.name} ({self.model.protocol}) has no attribute {name!r}"
-            f"{did_you_mean(name, [*methods, 'addr', 'host', 'port', 'name', 'protocol'])}; "
+            f"{did_you_mean(name, [*methods, 'addr', 'host', 'port', 'name', 'protocol', 'proxy_addr'])}; "
             f"its steps: {', '.join(methods) or 'none'}",
             name=name,
             obj=self,
         )
 
     def __dir__(self) -> list[str]:
-        return sorted(["addr", "host", "name", "port", "protocol", *STEP_METHODS.get(self.model.protocol, {})])
+        names = ["addr", "host", "name", "port", "protocol", "proxy_addr", "proxy_host", "proxy_port"]
+        return sorted([*names, *STEP_METHODS.get(self.model.protocol, {})])
 
     def __repr__(self) -> str:
         return f"<interface_ref {self.service}.{self.model.name}>"

@@ -79,12 +79,16 @@ def test_env_names_the_proxy_and_probabilities_replay(tmp_path) -> None:
     inv, api = free_port(), free_port()
     body = """
 probe = service("probe", "python3", args = ["-c",
-    "import os, time; print(os.environ['UP'], os.environ['FAULTBOX_INVENTORY_MAIN_ADDR'], flush=True); time.sleep(60)"],
-    env = {"UP": "tcp://" + inventory.main.addr + "/x"}, observe = [observe.stdout()], depends_on = [inventory])
+    "import os, time; print(os.environ['UP'], os.environ['FAULTBOX_INVENTORY_MAIN_ADDR'], os.environ['P'], " +
+    "flush=True); time.sleep(60)"],
+    env = {"UP": "tcp://" + inventory.main.addr + "/x", "P": inventory.main.proxy_addr},
+    observe = [observe.stdout()], depends_on = [inventory])
 
 def test_wiring():
     assert_eventually(type = "stdout", service = "probe", timeout = "10s")
-    up, wired = events(type = "stdout", service = "probe")[0].raw.split(" ")
+    up, wired, placeholder = events(type = "stdout", service = "probe")[0].raw.split(" ")
+    assert_eq(placeholder, wired)
+    assert_eq(inventory.main.proxy_addr, wired, "in a test, proxy_addr is the live address")
     assert_true(up.startswith("tcp://127.0.0.1:") and up.endswith("/x"), up)
     assert_true(up != "tcp://" + inventory.main.addr + "/x", "rewritten to the proxy: " + up)
     assert_eq(up, "tcp://" + wired + "/x")

@@ -11,7 +11,7 @@ from faultbox.model.fault import Action, ActionKind, SyscallRule
 from faultbox.model.proxy import ProxyAction, ProxyFault, ProxyRule
 from faultbox.model.scenario import Rule
 from faultbox.runner.faults import ActiveRule, FaultTable
-from faultbox.runner.wiring import rewrite, rewrite_env
+from faultbox.runner.wiring import UnknownProxy, rewrite, rewrite_env
 
 
 class FakeBackend:
@@ -105,3 +105,11 @@ def test_env_rewriting_names_proxies_but_never_a_services_own_ports() -> None:
     assert rewrite("127.0.0.1:8080", aliases) == "127.0.0.1:8080"
     env = rewrite_env({"DB": "127.0.0.1:5432", "SELF": "127.0.0.1:80"}, aliases, [80])
     assert env == {"DB": "127.0.0.1:40001", "SELF": "127.0.0.1:80"}
+
+
+def test_proxy_placeholders_resolve_or_say_which_proxy_is_missing() -> None:
+    proxied = {("my_db", "main"): ("127.0.0.1", 40001)}
+    env = {"A": "PLAINTEXT://__FB_PROXY_ADDR_my_db__main__", "P": "__FB_PROXY_PORT_my_db__main__"}
+    assert rewrite_env(env, {}, [], proxied) == {"A": "PLAINTEXT://127.0.0.1:40001", "P": "40001"}
+    with pytest.raises(UnknownProxy, match=r"env B names the proxy of cache\.main"):
+        rewrite_env({"B": "__FB_PROXY_HOST_cache__main__"}, {}, [], proxied)
