@@ -218,3 +218,18 @@ def test_a_runner_that_dies_leaves_the_tests_it_finished(tmp_path: Path) -> None
     assert data["interrupted"] is True and data["tests"][0]["outcome"] == "passed"
     shown = faultbox_cli("report", str(out))
     assert shown.returncode == 0 and "interrupted" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_an_unknown_kafka_error_code_is_refused_before_any_test_runs(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        'bus = service("bus", "/bin/cat", interface("main", "kafka", 5799))\n'
+        "\n"
+        'flaky = fault_assumption("flaky", target = bus.main, rules = [error(topic = "orders", code = "NOT_A_CODE")])\n'
+        "def test_x():\n    pass\n"
+    )
+    r = faultbox_cli("test", str(spec))
+    assert r.returncode == 1, r.stderr
+    assert "spec.star:3" in r.stderr and "'NOT_A_CODE' is not a Kafka error code" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "test_x" not in r.stdout

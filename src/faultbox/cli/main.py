@@ -158,6 +158,9 @@ def _test(args: argparse.Namespace) -> int:
         for name in exc.available:
             print(f"  {name}", file=sys.stderr)
         return ExitCode.USAGE
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return ExitCode.USAGE
     except FaultboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

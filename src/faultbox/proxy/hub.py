@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from faultbox.model.proxy import ProxyFault
 from faultbox.proxy.rules import Installed, RuleBook
 from faultbox.proxy.session import Endpoint, EventSink, Session, Stream
 
@@ -52,6 +53,19 @@ def codec_for(protocol: str) -> Codec | None:
 
 def has_proxy(protocol: str) -> bool:
     return codec_for(protocol) is not None
+
+
+def check_fault(protocol: str, fault: ProxyFault) -> str | None:
+    """What the protocol's codec finds wrong with a fault's values (an unknown Kafka error code),
+    or None. Codecs that check nothing beyond the model's table have no `check_fault`."""
+    module = CODECS.get(protocol)
+    if module is None:
+        return None
+    try:
+        check = getattr(importlib.import_module(module), "check_fault", None)
+    except ImportError:
+        return None
+    return check(fault) if check is not None else None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -11,7 +11,7 @@ from faultbox.errors import Code, InfraError
 from faultbox.model.fault import SyscallRule
 from faultbox.model.proxy import ProxyRule, check_fault_for
 from faultbox.model.scenario import Rule
-from faultbox.proxy.hub import Listener
+from faultbox.proxy.hub import Listener, check_fault
 from faultbox.proxy.rules import Installed
 from faultbox.runner.faults import ActiveRule, Stats
 
@@ -81,7 +81,7 @@ class ProxyBackend:
         running = self.listeners()
         for rule in rules:
             assert isinstance(rule, ProxyRule)
-            problem = check_fault_for(rule.fault, rule.protocol, rule.target)
+            problem = check_fault_for(rule.fault, rule.protocol, rule.target) or check_fault(rule.protocol, rule.fault)
             if problem is not None:
                 raise InfraError(Code.FAULT_NOT_FILTERABLE, problem)
             if rule.target not in running:

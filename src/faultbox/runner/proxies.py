@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from faultbox.errors import Code, SpecError
+from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic
+from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
-from faultbox.proxy.hub import Listener, ProxyHub, has_proxy
+from faultbox.proxy.hub import Listener, ProxyHub, check_fault, has_proxy
 from faultbox.proxy.session import Endpoint
 
 Emit = Callable[[str, str, dict[str, str]], object]
@@ -80,3 +83,19 @@ class ProxySet:
 
     def listeners(self) -> Mapping[str, Listener]:
         return self.by_target
+
+
+def check_assumptions(assumptions: Iterable[FaultAssumption]) -> None:
+    """Refuse, before any test runs, a protocol fault whose values its codec rejects (a Kafka error
+    code that does not exist), naming the assumption that declares it."""
+    for fa in assumptions:
+        for rule in fa.rules:
+            if not isinstance(rule, ProxyRule):
+                continue
+            problem = check_fault(rule.protocol, rule.fault)
+            if problem is not None:
+                raise SpecError(
+                    Code.SPEC_BAD_ARGUMENT,
+                    f'fault_assumption("{fa.name}"): {rule.describe()} on {rule.target}: {problem}',
+                    fa.location,
+                )

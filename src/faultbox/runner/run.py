@@ -11,6 +11,7 @@ from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, 
 from faultbox.runner.cell import run_test
 from faultbox.runner.context import RunContext
 from faultbox.runner.listeners import RunListener
+from faultbox.runner.proxies import check_assumptions
 from faultbox.runner.select import select_tests
 from faultbox.spec import Spec
 
@@ -32,6 +33,7 @@ class NoTestMatched(Exception):
 
 
 def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] = ()) -> RunResult:
+    check_assumptions(spec.assumptions.values())
     names = [t.name for t in spec.tests]
     selected = select_tests(names, options.test)
     if options.test and not selected:
