@@ -40,6 +40,7 @@ class Code(enum.Enum):
     FAULT_NOT_FILTERABLE = "FAULT_NOT_FILTERABLE"
     DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
     SUPERVISOR_FAILED = "SUPERVISOR_FAILED"
+    PROXY_FAILED = "PROXY_FAILED"
     IMAGE_UNSUPPORTED = "IMAGE_UNSUPPORTED"
 
 
@@ -62,6 +63,7 @@ HINTS: dict[Code, str] = {
     "so the service starts with it in its filter",
     Code.DEPENDENCY_MISSING: "run ./scripts/setup to install the servers faultbox starts",
     Code.SUPERVISOR_FAILED: "this is a bug or a resource problem; rerun with the same --seed and report it",
+    Code.PROXY_FAILED: "this is a bug or a resource problem; rerun with the same --seed and report it",
     Code.IMAGE_UNSUPPORTED: "there is no container engine here; use the local server helpers "
     "from @faultbox/services.star",
 }

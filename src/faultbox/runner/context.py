@@ -15,7 +15,7 @@ from typing import Any
 from faultbox.engine.cgroup import CgroupTree
 from faultbox.engine.client import EventBatch, SupervisorClient
 from faultbox.engine.reaper import ReaperClient
-from faultbox.proxy.hub import ProxyHub
+from faultbox.proxy.remote import RemoteHub
 from faultbox.runner.managed import ManagedServers
 from faultbox.runner.pump import IoPump
 from faultbox.spec import Spec
@@ -44,17 +44,31 @@ class RunContext:
             self.reaper.watch_cgroup(str(self.cgroups.base))
         self.pump = IoPump()
         self.managed = ManagedServers(self.workdir)
-        self._proxy_hub: ProxyHub | None = None
+        self._proxy_hub: RemoteHub | None = None
+        self.proxy_dead: str | None = None
+        self.proxy_dead_sink: Callable[[str], None] | None = None
         self.supervisor: SupervisorClient | None = None
         if any(spec.syscalls.values()):
             self.supervisor = SupervisorClient(self._on_events, self._on_closed, self._on_dead)
 
-    def proxy_hub(self) -> ProxyHub:
-        """The run's proxy thread, started on first use."""
+    def proxy_hub(self) -> RemoteHub:
+        """The run's proxy worker, started on first use."""
         with self._lock:
             if self._proxy_hub is None:
-                self._proxy_hub = ProxyHub()
+                self._proxy_hub = RemoteHub(self._on_proxy_dead)
             return self._proxy_hub
+
+    def proxy_sync(self, timeout: float) -> None:
+        """Every proxy event emitted before now is in the trace when this returns."""
+        hub = self._proxy_hub
+        if hub is not None and self.proxy_dead is None:
+            hub.sync(timeout)
+
+    def _on_proxy_dead(self, why: str) -> None:
+        self.proxy_dead = why
+        sink = self.proxy_dead_sink
+        if sink is not None:
+            sink(why)
 
     def _close_proxies(self) -> None:
         if self._proxy_hub is not None:

@@ -11,7 +11,8 @@ from faultbox.errors import Code, InfraError
 from faultbox.model.fault import SyscallRule
 from faultbox.model.proxy import ProxyRule, check_fault_for
 from faultbox.model.scenario import Rule
-from faultbox.proxy.hub import Listener, check_fault
+from faultbox.proxy.hub import check_fault
+from faultbox.proxy.remote import RemoteListener
 from faultbox.proxy.rules import Installed
 from faultbox.runner.faults import ActiveRule, Stats
 
@@ -70,7 +71,7 @@ class ProxyBackend:
     """Protocol rules, per interface, to that interface's proxy. A rule on an interface with no
     running proxy, or that its protocol cannot apply, is refused."""
 
-    def __init__(self, listeners: Callable[[], Mapping[str, Listener]]) -> None:
+    def __init__(self, listeners: Callable[[], Mapping[str, RemoteListener]]) -> None:
         self.listeners = listeners
 
     def target(self, rule: Rule) -> str:

@@ -79,6 +79,7 @@ class TestHost:
         # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
         self.syscalls_flushed = Presync(self._sync_supervisor)
         self.wal_flushed = Presync(self._flush_wal)
+        self.proxy_flushed = Presync(self._sync_proxies)
         self.services.source_emit = self._source_emit
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -89,14 +90,18 @@ class TestHost:
         self.ctx.syscall_sink = self._ingest_syscalls
         self.ctx.closed_sink = self._on_listener_closed
         self.ctx.dead_sink = self._on_supervisor_dead
+        self.ctx.proxy_dead_sink = self._on_proxy_dead
         if self.ctx.supervisor_dead:
             self._on_supervisor_dead(self.ctx.supervisor_dead)
+        if self.ctx.proxy_dead:
+            self._on_proxy_dead(self.ctx.proxy_dead)
 
     def detach(self) -> None:
         self.ctx.pump.before_lines = None
         self.ctx.syscall_sink = None
         self.ctx.closed_sink = None
         self.ctx.dead_sink = None
+        self.ctx.proxy_dead_sink = None
 
     def start_services(self) -> None:
         self.proxies.open(self.ctx.spec.services.values())
@@ -205,10 +210,14 @@ class TestHost:
     def _on_supervisor_dead(self, why: str) -> None:
         self._infra(f"the syscall supervisor died ({why}); intercepted syscalls can no longer be answered")
 
-    def _infra(self, message: str) -> None:
+    def _on_proxy_dead(self, why: str) -> None:
+        if self.proxies.by_target:
+            self._infra(f"the proxy worker died ({why}); the services' traffic through it is cut", Code.PROXY_FAILED)
+
+    def _infra(self, message: str, code: Code = Code.SUPERVISOR_FAILED) -> None:
         if self.infra_error is None:
-            self.infra_error = InfraError(Code.SUPERVISOR_FAILED, message)
-            self.emit("supervisor_failed", "", {"error": message})
+            self.infra_error = InfraError(code, message)
+            self.emit("supervisor_failed" if code is Code.SUPERVISOR_FAILED else "proxy_failed", "", {"error": message})
 
     def _source_emit(self, kind: str) -> Callable[..., None]:
         """The emit a WAL or topic source gets: it flushes what causally precedes its events."""
@@ -216,6 +225,7 @@ class TestHost:
         def emit(type: str, service: str, fields: Mapping[str, str], data: Any = None) -> None:
             received = time.monotonic()
             self.syscalls_flushed.after(received)
+            self.proxy_flushed.after(received)
             if kind == "kafka":
                 self.wal_flushed.after(received)
             self.emit(type, service, fields, data)
@@ -225,7 +235,12 @@ class TestHost:
     def _before_lines(self, received: float) -> None:
         """A log line comes after its service's syscalls and the commits it reports."""
         self.syscalls_flushed.after(received)
+        self.proxy_flushed.after(received)
         self.wal_flushed.after(received)
+
+    def _sync_proxies(self) -> None:
+        if self.proxies.by_target:
+            self.ctx.proxy_sync(5.0)
 
     def _sync_supervisor(self) -> None:
         if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
@@ -253,6 +268,11 @@ class TestHost:
             except SupervisorError as exc:
                 self._infra(str(exc))
         self.ctx.pump.drain(_BARRIER_TIMEOUT)
+        if self.proxies.by_target:
+            try:
+                self.ctx.proxy_sync(_BARRIER_TIMEOUT)
+            except Exception as exc:
+                self._infra(f"the proxy worker did not answer: {exc}", Code.PROXY_FAILED)
         for rs in list(self.services.running.values()):
             if not rs.sources or not rs.process.alive():
                 continue  # a server that exited has nothing more to say

@@ -10,18 +10,19 @@ from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic
 from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
-from faultbox.proxy.hub import Listener, ProxyHub, check_fault, has_proxy
+from faultbox.proxy.hub import check_fault, has_proxy
+from faultbox.proxy.remote import RemoteHub, RemoteListener
 from faultbox.proxy.session import Endpoint
 
 Emit = Callable[[str, str, dict[str, str]], object]
 
 
 class ProxySet:
-    def __init__(self, hub: Callable[[], ProxyHub], run_seed: int, emit: Emit) -> None:
+    def __init__(self, hub: Callable[[], RemoteHub], run_seed: int, emit: Emit) -> None:
         self._hub = hub
         self.run_seed = run_seed
         self.emit = emit
-        self.by_target: dict[str, Listener] = {}  # "svc.iface" -> its proxy
+        self.by_target: dict[str, RemoteListener] = {}  # "svc.iface" -> its proxy
 
     def open(self, services: Iterable[Service]) -> None:
         for svc in services:
@@ -81,7 +82,7 @@ class ProxySet:
         for listener in self.by_target.values():
             listener.close()
 
-    def listeners(self) -> Mapping[str, Listener]:
+    def listeners(self) -> Mapping[str, RemoteListener]:
         return self.by_target
 
 
