@@ -72,11 +72,14 @@ def test_forever():
         assert supervisor, "a filtered service runs under the supervisor process"
         reaper = [p for p in helpers if "faultbox.engine.reaper" in _cmdline(p)]
         assert reaper, "the reaper runs beside the runner"
+        proxy = [p for p in helpers if "faultbox.proxy.worker" in _cmdline(p)]
+        assert proxy, "the tcp interfaces' proxies run in the proxy worker"
         assert len(descendants_alive(services)) == 5
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait()
-        gone = _wait(lambda: not descendants_alive(services + supervisor), 10)
-        assert gone, f"survivors: {[(p, _cmdline(p)) for p in descendants_alive(services + supervisor)]}"
+        gone = _wait(lambda: not descendants_alive(services + supervisor + proxy), 10)
+        survivors = descendants_alive(services + supervisor + proxy)
+        assert gone, f"survivors: {[(p, _cmdline(p)) for p in survivors]}"
         assert _wait(lambda: not descendants_alive(reaper), 10), "the reaper exits once its work is done"
         leftover = list(Path("/sys/fs/cgroup/unified").glob(f"faultbox-{runner.pid}*"))
         assert leftover == []

@@ -107,3 +107,52 @@ def test_draws():
     fired = [f.fired for f in draws.faults]
     assert fired == [f.fired for f in again.faults], "one seed, the same decisions"
     assert 5 <= fired[0] <= 25, fired
+
+
+def test_a_dead_proxy_worker_errors_the_test_loudly(tmp_path) -> None:
+    import os
+    import signal
+    import socket
+    import threading
+    from pathlib import Path
+
+    inv, api = free_port(), free_port()
+    body = """
+def test_waits():
+    for i in range(400):
+        inventory.main.send(data = "PING")
+        sleep("50ms")
+"""
+
+    def worker_pid() -> int | None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if b"faultbox.proxy.worker" in cmd and ppid == os.getpid():
+                return int(entry.name)
+        return None
+
+    def kill_worker_once_the_body_runs() -> None:
+        stop = threading.Event()
+        while not stop.wait(0.05):
+            try:  # the api is the last service up: then the body is stepping through the proxy
+                socket.create_connection(("127.0.0.1", api), timeout=1).close()
+            except OSError:
+                continue
+            pid = worker_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                return
+
+    killer = threading.Thread(target=kill_worker_once_the_body_runs, daemon=True)
+    killer.start()
+    result = run_spec_text(tmp_path, _spec(inv, api, body))
+    killer.join(10)
+    test = find_test(result, "test_waits")
+    assert test.outcome.value == "errored", f"{test.outcome.value}: {test.reason}"
+    assert "proxy worker" in test.reason, test.reason
