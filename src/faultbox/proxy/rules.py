@@ -158,7 +158,7 @@ def _method(value: str, pattern: str) -> bool:
 
 
 _SQL_SPACE = re.compile(r"\s+")
-_SQL_PARAM = re.compile(r"\$\d+|\?")
+_SQL_PARAM = re.compile(r"\$(?:\d+|\?)|\?")
 
 
 def canonical_sql(sql: str) -> str:
@@ -168,8 +168,13 @@ def canonical_sql(sql: str) -> str:
     return _SQL_PARAM.sub("$?", text)
 
 
+@lru_cache(maxsize=2048)
+def _canonical_pattern(pattern: str) -> str:
+    return canonical_sql(pattern)
+
+
 def _query(value: str, pattern: str) -> bool:
-    return _glob_nocase(canonical_sql(value), canonical_sql(pattern))
+    return _glob_nocase(canonical_sql(value), _canonical_pattern(pattern))
 
 
 _MATCHERS = {

@@ -43,6 +43,7 @@ def test_sql_is_compared_without_case_whitespace_or_placeholder_style() -> None:
     assert matches(rule, {"query": "insert  into orders (id)\n values ($1) returning id"})
     assert not matches(rule, {"query": "INSERT INTO order_items (id) VALUES ($1)"})
     assert canonical_sql("  SELECT 1 ;  ") == "SELECT 1"
+    assert matches(_f(query="SELECT * FROM t WHERE id = $?"), {"query": "select * from t where id = $7"})
 
 
 def test_delays_add_up_and_the_first_terminal_rule_decides() -> None:
