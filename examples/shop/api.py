@@ -8,7 +8,9 @@
 Creating an order (the correct flow):
   1. a new order id; SET order:<id> in Redis to a pending JSON. Redis fails -> 503, nothing else written.
   2. a NEW PostgreSQL connection for this request (connect_timeout=2), BEGIN, INSERT the order with
-     status 'confirmed', COMMIT. Any failure -> DEL order:<id> and 503.
+     status 'confirmed', COMMIT. A serialization failure or a deadlock (SQLSTATE 40001, 40P01) is
+     transient: the transaction is retried, up to 3 attempts. Any other failure -> DEL order:<id>
+     and 503.
   3. publish {order_id, sku, qty} to the topic order-events (one producer made at startup, flush
      with a timeout). A failed publish is logged; the order exists, so the answer is still 201.
   4. SET order:<id> to the confirmed JSON.
@@ -27,6 +29,9 @@ SHOP_BUG (plant one bug, see README.md):
   duplicate-event        a publish whose delivery report is late is sent again (no idempotence)
   event-before-commit    the event is published before the order's INSERT and COMMIT
   stale-cache            a failed database write leaves the pending order:<id> in Redis
+  no-retry               a serialization failure or deadlock is answered 503 instead of retried
+  cache-miss-404         GET /orders/<id> answers 404 when the cache has no entry, without asking
+                         the database
 """
 
 import itertools
@@ -52,6 +57,8 @@ TOPIC = os.environ.get("SHOP_TOPIC", "order-events")
 BUG = os.environ.get("SHOP_BUG", "")
 PUBLISH_TIMEOUT = 8.0  # seconds to wait for the broker's delivery report
 IMPATIENT_TIMEOUT = 0.3  # duplicate-event: how long the buggy api waits before publishing again
+ATTEMPTS = 3  # transactions that fail with a transient error (40001, 40P01) are tried this often
+TRANSIENT = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 _log_lock = threading.Lock()
 _ids = itertools.count(1)
@@ -193,16 +200,26 @@ def create_order(sku, qty):
             published = publish(order)
         persisted = "false"
         error = None
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO orders (order_id, sku, qty, status) VALUES (%s, %s, %s, 'confirmed')",
-                    (order_id, sku, qty),
-                )
-            conn.commit()
-            persisted = "true"
-        except psycopg.Error as exc:
-            error = short(exc)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "INSERT INTO orders (order_id, sku, qty, status) VALUES (%s, %s, %s, 'confirmed')",
+                        (order_id, sku, qty),
+                    )
+                conn.commit()
+                persisted = "true"
+                error = None
+                break
+            except TRANSIENT as exc:
+                error = short(exc)
+                conn.rollback()
+                if BUG == "no-retry" or attempt == ATTEMPTS:
+                    break  # (no-retry: BUG, a transient error is taken for a final one)
+                log(event="retry", order_id=order_id, attempt=attempt, sqlstate=exc.sqlstate)
+            except psycopg.Error as exc:
+                error = short(exc)
+                break
         if error is not None:
             if BUG != "stale-cache":
                 forget(key)
@@ -303,6 +320,9 @@ def get_order(order_id):
         log(event="cache_failed", order_id=order_id, error=short(exc))
     if cached is not None:
         return 200, json.loads(cached)
+    if BUG == "cache-miss-404":
+        # BUG: the cache is taken for the source of truth; a miss is answered as "no such order".
+        return 404, {"error": "not found", "order_id": order_id}
     try:
         with db_connect() as conn:
             row = conn.execute(
