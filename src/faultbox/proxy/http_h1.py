@@ -31,7 +31,7 @@ from faultbox.proxy.http_frame import (
     response_head,
     to_int,
 )
-from faultbox.proxy.http_reply import h1_reply, request_path, untouched
+from faultbox.proxy.http_reply import h1_reply, head_header_pairs, header_fields, request_path, untouched
 from faultbox.proxy.session import Session, Stream
 
 _READ = 1 << 16
@@ -44,7 +44,7 @@ class _Closed(Exception):
 class _Exchange:
     """One request, from its head to the end of its answer."""
 
-    __slots__ = ("close", "connect", "head", "inject", "method", "status", "t0", "target", "upgrade")
+    __slots__ = ("close", "connect", "head", "headers", "inject", "method", "status", "t0", "target", "upgrade")
 
     def __init__(self, method: str, target: bytes, upgrade: bool) -> None:
         self.method = method
@@ -56,6 +56,7 @@ class _Exchange:
         self.inject: bytes | None = None  # the proxy's own answer, when a rule answered it
         self.status = 0
         self.close = False
+        self.headers: dict[str, str] = {}  # recorded request headers (req_<name>), when recording
 
     @property
     def path(self) -> str:
@@ -270,6 +271,7 @@ class H1:
         ex = _Exchange(method.decode("ascii"), rest.rpartition(b" ")[0], upgrade)
         if self.s.recording:
             ex.t0 = time.monotonic()
+            ex.headers = header_fields(head_header_pairs(head))
         length, te = lengths(low)
         return ex, length, te, not parser.should_keep_alive()
 
@@ -298,6 +300,7 @@ class H1:
                     "path": ex.path,
                     "status": status,
                     "duration_ms": round((time.monotonic() - ex.t0) * 1000, 1),
+                    **ex.headers,
                 }
             )
 

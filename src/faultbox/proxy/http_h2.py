@@ -38,7 +38,7 @@ from hpack import HeaderTuple
 from faultbox.model.proxy import ProxyAction, ProxyFault
 from faultbox.proxy.http_frame import Dropped
 from faultbox.proxy.http_h2_stream import H2Stream, Headers, new_connection, send_within_window
-from faultbox.proxy.http_reply import fault_reply, request_path
+from faultbox.proxy.http_reply import fault_reply, header_fields, request_path
 from faultbox.proxy.rules import Verdict
 from faultbox.proxy.session import Session, Stream
 
@@ -422,6 +422,7 @@ class H2:
                     "path": st.path,
                     "status": st.status,
                     "duration_ms": round((time.monotonic() - st.t0) * 1000, 1),
+                    **header_fields((bytes(k), bytes(v)) for k, v in st.headers),
                 }
             )
         self._forget(st)

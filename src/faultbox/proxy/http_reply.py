@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from http import HTTPStatus
 
 from faultbox.model.proxy import ProxyAction, ProxyFault
@@ -80,3 +81,29 @@ def untouched(session: Session, why: str) -> None:
     """Say once that this interface's traffic is relayed without being decoded."""
     ep = session.endpoint
     session.warn(f"{ep.protocol} proxy of {ep.service}.{ep.interface}: {why}; relaying the connection untouched")
+
+
+_RECORDED_HEADERS = 24  # enough for any request a monitor reasons about; a flood stays bounded
+
+
+def header_fields(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's headers as recorded fields: `req_<name>` in lower case with `-` as `_`
+    (`Idempotency-Key` is `req_idempotency_key`), values up to 200 characters; h2 pseudo-headers
+    (`:path`...) are left out, as they are recorded as method and path."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name.startswith(b":") or len(out) >= _RECORDED_HEADERS:
+            continue
+        key = "req_" + name.decode("latin-1").strip().lower().replace("-", "_")
+        out.setdefault(key, value.decode("latin-1").strip()[:200])
+    return out
+
+
+def head_header_pairs(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header lines of an HTTP/1.x head that httptools has already validated."""
+    pairs = []
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            pairs.append((name, value))
+    return pairs

@@ -421,10 +421,13 @@ def test_h1_recording(proxy_to, h1) -> None:
     p.install(_fault(ProxyAction.ERROR, path="/pay", status=503))
     with httpx.Client(base_url=f"http://127.0.0.1:{p.port}", timeout=TIMEOUT) as c:
         c.get("/echo?x=1")
-        c.post("/pay", content=b"{}")
+        c.post("/pay", content=b"{}", headers={"Idempotency-Key": "k-1"})
         c.get("/chunked")
         c.head("/echo")
     _until(lambda: len(p.of("proxy_request")) == 4, "four records")
+    pay = p.of("proxy_request")[1]
+    assert pay["req_idempotency_key"] == "k-1", "request headers are recorded for protocol invariants"
+    assert "req_idempotency_key" not in p.of("proxy_request")[0]
     got = [(e["method"], e["path"], e["status"]) for e in p.of("proxy_request")]
     assert got == [
         ("GET", "/echo", "200"),
@@ -718,9 +721,11 @@ def test_h2_recording(proxy_to, h2s) -> None:
     async def main() -> None:
         async with _h2_client(p.port) as c:
             await c.get("/echo?x=1")
-            await c.post("/pay", content=b"{}")
+            await c.post("/pay", content=b"{}", headers={"Idempotency-Key": "k-2"})
 
     asyncio.run(main())
     _until(lambda: len(p.of("proxy_request")) == 2, "two records")
+    assert p.of("proxy_request")[1]["req_idempotency_key"] == "k-2"
+    assert not any(k.startswith("req_:") for k in p.of("proxy_request")[1])
     got = [(e["method"], e["path"], e["status"]) for e in p.of("proxy_request")]
     assert got == [("GET", "/echo", "200"), ("POST", "/pay", "500")]
