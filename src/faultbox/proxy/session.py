@@ -14,7 +14,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from faultbox.proxy.rules import LiveRule, RuleBook, Verdict
 
@@ -183,10 +183,89 @@ class Session:
             pass
 
     async def splice(self) -> None:
-        """Relay both directions untouched until both are done (what a codec falls back to for
-        a stream it cannot decode)."""
-        await asyncio.gather(self.pipe(self.client, self.server), self.pipe(self.server, self.client))
+        """Relay both directions untouched until both are done (what a codec falls back to for a
+        stream it cannot decode, and all the TCP codec does after its first chunk). The bytes go
+        from one transport to the other in the event loop's callbacks, with no task in between;
+        streams that cannot be taken over that way are piped."""
+        if not (_can_take_over(self.client) and _can_take_over(self.server)):
+            await asyncio.gather(self.pipe(self.client, self.server), self.pipe(self.server, self.client))
+            return
+        loop = asyncio.get_running_loop()
+        done = (loop.create_future(), loop.create_future())
+        up = _Relay(self.client, self.server, done[0])
+        down = _Relay(self.server, self.client, done[1])
+        up.peer, down.peer = down, up
+        for relay in (up, down):
+            relay.take_over()
+        await asyncio.gather(*done)
 
     async def wait(self, verdict: Verdict) -> None:
         if verdict.delay > 0:
             await asyncio.sleep(verdict.delay)
+
+
+def _can_take_over(stream: Stream) -> bool:
+    # The stream's unread bytes live in a private buffer: if a Python version changes that, the
+    # relay falls back to piping instead of losing them.
+    return isinstance(vars(stream.reader).get("_buffer"), bytearray) and hasattr(
+        stream.writer.transport, "set_protocol"
+    )
+
+
+class _Relay(asyncio.Protocol):
+    """One direction of a splice: the source transport's protocol, writing what it receives into
+    the destination transport. When the destination's buffer is full, the destination calls its
+    own protocol (the other direction's relay) to pause writing, which pauses this source."""
+
+    def __init__(self, src: Stream, dst: Stream, done: asyncio.Future[None]) -> None:
+        self.src = src
+        self.dst = dst
+        self.done = done
+        self.peer: _Relay | None = None
+        self.src_transport = cast(asyncio.Transport, src.writer.transport)
+        self.dst_transport = cast(asyncio.Transport, dst.writer.transport)
+
+    def take_over(self) -> None:
+        reader = self.src.reader
+        buffered: bytearray = vars(reader)["_buffer"]  # what the stream had read and nobody consumed yet
+        if buffered:
+            self.dst_transport.write(bytes(buffered))
+            buffered.clear()
+        self.src_transport.set_protocol(self)
+        if reader.at_eof():
+            self.eof_received()
+        elif self.src_transport.is_closing():
+            self.connection_lost(None)
+        else:
+            self.src_transport.resume_reading()  # the stream may have paused it (a full buffer)
+
+    def data_received(self, data: bytes) -> None:
+        self.src.bytes_read += len(data)
+        self.dst_transport.write(data)
+
+    def eof_received(self) -> bool:
+        if not self.dst_transport.is_closing() and self.dst_transport.can_write_eof():
+            try:
+                self.dst_transport.write_eof()
+            except (OSError, RuntimeError):
+                pass
+        self._finish()
+        return True  # keep the other direction open (a half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+        if self.peer is not None:
+            self.peer._finish()
+
+    def pause_writing(self) -> None:
+        # This relay's source transport is the peer's destination: its buffer is full.
+        if self.peer is not None:
+            self.peer.src_transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and not self.peer.src_transport.is_closing():
+            self.peer.src_transport.resume_reading()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)

@@ -31,8 +31,12 @@ async def serve(session: Session) -> None:
                     session.server.reset()
                     return
             session.server.write(first)
-            await session.server.drain()
-            await session.pipe(session.client, session.server)
+            # Decided: the rest is relayed at the transports, with no task per chunk.
+            to_client.cancel()
+            with contextlib.suppress(BaseException):
+                await to_client
+            await session.splice()
+            return
         else:
             with contextlib.suppress(OSError, RuntimeError):
                 session.server.writer.write_eof()
