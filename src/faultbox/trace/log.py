@@ -179,10 +179,19 @@ class TraceLog:
         scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
         return sorted((e for _, _, e in scored[:limit]), key=lambda e: e.seq)
 
-    def tail(self, n: int, before_seq: int | None = None) -> list[Event]:
+    def tail(self, n: int, before_seq: int | None = None, skip: frozenset[str] = frozenset()) -> list[Event]:
+        """The last `n` events before `before_seq`, leaving out those whose type is in `skip`."""
         with self.lock:
             end = len(self.events) if before_seq is None else max(before_seq - 1, 0)
-            return self.events[max(end - n, 0) : end]
+            if not skip:
+                return self.events[max(end - n, 0) : end]
+            out: list[Event] = []
+            for ev in reversed(self.events[max(end - 8 * n, 0) : end]):
+                if ev.type not in skip:
+                    out.append(ev)
+                    if len(out) == n:
+                        break
+            return out[::-1]
 
     def extend(self, events: Iterable[Event]) -> None:
         for ev in events:

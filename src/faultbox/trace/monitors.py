@@ -30,6 +30,9 @@ from faultbox.trace.log import TraceLog
 ExceptionDescriber = Callable[[BaseException], tuple[str, str]]
 
 _CONTEXT_EVENTS = 5
+# A proxy's connections opening and closing say little about why an invariant broke, and their
+# timing against the system's own events varies from run to run: the context leaves them out.
+_BOOKKEEPING = frozenset({"proxy_conn_open", "proxy_conn_close"})
 _OVERDUE_GRACE = 1.0  # seconds a monitor call may run past the deadline (or its own start, if later)
 
 
@@ -140,7 +143,7 @@ class MonitorSet:
         active.state = new_state
 
     def _record(self, monitor: Monitor, ev: Event, message: str, location: str) -> None:
-        before = self.log.tail(_CONTEXT_EVENTS, before_seq=ev.seq)
+        before = self.log.tail(_CONTEXT_EVENTS, before_seq=ev.seq, skip=_BOOKKEEPING)
         violation = Violation(
             monitor=monitor.name,
             message=message,
