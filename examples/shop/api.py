@@ -11,8 +11,9 @@ Creating an order (the correct flow):
      status 'confirmed', COMMIT. A serialization failure or a deadlock (SQLSTATE 40001, 40P01) is
      transient: the transaction is retried, up to 3 attempts. Any other failure -> DEL order:<id>
      and 503.
-  3. publish {order_id, sku, qty} to the topic order-events (one producer made at startup, flush
-     with a timeout). A failed publish is logged; the order exists, so the answer is still 201.
+  3. publish {order_id, sku, qty} to the topic order-events (one producer made at startup), wait
+     for its delivery report, then flush whatever else the producer holds (a retry still in
+     flight). A failed publish is logged; the order exists, so the answer is still 201.
   4. SET order:<id> to the confirmed JSON.
   5. log {"event": "order", "order_id", "status": "confirmed", "persisted": "true", "sku", "qty"}
      and answer 201.
@@ -150,6 +151,9 @@ def publish(order):
             result = _send(order)
         if not _wait(result, PUBLISH_TIMEOUT):
             return f"no delivery report within {PUBLISH_TIMEOUT:g}s"
+        # Nothing of this request stays in flight after the answer: whatever the producer still
+        # holds (a retry of an earlier send) is delivered or failed before the client hears back.
+        producer.flush(PUBLISH_TIMEOUT)
         return result.error
     except (KafkaException, BufferError) as exc:
         return short(exc)

@@ -42,29 +42,36 @@ class ProtocolFaults:
     matchers: tuple[str, ...]
     actions: frozenset[ProxyAction]
     method_means: str = "the method"
+    answers: tuple[str, ...] = ()  # what an error()/response() on it may set: status, sqlstate, ...
 
 
 _HTTP = ProtocolFaults(
     ("method", "path"),
     frozenset({ProxyAction.RESPOND, ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
     "the HTTP method",
+    ("status", "message", "body", "headers"),
 )
 
 PROTOCOL_FAULTS: dict[str, ProtocolFaults] = {
     "http": _HTTP,
     "http2": _HTTP,
     "postgres": ProtocolFaults(
-        ("query",), frozenset({ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}), "the statement"
+        ("query",),
+        frozenset({ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
+        "the statement",
+        ("sqlstate", "message"),
     ),
     "redis": ProtocolFaults(
         ("command", "key"),
         frozenset({ProxyAction.RESPOND, ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
         "the command",
+        ("message", "body", "value"),
     ),
     "kafka": ProtocolFaults(
         ("method", "topic"),
         frozenset({ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP, ProxyAction.DUPLICATE}),
         "the API (produce, fetch, metadata, ...)",
+        ("code",),
     ),
     "tcp": ProtocolFaults(
         ("method",), frozenset({ProxyAction.DELAY, ProxyAction.DROP}), "a prefix of the connection's first bytes"
@@ -156,4 +163,24 @@ def check_fault_for(fault: ProxyFault, protocol: str, target: str) -> str | None
         if name not in caps.matchers:
             have = ", ".join(f"{m}=" for m in caps.matchers)
             return f"{protocol} has no {name}= matcher ({target}); its matchers are {have} and probability="
+    for name in _answer_fields(fault):
+        if name not in caps.answers:
+            takes = ", ".join(f"{a}=" for a in caps.answers) or "none of status=, body=, sqlstate=, code="
+            builtin = ACTION_BUILTINS[fault.action]
+            return (
+                f"{builtin}({name}=...) means nothing to {protocol} ({target}), so it would be ignored; "
+                f"{protocol}'s {builtin}() takes {takes}"
+            )
     return None
+
+
+def _answer_fields(fault: ProxyFault) -> list[str]:
+    """The answer values a fault sets (`body=` and `value=` both land in `body`; `value=None` in `nil`)."""
+    out = [name for name in ("status", "sqlstate", "code", "message") if getattr(fault, name) is not None]
+    if fault.headers:
+        out.append("headers")
+    if fault.body is not None:
+        out.append("body")
+    if fault.nil:
+        out.append("value")
+    return out

@@ -126,14 +126,21 @@ class RemoteHub:
 
     def _read(self) -> None:
         why = "its socket closed"
+        try:
+            why = self._read_until_closed()
+        except BaseException as exc:  # never end silently: waiting requests would each time out
+            why = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._dead(why)
+
+    def _read_until_closed(self) -> str:
         while True:
             try:
                 data = self._sock.recv(MAX_MESSAGE)
             except OSError as exc:
-                why = str(exc)
-                break
+                return str(exc)
             if not data:
-                break
+                return "its socket closed"
             message = pickle.loads(data)
             if message[0] == "events":
                 for lid, type, fields in message[1]:
@@ -150,7 +157,6 @@ class RemoteHub:
                 pending.ok = message[0] == "ok"
                 pending.value = message[2]
                 pending.done.set()
-        self._dead(why)
 
     def _dead(self, why: str) -> None:
         code = self.proc.poll()

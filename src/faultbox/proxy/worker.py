@@ -20,6 +20,7 @@ proxies emitted before it. The worker exits when the socket closes or its parent
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import pickle
 import signal
@@ -42,15 +43,22 @@ class Worker:
         self.listeners: dict[int, Listener] = {}
         self._send_lock = threading.Lock()
         self._pending: list[tuple[int, str, dict[str, str]]] = []
+        self.limit = min(MAX_MESSAGE, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
         self._flush_scheduled = False
 
     def send(self, message: Any) -> None:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        splittable = message[0] == "events" and len(message[1]) > 1
         with self._send_lock:
-            if len(data) <= MAX_MESSAGE or message[0] != "events" or len(message[1]) < 2:
-                self.sock.sendall(data)
-                return
-        # An event batch too big for one packet goes out in halves (a reply is always small).
+            if len(data) <= self.limit or not splittable:
+                try:
+                    self.sock.sendall(data)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EMSGSIZE or not splittable:
+                        raise
+        # An event batch too big for one packet (the kernel caps a datagram at the socket's buffer,
+        # which may be far below what was asked for) goes out in halves; a reply is always small.
         events = message[1]
         half = len(events) // 2
         self.send(("events", events[:half]))

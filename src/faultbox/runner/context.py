@@ -54,6 +54,11 @@ class RunContext:
     def proxy_hub(self) -> RemoteHub:
         """The run's proxy worker, started on first use."""
         with self._lock:
+            if self._proxy_hub is not None and self._proxy_hub.dead is not None:
+                # The worker died in an earlier test (which errored for it): later tests get a new one.
+                self._proxy_hub.close()
+                self._proxy_hub = None
+                self.proxy_dead = None
             if self._proxy_hub is None:
                 self._proxy_hub = RemoteHub(self._on_proxy_dead)
             return self._proxy_hub

@@ -12,9 +12,10 @@ from faultbox.model.fault import SyscallRule
 from faultbox.model.proxy import ProxyRule, check_fault_for
 from faultbox.model.scenario import Rule
 from faultbox.proxy.hub import check_fault
-from faultbox.proxy.remote import RemoteListener
+from faultbox.proxy.remote import ProxyWorkerError, RemoteListener
 from faultbox.proxy.rules import Installed
 from faultbox.runner.faults import ActiveRule, Stats
+from faultbox.spec.args import ArgError
 
 
 class SyscallBackend:
@@ -83,8 +84,8 @@ class ProxyBackend:
         for rule in rules:
             assert isinstance(rule, ProxyRule)
             problem = check_fault_for(rule.fault, rule.protocol, rule.target) or check_fault(rule.protocol, rule.fault)
-            if problem is not None:
-                raise InfraError(Code.FAULT_NOT_FILTERABLE, problem)
+            if problem is not None:  # the spec's mistake, reported at the fault() call that made it
+                raise ArgError(problem)
             if rule.target not in running:
                 raise InfraError(
                     Code.FAULT_NOT_FILTERABLE,
@@ -101,4 +102,7 @@ class ProxyBackend:
         for ar in active:
             assert isinstance(ar.rule, ProxyRule)
             installed.append(Installed(ar.id, ar.rule, ar.key, ar.assumption))
-        return listener.set_rules(installed)
+        try:
+            return listener.set_rules(installed)
+        except ProxyWorkerError as exc:
+            raise InfraError(Code.PROXY_FAILED, f"{target}: the proxy could not take its rules: {exc}") from None

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from faultbox.errors import InfraError
 from faultbox.model.fault import PARTITION_OP, ActionKind, SyscallRule
 from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic, FaultRecord
@@ -87,7 +86,14 @@ class FaultTable:
             self.by_id[ar.id] = ar
         scope = Scope(active, imperative)
         self._scopes.append(scope)
-        self._sync(active)
+        try:
+            self._sync(active)
+        except BaseException:
+            # Not installed after all: the scope must not linger to be removed (and reported) later.
+            self._scopes.remove(scope)
+            for ar in active:
+                self.by_id.pop(ar.id, None)
+            raise
         for svc, svc_rules in _group(active).items():
             tracing = all(_is_trace(r.rule) for r in svc_rules)
             fields: dict[str, str] = {}
@@ -158,7 +164,7 @@ class FaultTable:
         for scope in reversed(list(self._scopes)):
             try:
                 self.pop(scope)
-            except InfraError:
+            except Exception:  # a backend that is gone: the other scopes still end and are recorded
                 scope.removed = True
 
     # -- internals -----------------------------------------------------------------------------

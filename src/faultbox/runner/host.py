@@ -113,7 +113,12 @@ class TestHost:
     def proxy_address(self, service: str, interface: str) -> tuple[str, int] | None:
         """Where `svc.iface.proxy_addr` points in this test."""
         listener = self.proxies.by_target.get(f"{service}.{interface}")
-        return (listener.host, listener.port) if listener is not None else None
+        if listener is None:
+            raise ArgError(
+                f"{service}.{interface} has no proxy in this test (proxy=False, or a protocol without one)",
+                f"use {service}.{interface}.addr",
+            )
+        return (listener.host, listener.port)
 
     def _port_aliases(self) -> dict[str, str]:
         return {str(real): addr.rpartition(":")[2] for real, addr in self.proxies.aliases.items()}
@@ -358,7 +363,17 @@ class TestHost:
         self.checkpoint()
         return results
 
+    def _not_in_monitor(self, what: str) -> None:
+        """Faults change what the system does; a monitor only watches. (A monitor runs while an
+        event is being appended, possibly on the thread that must answer the change.)"""
+        if self.log.dispatching():
+            raise ArgError(
+                f"{what} cannot run inside a monitor",
+                "monitors only read the trace; start and stop faults in the test or the scenario",
+            )
+
     def apply_faults(self, rules: Sequence[Rule], run: Callable[[], Any] | None) -> Any:
+        self._not_in_monitor("a fault")
         self.checkpoint()
         with self._faults_lock:
             scope = self.faults.push(rules, imperative=run is None)
@@ -372,6 +387,7 @@ class TestHost:
                 self.faults.pop(scope)
 
     def apply_assumptions(self, assumptions: Sequence[FaultAssumption], run: Callable[[], Any]) -> Any:
+        self._not_in_monitor("fault()")
         self.checkpoint()
         handles = [self.monitors.add(m) for fa in assumptions for m in fa.monitors]
         scopes = []
@@ -390,11 +406,13 @@ class TestHost:
                 self.monitors.remove(handle)
 
     def stop_faults(self, service: str, interface: str | None = None) -> None:
+        self._not_in_monitor("fault_stop()")
         self.barrier()
         with self._faults_lock:
             self.faults.stop_target(service, interface)
 
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
+        self._not_in_monitor("partition_start()")
         self.checkpoint()
         with self._faults_lock:
             if pair in self._partitions:
@@ -406,6 +424,7 @@ class TestHost:
             self._partitions[pair] = self.faults.push(rules)
 
     def stop_partition(self, pair: frozenset[str]) -> None:
+        self._not_in_monitor("partition_stop()")
         self.barrier()
         with self._faults_lock:
             scope = self._partitions.pop(pair, None)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from faultbox.errors import Code, SpecError
+from faultbox.errors import Code, InfraError, SpecError
 from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic
 from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
 from faultbox.proxy.hub import check_fault, has_proxy
-from faultbox.proxy.remote import RemoteHub, RemoteListener
+from faultbox.proxy.remote import ProxyWorkerError, RemoteHub, RemoteListener
 from faultbox.proxy.session import Endpoint
 
 Emit = Callable[[str, str, dict[str, str]], object]
@@ -25,14 +25,29 @@ class ProxySet:
         self.by_target: dict[str, RemoteListener] = {}  # "svc.iface" -> its proxy
 
     def open(self, services: Iterable[Service]) -> None:
-        for svc in services:
-            for iface in svc.interfaces:
-                if not iface.proxy or not iface.port or not has_proxy(iface.protocol):
-                    continue
-                endpoint = Endpoint(svc.name, iface.name, iface.protocol, iface.host, iface.port, iface.record)
-                self.by_target[f"{svc.name}.{iface.name}"] = self._hub().open(
-                    endpoint, self._emitter(svc.name), run_seed=self.run_seed
-                )
+        """A proxy for every interface that can have one; InfraError (PROXY_FAILED) when the worker
+        cannot open them."""
+        services = list(services)
+        # Ports the services will bind: a proxy's free port must not be one of them (auto ports
+        # were picked when the spec loaded, and the kernel may hand them out again).
+        taken = {iface.port for svc in services for iface in svc.interfaces}
+        try:
+            for svc in services:
+                for iface in svc.interfaces:
+                    if not iface.proxy or not iface.port or not has_proxy(iface.protocol):
+                        continue
+                    endpoint = Endpoint(svc.name, iface.name, iface.protocol, iface.host, iface.port, iface.record)
+                    self.by_target[f"{svc.name}.{iface.name}"] = self._open(endpoint, svc.name, taken)
+        except (ProxyWorkerError, OSError) as exc:
+            raise InfraError(Code.PROXY_FAILED, f"cannot open the interfaces' proxies: {exc}") from None
+
+    def _open(self, endpoint: Endpoint, service: str, taken: set[int]) -> RemoteListener:
+        for _ in range(8):
+            listener = self._hub().open(endpoint, self._emitter(service), run_seed=self.run_seed)
+            if listener.port not in taken:
+                return listener
+            listener.close()
+        raise InfraError(Code.PROXY_FAILED, "no free port for a proxy outside the services' own ports")
 
     def _emitter(self, service: str) -> Callable[[str, dict[str, str]], None]:
         emit = self.emit

@@ -88,7 +88,9 @@ class ServiceSet:
             own_env = rewrite_env(svc.env, aliases, (iface.port for iface in svc.interfaces), self.proxied)
         except UnknownProxy as exc:
             raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
-        env = {**os.environ, **wiring, **(managed.env if managed else {}), **own_env}
+        # A service's own FAULTBOX_* variables name its real interfaces: those are what it binds.
+        own_wiring = wiring_env([svc], {})
+        env = {**os.environ, **wiring, **own_wiring, **(managed.env if managed else {}), **own_env}
         spec = LaunchSpec(
             name=svc.name,
             argv=managed.argv if managed else svc.argv,

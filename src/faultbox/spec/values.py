@@ -135,9 +135,8 @@ class InterfaceRef:
         host = host_mod.current()
         found = getattr(host, "proxy_address", None)
         if found is not None:
-            addr: tuple[str, int] | None = found(self.service, self.model.name)
-            if addr is not None:
-                return {"ADDR": f"{addr[0]}:{addr[1]}", "HOST": addr[0], "PORT": str(addr[1])}[part]
+            addr: tuple[str, int] = found(self.service, self.model.name)
+            return {"ADDR": f"{addr[0]}:{addr[1]}", "HOST": addr[0], "PORT": str(addr[1])}[part]
         return f"__FB_PROXY_{part}_{self.service}__{self.model.name}__"
 
     def __getattr__(self, name: str) -> Any:

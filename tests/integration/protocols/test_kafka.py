@@ -14,7 +14,8 @@ load("@faultbox/services.star", "kafka")
 
 bus = kafka("bus")
 
-ghost = service("ghost", "python3", interface("main", "kafka", REFUSED_PORT),
+# proxy = False: through a proxy, a refused connection is seen as one reset after connecting.
+ghost = service("ghost", "python3", interface("main", "kafka", REFUSED_PORT, proxy = False),
     args = ["-c", "import time; time.sleep(60)"])
 # Accepts connections (the kernel does, from its backlog) and never answers.
 LISTEN_SILENTLY = ("import socket, time; s = socket.socket(); s.bind(('127.0.0.1', SILENT_PORT)); " +

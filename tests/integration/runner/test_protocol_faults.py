@@ -48,6 +48,12 @@ def test_steps_go_through_the_proxy_and_scopes_nest():
     assert_eq([e.method for e in delays], ["PING", "STOCK a"], "the inner scope left the outer rule in place")
     assert_eq(delays[1].label, "outer")
 
+def test_a_monitor_cannot_start_a_fault():
+    def meddle(e):
+        fault_start(inventory.main, drop())
+    monitor(meddle, type = "step_send")
+    inventory.main.send(data = "PING")
+
 def test_unmatched_rule_is_reported():
     fault(inventory.main, drop(method = "NEVER*"), run = lambda: inventory.main.send(data = "PING"))
 
@@ -61,6 +67,9 @@ def test_assumption_mixes_protocol_and_syscall_rules():
     result = run_spec_text(tmp_path, _spec(inv, api, body))
     for name in ("test_drop_reaches_the_api", "test_steps_go_through_the_proxy_and_scopes_nest"):
         assert_passed(find_test(result, name))
+
+    meddling = find_test(result, "test_a_monitor_cannot_start_a_fault")
+    assert meddling.outcome.value == "failed" and "cannot run inside a monitor" in meddling.reason, meddling.reason
 
     unmatched = find_test(result, "test_unmatched_rule_is_reported")
     codes = [d.code for d in unmatched.diagnostics]
@@ -78,15 +87,16 @@ def test_assumption_mixes_protocol_and_syscall_rules():
 def test_env_names_the_proxy_and_probabilities_replay(tmp_path) -> None:
     inv, api = free_port(), free_port()
     body = """
-probe = service("probe", "python3", args = ["-c",
+probe = service("probe", "python3", interface("main", "tcp", PROBE_PORT), args = ["-c",
     "import os, time; print(os.environ['UP'], os.environ['FAULTBOX_INVENTORY_MAIN_ADDR'], os.environ['P'], " +
-    "flush=True); time.sleep(60)"],
+    "os.environ['FAULTBOX_PROBE_MAIN_PORT'], flush=True); time.sleep(60)"],
     env = {"UP": "tcp://" + inventory.main.addr + "/x", "P": inventory.main.proxy_addr},
     observe = [observe.stdout()], depends_on = [inventory])
 
 def test_wiring():
     assert_eventually(type = "stdout", service = "probe", timeout = "10s")
-    up, wired, placeholder = events(type = "stdout", service = "probe")[0].raw.split(" ")
+    up, wired, placeholder, own = events(type = "stdout", service = "probe")[0].raw.split(" ")
+    assert_eq(own, str(PROBE_PORT), "a service's own variables name its real port")
     assert_eq(placeholder, wired)
     assert_eq(inventory.main.proxy_addr, wired, "in a test, proxy_addr is the live address")
     assert_true(up.startswith("tcp://127.0.0.1:") and up.endswith("/x"), up)
@@ -100,6 +110,7 @@ def test_draws():
     fault(inventory.main, delay(method = "PING", delay = "1ms", probability = "50%"), run = many)
     print("fired=%d" % len(events(type = "proxy", service = "inventory")))
 """
+    body = body.replace("PROBE_PORT", str(free_port()))
     first = run_spec_text(tmp_path, _spec(inv, api, body), seed=7)
     assert_passed(find_test(first, "test_wiring"))
     draws = find_test(first, "test_draws")

@@ -3,7 +3,7 @@ to interfaces (`fault(db.main, error(query="INSERT*", sqlstate="40001"), run=fn)
 
 The constructors only build ProxyFault values; a fault is checked against an interface's protocol
 when it is bound to one (an assumption at load, fault() when it runs), so `error(sqlstate=...)` on
-an HTTP interface, or a `path=` matcher on Redis, is refused with the matchers the protocol has.
+an HTTP interface, or a `path=` matcher on Redis, is refused with what the protocol has.
 """
 
 from __future__ import annotations
@@ -180,12 +180,16 @@ def drop(builder: SpecBuilder, probability: Any, times: int, label: str, **match
     )
 
 
-@builtin("duplicate", "*, topic: str? = None, probability: any = 1.0, label: str = ''")
-def duplicate(builder: SpecBuilder, topic: str | None, probability: Any, label: str) -> ProxyFault:
+@builtin("duplicate", "*, topic: str? = None, probability: any = 1.0, times: int = 0, label: str = ''")
+def duplicate(builder: SpecBuilder, topic: str | None, probability: Any, times: int, label: str) -> ProxyFault:
     """Deliver a matched Kafka produce twice (the client sees one acknowledgement)."""
     what = "duplicate()"
     return ProxyFault(
-        ProxyAction.DUPLICATE, matchers_of(what, {"topic": topic}), probability_of(what, probability), label=label
+        ProxyAction.DUPLICATE,
+        matchers_of(what, {"topic": topic}),
+        probability_of(what, probability),
+        times=_times(what, times),
+        label=label,
     )
 
 
