@@ -1,16 +1,13 @@
 """Fixtures for proxy tests: a real hub and listeners in front of real servers, with events
-collected and rules installed as the runner would."""
+collected and rules installed as the runner would (`workdir` and `serve` come from
+tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
 import itertools
-import shutil
-import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -82,33 +79,3 @@ def proxy_to(hub: ProxyHub) -> Iterator[object]:
     yield make
     for listener in opened:
         listener.close()
-
-
-# Real servers, started the way tests/integration/deps does (its Server helper).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deps"))
-from depserver import Server  # noqa: E402
-
-from faultbox.deps import ServerPlan  # noqa: E402
-
-
-@pytest.fixture
-def workdir() -> Iterator[str]:
-    # Under /tmp: the postgres OS user cannot traverse pytest's 0700 tmp_path.
-    path = tempfile.mkdtemp(prefix="fb-proxy-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[ServerPlan], Server]]:
-    """serve(plan) -> a started real server, stopped at teardown."""
-    servers: list[Server] = []
-
-    def start(plan: ServerPlan) -> Server:
-        server = Server(plan)
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in reversed(servers):
-        server.stop()

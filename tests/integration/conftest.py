@@ -1,13 +1,18 @@
-"""Fixtures: a workdir the postgres OS user can reach, and `serve(plan)`, which starts a real server
-from a ServerPlan and stops it at teardown, checking that none of its processes is left behind."""
+"""Fixtures for the integration tests that start real servers themselves (deps/, proxy/): a
+workdir the postgres OS user can reach, and `serve(plan)`, which starts a real server from a
+ServerPlan and stops it at teardown, checking that none of its processes is left behind."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "deps"))
 from depserver import Server
 
 from faultbox.deps import ServerPlan
