@@ -94,8 +94,9 @@ class SupervisorClient:
         self.request("register", svc_id, name, pid, fd_num)
 
     def set_rules(self, svc_id: int, wire_rules: Sequence[tuple[Any, ...]]) -> dict[int, tuple[int, int, int]]:
-        """Replace a service's rules; returns (matched, fired, unresolved) of the removed ones."""
-        result: dict[int, tuple[int, int, int]] = self.request("rules", svc_id, list(wire_rules))
+        """Replace a service's rules (engine/rules.py WireRule each); returns (matched, fired,
+        unresolved) of the removed ones."""
+        result: dict[int, tuple[int, int, int]] = self.request("rules", svc_id, [tuple(r) for r in wire_rules])
         return result
 
     def unregister(self, svc_id: int) -> None:

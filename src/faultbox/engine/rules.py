@@ -6,19 +6,38 @@ from __future__ import annotations
 import errno as errno_mod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 from faultbox._util.seeds import rule_seed
 from faultbox.model.fault import ActionKind, SyscallRule
 from faultbox.model.syscalls import native_table
 
+# Rule kinds on the wire, for the supervisor (engine/supervisor.py reads them from here).
+K_ALLOW, K_DENY, K_DELAY, K_HOLD, K_TRACE = range(5)
 KIND_CODES = {
-    ActionKind.ALLOW: 0,
-    ActionKind.DENY: 1,
-    ActionKind.DELAY: 2,
-    ActionKind.HOLD: 3,
-    ActionKind.TRACE: 4,
+    ActionKind.ALLOW: K_ALLOW,
+    ActionKind.DENY: K_DENY,
+    ActionKind.DELAY: K_DELAY,
+    ActionKind.HOLD: K_HOLD,
+    ActionKind.TRACE: K_TRACE,
 }
+
+
+class WireRule(NamedTuple):
+    """A syscall rule as the runner sends it to the supervisor: the one wire format both sides
+    name (sent as a plain tuple, since marshal knows no named ones; `WireRule(*t)` reads it back)."""
+
+    id: int
+    nrs: list[int]  # syscall numbers of this machine
+    kind: int  # K_* above
+    errno: int
+    decision: str  # the event's `decision` field: "deny(EIO)", "delay(500ms)", ...
+    delay: float  # seconds
+    probability: float
+    path: str | None  # path glob
+    addr: str | tuple[str, ...] | None  # destination glob(s): an address, and its proxy's
+    tag: str  # hold tag
+    seed: int  # the rule's random stream
 
 
 @dataclass(frozen=True)
@@ -30,7 +49,7 @@ class ActiveRule:
     key: str
     assumption: str = ""
 
-    def wire(self, run_seed: int, addr_aliases: Mapping[str, str] | None = None) -> tuple[Any, ...]:
+    def wire(self, run_seed: int, addr_aliases: Mapping[str, str] | None = None) -> WireRule:
         """The rule on the wire. `addr_aliases` maps a port to the port of its proxy: an address
         rule on a proxied interface (`addr="*:5432"`) also matches connections to its proxy, which
         is where the service's traffic to that interface goes."""
@@ -38,18 +57,18 @@ class ActiveRule:
         action = self.rule.action
         nrs = [table[s] for s in self.rule.syscalls if s in table]
         err = getattr(errno_mod, action.errno, 0) if action.errno else 0
-        return (
-            self.id,
-            nrs,
-            KIND_CODES[action.kind],
-            err,
-            action.decision(),
-            action.delay,
-            action.probability,
-            self.rule.path,
-            _addr_globs(self.rule.addr, addr_aliases or {}),
-            action.tag,
-            rule_seed(run_seed, self.key),
+        return WireRule(
+            id=self.id,
+            nrs=nrs,
+            kind=KIND_CODES[action.kind],
+            errno=err,
+            decision=action.decision(),
+            delay=action.delay,
+            probability=action.probability,
+            path=self.rule.path,
+            addr=_addr_globs(self.rule.addr, addr_aliases or {}),
+            tag=action.tag,
+            seed=rule_seed(run_seed, self.key),
         )
 
 

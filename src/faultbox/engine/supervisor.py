@@ -34,10 +34,9 @@ from typing import Any
 
 from faultbox._util.globs import field_match, path_match
 from faultbox.engine import _abi, _notify, procmem
+from faultbox.engine.rules import K_DELAY, K_DENY, K_HOLD, WireRule
 from faultbox.model.syscalls import FD_ARG0, PATH_ARG, SOCKADDR_ARG1, is_system_path, native_table
 
-# Rule kinds on the wire (must match engine/rules.py).
-K_ALLOW, K_DENY, K_DELAY, K_HOLD, K_TRACE = range(5)
 _FIRING = (K_DENY, K_DELAY, K_HOLD)
 _BATCH = 256
 _FLUSH_AFTER = 0.002
@@ -50,12 +49,14 @@ class Rule:
         "unresolved",
     )  # fmt: skip
 
-    def __init__(self, wire: tuple[Any, ...]) -> None:
-        (self.id, self.nrs, self.kind, self.errno, self.decision, self.delay, self.prob, self.path, self.addr,
-         self.tag, seed) = wire  # fmt: skip
-        self.rng = random.Random(seed) if self.prob < 1.0 else None
-        if isinstance(self.addr, str):  # one glob, or several (an address and its proxy's)
-            self.addr = (self.addr,)
+    def __init__(self, sent: tuple[Any, ...]) -> None:
+        wire = WireRule(*sent)
+        self.id, self.nrs, self.kind, self.errno = wire.id, wire.nrs, wire.kind, wire.errno
+        self.decision, self.delay, self.prob = wire.decision, wire.delay, wire.probability
+        self.path, self.tag = wire.path, wire.tag
+        self.rng = random.Random(wire.seed) if self.prob < 1.0 else None
+        # one glob, or several (an address and its proxy's)
+        self.addr = (wire.addr,) if isinstance(wire.addr, str) else wire.addr
         self.matched = self.fired = self.unresolved = 0
 
 

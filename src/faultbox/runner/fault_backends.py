@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from faultbox.engine.client import SupervisorClient
-from faultbox.engine.rules import ActiveRule as WireRule
+from faultbox.engine.rules import ActiveRule as SupervisorRule
 from faultbox.errors import Code, InfraError
 from faultbox.model.fault import SyscallRule
 from faultbox.model.proxy import ProxyRule, check_fault_for
@@ -64,7 +64,7 @@ class SyscallBackend:
         aliases = self.addr_aliases()
         for ar in active:
             assert isinstance(ar.rule, SyscallRule)
-            wire.append(WireRule(ar.id, ar.rule, ar.key, ar.assumption).wire(self.run_seed, aliases))
+            wire.append(SupervisorRule(ar.id, ar.rule, ar.key, ar.assumption).wire(self.run_seed, aliases))
         return self.supervisor.set_rules(svc_id, wire)
 
 
