@@ -552,27 +552,13 @@ def interleave(
         proxied.trip()
         wd.count += 1
     with _no_gc():
+        order = (("direct", direct, d), ("proxy", proxied, p))
         for i in range(samples):
-            if i & 1:
-                wd.where = "proxy"
+            for where, conn, out in order[::-1] if i & 1 else order:  # who goes first alternates
+                wd.where = where
                 t0 = clock()
-                proxied.trip()
-                t1 = clock()
-                wd.where = "direct"
-                direct.trip()
-                t2 = clock()
-                p.append(t1 - t0)
-                d.append(t2 - t1)
-            else:
-                wd.where = "direct"
-                t0 = clock()
-                direct.trip()
-                t1 = clock()
-                wd.where = "proxy"
-                proxied.trip()
-                t2 = clock()
-                d.append(t1 - t0)
-                p.append(t2 - t1)
+                conn.trip()
+                out.append(clock() - t0)
             wd.count += 1
     wd.where = ""
     return [x / 1000 for x in d], [x / 1000 for x in p]

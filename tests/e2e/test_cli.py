@@ -97,7 +97,7 @@ def test_ping():
     assert doc["seed"] == 4 and doc["counts"]["pass"] == 1
     [test] = doc["tests"]
     types = [e["type"] for e in test["events"]]
-    assert types[:2] == ["service_started", "service_ready"]
+    assert types[:3] == ["proxy_started", "service_started", "service_ready"], "the proxy is up before the service"
     assert "step_send" in types and "step_recv" in types and types[-1] == "service_exited"
     assert [e["seq"] for e in test["events"]] == list(range(1, len(types) + 1))
     assert test["replay"] == f"faultbox test {spec} --test test_ping --seed 4"

@@ -31,9 +31,6 @@ ACTION_BUILTINS = {
     ProxyAction.DUPLICATE: "duplicate",
 }
 
-# Every matcher keyword a protocol fault builtin takes; `op=` is the reference's alias of `method=`.
-MATCHERS = ("method", "path", "query", "command", "key", "topic")
-
 
 @dataclass(frozen=True, slots=True)
 class ProtocolFaults:
@@ -41,14 +38,12 @@ class ProtocolFaults:
 
     matchers: tuple[str, ...]
     actions: frozenset[ProxyAction]
-    method_means: str = "the method"
     answers: tuple[str, ...] = ()  # what an error()/response() on it may set: status, sqlstate, ...
 
 
 _HTTP = ProtocolFaults(
     ("method", "path"),
     frozenset({ProxyAction.RESPOND, ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
-    "the HTTP method",
     ("status", "message", "body", "headers"),
 )
 
@@ -58,24 +53,19 @@ PROTOCOL_FAULTS: dict[str, ProtocolFaults] = {
     "postgres": ProtocolFaults(
         ("query",),
         frozenset({ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
-        "the statement",
         ("sqlstate", "message"),
     ),
     "redis": ProtocolFaults(
         ("command", "key"),
         frozenset({ProxyAction.RESPOND, ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP}),
-        "the command",
         ("message", "body", "value"),
     ),
     "kafka": ProtocolFaults(
         ("method", "topic"),
         frozenset({ProxyAction.ERROR, ProxyAction.DELAY, ProxyAction.DROP, ProxyAction.DUPLICATE}),
-        "the API (produce, fetch, metadata, ...)",
         ("code",),
     ),
-    "tcp": ProtocolFaults(
-        ("method",), frozenset({ProxyAction.DELAY, ProxyAction.DROP}), "a prefix of the connection's first bytes"
-    ),
+    "tcp": ProtocolFaults(("method",), frozenset({ProxyAction.DELAY, ProxyAction.DROP})),
 }
 
 

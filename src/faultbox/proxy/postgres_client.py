@@ -35,6 +35,7 @@ from faultbox.proxy.postgres_wire import (
     give_up,
     injected_error,
     message,
+    pass_and_hold,
     unpack_len,
 )
 from faultbox.proxy.rules import Verdict
@@ -224,15 +225,7 @@ class ClientSide:
         except (ValueError, IndexError) as exc:  # a message without its NUL terminators, or cut short
             self.why = f"a malformed message ({exc})"
             return give_up(ops, data, start, self.wire)
-        if start < pos:
-            if start == 0 and pos == n:
-                ops.append(data)
-            else:
-                ops.append((mv or memoryview(data))[start:pos])
-        if pos < n:
-            rest = data[pos:]
-            self._held.hold(rest, 5 if len(rest) < 5 else 1 + unpack_len(rest, 1)[0])
-        return ops
+        return pass_and_hold(ops, data, mv, start, pos, self._held)
 
     # -- segments ------------------------------------------------------------------------------
 

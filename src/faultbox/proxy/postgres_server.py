@@ -23,6 +23,7 @@ from faultbox.proxy.postgres_wire import (
     error_fields,
     error_message,
     give_up,
+    pass_and_hold,
     python_encoding,
     unpack_len,
 )
@@ -156,15 +157,7 @@ class ServerSide:
         if pos > n:
             self._skip = pos - n
             pos = n
-        if start < pos:
-            if start == 0 and pos == n:
-                out.append(data)
-            else:
-                out.append((mv or memoryview(data))[start:pos])
-        if pos < n:
-            rest = data[pos:]
-            self._held.hold(rest, 5 if len(rest) < 5 else 1 + unpack_len(rest, 1)[0])
-        return out
+        return pass_and_hold(out, data, mv, start, pos, self._held)
 
     def _enter(self) -> Segment | None:
         """The tracked segment the server answers next, if it is the current one."""

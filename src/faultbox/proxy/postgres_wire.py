@@ -192,6 +192,21 @@ class Parts:
         return whole
 
 
+def pass_and_hold(ops: list[Op], data: bytes, mv: memoryview | None, start: int, pos: int, held: Parts) -> list[Op]:
+    """Pass on the whole messages of `data[start:pos]` (the buffer itself when that is all of it)
+    and hold an incomplete message at the end until its missing bytes arrive."""
+    n = len(data)
+    if start < pos:
+        if start == 0 and pos == n:
+            ops.append(data)
+        else:
+            ops.append((mv or memoryview(data))[start:pos])
+    if pos < n:
+        rest = data[pos:]
+        held.hold(rest, 5 if len(rest) < 5 else 1 + unpack_len(rest, 1)[0])
+    return ops
+
+
 def give_up(ops: list[Op], data: bytes, start: int, wire: Wire) -> list[Op]:
     """Stop decoding: pass on what is left (the peer will complain itself if it is malformed)."""
     wire.lost = True

@@ -45,7 +45,8 @@ class Backend(Protocol):
         """The unit rules are installed on together (a service, an interface)."""
 
     def check(self, rules: Sequence[Rule]) -> None:
-        """Raise InfraError for a rule that could never fire here."""
+        """Raise for a rule that could never fire here: InfraError when the test's set-up cannot
+        carry it, ArgError when the rule itself is the spec's mistake."""
 
     def sync(self, target: str, active: Sequence[ActiveRule]) -> Stats:
         """Install exactly `active` on `target`; return the stats of the rules removed."""

@@ -58,7 +58,11 @@ class TestHost:
         self._proxy_ports: dict[int, str] = {}  # proxy port -> the real address behind it
         backends: dict[str, Backend] = {
             "syscall": SyscallBackend(
-                ctx.supervisor, ctx.spec.syscalls, lambda: self.services.svc_ids, ctx.seed, self._port_aliases
+                ctx.supervisor,
+                ctx.spec.syscalls,
+                lambda: self.services.svc_ids,
+                ctx.seed,
+                lambda: self.proxies.port_aliases,
             ),
             "proxy": ProxyBackend(self.proxies.listeners),
         }
@@ -93,8 +97,6 @@ class TestHost:
         self.ctx.proxy_dead_sink = self._on_proxy_dead
         if self.ctx.supervisor_dead:
             self._on_supervisor_dead(self.ctx.supervisor_dead)
-        if self.ctx.proxy_dead:
-            self._on_proxy_dead(self.ctx.proxy_dead)
 
     def detach(self) -> None:
         self.ctx.pump.before_lines = None
@@ -107,6 +109,7 @@ class TestHost:
         self.proxies.open(self.ctx.spec.services.values())
         self._proxy_ports = self.proxies.real_addresses
         self.services.proxied = self.proxies.addresses
+        self.services.proxy_aliases = self.proxies.aliases
         self.services.start_all()
         self._svc_names = {v: k for k, v in self.services.svc_ids.items()}
 
@@ -119,9 +122,6 @@ class TestHost:
                 f"use {service}.{interface}.addr",
             )
         return (listener.host, listener.port)
-
-    def _port_aliases(self) -> dict[str, str]:
-        return {str(real): addr.rpartition(":")[2] for real, addr in self.proxies.aliases.items()}
 
     def teardown(self) -> None:
         """Remove every fault, flush the trace, stop everything. Never raises."""
@@ -222,7 +222,7 @@ class TestHost:
     def _infra(self, message: str, code: Code = Code.SUPERVISOR_FAILED) -> None:
         if self.infra_error is None:
             self.infra_error = InfraError(code, message)
-            self.emit("supervisor_failed" if code is Code.SUPERVISOR_FAILED else "proxy_failed", "", {"error": message})
+            self.emit(code.value.lower(), "", {"error": message})  # supervisor_failed, proxy_failed
 
     def _source_emit(self, kind: str) -> Callable[..., None]:
         """The emit a WAL or topic source gets: it flushes what causally precedes its events."""

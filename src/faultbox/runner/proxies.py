@@ -37,7 +37,19 @@ class ProxySet:
                     if not iface.proxy or not iface.port or not has_proxy(iface.protocol):
                         continue
                     endpoint = Endpoint(svc.name, iface.name, iface.protocol, iface.host, iface.port, iface.record)
-                    self.by_target[f"{svc.name}.{iface.name}"] = self._open(endpoint, svc.name, taken)
+                    listener = self._open(endpoint, svc.name, taken)
+                    self.by_target[f"{svc.name}.{iface.name}"] = listener
+                    self.emit(
+                        "proxy_started",
+                        svc.name,
+                        {
+                            "interface": iface.name,
+                            "protocol": iface.protocol,
+                            "listen": listener.addr,
+                            "target": iface.addr,
+                            "mode": "passthrough",
+                        },
+                    )
         except (ProxyWorkerError, OSError) as exc:
             raise InfraError(Code.PROXY_FAILED, f"cannot open the interfaces' proxies: {exc}") from None
 
@@ -60,16 +72,20 @@ class ProxySet:
     @property
     def addresses(self) -> dict[tuple[str, str], tuple[str, int]]:
         """(service, interface) -> the proxy's (host, port)."""
-        out: dict[tuple[str, str], tuple[str, int]] = {}
-        for target, listener in self.by_target.items():
-            svc, iface = target.split(".", 1)
-            out[(svc, iface)] = (listener.host, listener.port)
-        return out
+        return {
+            (listener.endpoint.service, listener.endpoint.interface): (listener.host, listener.port)
+            for listener in self.by_target.values()
+        }
 
     @property
     def aliases(self) -> dict[int, str]:
         """Real port -> proxy address, for rewriting env values and endpoints."""
         return {listener.endpoint.target_port: listener.addr for listener in self.by_target.values()}
+
+    @property
+    def port_aliases(self) -> dict[str, str]:
+        """Real port -> proxy port, as text, for syscall address rules (`addr="*:5432"`)."""
+        return {str(listener.endpoint.target_port): str(listener.port) for listener in self.by_target.values()}
 
     @property
     def real_addresses(self) -> dict[int, str]:

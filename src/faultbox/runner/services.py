@@ -57,8 +57,10 @@ class ServiceSet:
         self.on_unexpected_exit: Callable[[RunningService, int], None] | None = None
         # The emit handed to a managed server's event sources, by server kind.
         self.source_emit: Callable[[str], Emit] = lambda kind: emit
-        # (service, interface) -> its proxy's (host, port), set before start_all().
+        # Set before start_all(): (service, interface) -> its proxy's (host, port), and the same by
+        # the interface's real port -> "host:port" (for rewriting env values).
         self.proxied: dict[tuple[str, str], tuple[str, int]] = {}
+        self.proxy_aliases: dict[int, str] = {}
 
     @property
     def svc_ids(self) -> dict[str, int]:
@@ -80,12 +82,8 @@ class ServiceSet:
                 )
         syscalls = self.ctx.spec.syscalls.get(svc.name, frozenset())
         svc_id = self.ctx.next_svc_id() if syscalls else None
-        aliases = {
-            self.ctx.spec.services[s].interface(i).port: f"{host}:{port}"  # type: ignore[union-attr]
-            for (s, i), (host, port) in self.proxied.items()
-        }
         try:
-            own_env = rewrite_env(svc.env, aliases, (iface.port for iface in svc.interfaces), self.proxied)
+            own_env = rewrite_env(svc.env, self.proxy_aliases, (iface.port for iface in svc.interfaces), self.proxied)
         except UnknownProxy as exc:
             raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
         # A service's own FAULTBOX_* variables name its real interfaces: those are what it binds.

@@ -104,17 +104,18 @@ def response(
         raise ArgError(f"{what}: body= and value= are the same reply; give one")
     nil = value is None
     text = _body(what, body if value == _UNSET else (None if nil else value))
-    return ProxyFault(
+    return _fault(
         ProxyAction.RESPOND,
-        matchers_of(what, matchers),
-        probability_of(what, probability),
+        what,
+        matchers,
+        probability,
+        times,
+        label,
         status=status,
         body=text,
         headers=_headers(what, headers),
         nil=nil,
         delay=delay or 0.0,
-        times=_times(what, times),
-        label=label,
     )
 
 
@@ -151,10 +152,13 @@ def error(
         raise ArgError(f"{what}: code= is a Kafka error code: a name or a number, got {type_name(code)}")
     if status is not None and not 100 <= status <= 599:
         raise ArgError(f"{what}: status={status} is not an HTTP status (100..599)")
-    return ProxyFault(
+    return _fault(
         ProxyAction.ERROR,
-        matchers_of(what, matchers),
-        probability_of(what, probability),
+        what,
+        matchers,
+        probability,
+        times,
+        label,
         status=status,
         message=message,
         body=_body(what, body),
@@ -162,58 +166,45 @@ def error(
         code=None if code is None else str(code),
         headers=_headers(what, headers),
         delay=delay or 0.0,
-        times=_times(what, times),
-        label=label,
     )
 
 
 @builtin("drop", f"*, {MATCHER_PARAMS}")
 def drop(builder: SpecBuilder, probability: Any, times: int, label: str, **matchers: str | None) -> ProxyFault:
     """Cut the connection (a TCP reset) when a request matches."""
-    what = "drop()"
-    return ProxyFault(
-        ProxyAction.DROP,
-        matchers_of(what, matchers),
-        probability_of(what, probability),
-        times=_times(what, times),
-        label=label,
-    )
+    return _fault(ProxyAction.DROP, "drop()", matchers, probability, times, label)
 
 
 @builtin("duplicate", "*, topic: str? = None, probability: any = 1.0, times: int = 0, label: str = ''")
 def duplicate(builder: SpecBuilder, topic: str | None, probability: Any, times: int, label: str) -> ProxyFault:
     """Deliver a matched Kafka produce twice (the client sees one acknowledgement)."""
-    what = "duplicate()"
-    return ProxyFault(
-        ProxyAction.DUPLICATE,
-        matchers_of(what, {"topic": topic}),
-        probability_of(what, probability),
-        times=_times(what, times),
-        label=label,
-    )
+    return _fault(ProxyAction.DUPLICATE, "duplicate()", {"topic": topic}, probability, times, label)
 
 
 def proxy_delay(
     duration: float, probability: Any, times: int, label: str, matchers: Mapping[str, str | None]
 ) -> ProxyFault:
     """delay(<matchers>, delay="500ms"): the protocol form of delay()."""
-    what = "delay()"
     if duration <= 0:
-        raise ArgError(f"{what}: the delay must be positive")
-    return ProxyFault(
-        ProxyAction.DELAY,
-        matchers_of(what, matchers),
-        probability_of(what, probability),
-        delay=duration,
-        times=_times(what, times),
-        label=label,
-    )
+        raise ArgError("delay(): the delay must be positive")
+    return _fault(ProxyAction.DELAY, "delay()", matchers, probability, times, label, delay=duration)
 
 
-def _times(what: str, times: int) -> int:
+def _fault(
+    action: ProxyAction,
+    what: str,
+    matchers: Mapping[str, str | None],
+    probability: Any,
+    times: int,
+    label: str,
+    **answer: Any,
+) -> ProxyFault:
+    """The part every protocol fault builtin shares: matchers, probability, times and label checked."""
     if times < 0:
         raise ArgError(f"{what}: times={times} is negative", "times=0 (the default) fires on every match")
-    return times
+    return ProxyFault(
+        action, matchers_of(what, matchers), probability_of(what, probability), times=times, label=label, **answer
+    )
 
 
 # -- binding to interfaces ---------------------------------------------------------------------
