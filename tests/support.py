@@ -5,10 +5,12 @@ conftest.py of their own)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from faultbox.model.result import RunResult, TestResult
 
@@ -97,3 +99,13 @@ def find_test(result: RunResult, name: str) -> TestResult:
 
 def assert_passed(test: TestResult) -> None:
     assert test.outcome.value == "passed", f"{test.name}: {test.outcome.value}: {test.reason}"
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py as a module, for the smoke tests of its measuring machinery."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

@@ -142,13 +142,14 @@ class FaultTable:
         self.emit("fault_not_fired", legs[0].rule.service, {"keyword": "connect", "decision": "partition"})
 
     def stop_target(self, service: str, interface: str | None = None) -> None:
-        """fault_stop()/trace_stop(): remove the imperative rules on a service (or on one of its
-        interfaces only)."""
+        """fault_stop()/trace_stop(): remove the imperative rules on a service. Given an interface,
+        its own protocol rules go, and the service's syscall rules (an interface names its service
+        for those, as it always has), but not the protocol rules of its other interfaces."""
 
         def mine(ar: ActiveRule) -> bool:
             if ar.rule.service != service:
                 return False
-            return interface is None or (isinstance(ar.rule, ProxyRule) and ar.rule.interface == interface)
+            return interface is None or not isinstance(ar.rule, ProxyRule) or ar.rule.interface == interface
 
         for scope in [s for s in self._scopes if s.imperative]:
             taken = [r for r in scope.rules if mine(r)]

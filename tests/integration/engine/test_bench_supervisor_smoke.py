@@ -7,17 +7,16 @@ exactly one error per call, that faultbox emitted one event per call and a delay
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from faultbox.model.fault import Action, ActionKind
+from support import load_bench
 
 ROOT = Path(__file__).resolve().parents[3]
 CALLS = 300
@@ -29,16 +28,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_supervisor", ROOT / "bench" / "bench_supervisor.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("bench_supervisor")
 
 
 @pytest.fixture(scope="module")

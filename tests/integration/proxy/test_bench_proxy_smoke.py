@@ -8,31 +8,21 @@ above zero both ways, traffic seen by the proxy).
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from support import load_bench
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = 40
 
 
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_proxy", ROOT / "bench" / "bench_proxy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("bench_proxy")
 
 
 def _other() -> tuple[str, bool]:

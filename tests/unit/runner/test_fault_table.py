@@ -80,13 +80,17 @@ def test_a_protocol_rule_that_matched_nothing_is_reported() -> None:
 def test_stop_target_removes_one_interface_or_a_whole_service() -> None:
     sb, pb = FakeBackend(), FakeBackend()
     table, _ = _table(sb, pb)
-    table.push(
-        [_proxy(), SyscallRule("api", "write", ("write",), Action(ActionKind.DENY, errno="EIO"))], imperative=True
-    )
+    other = ProxyRule("api", "admin", "http", ProxyFault(ProxyAction.DROP))
+    table.push([_proxy(), other], imperative=True)
     table.stop_target("api", "main")
-    assert pb.installed["api.main"] == [] and len(sb.installed["api"]) == 1
+    assert pb.installed["api.main"] == [] and len(pb.installed["api.admin"]) == 1, "only that interface's"
+    write = SyscallRule("api", "write", ("write",), Action(ActionKind.DENY, errno="EIO"))
+    table.push([write], imperative=True)
+    table.stop_target("api", "admin")
+    assert pb.installed["api.admin"] == [] and sb.installed["api"] == [], "an interface names its service's syscalls"
+    table.push([_proxy(), other, write], imperative=True)
     table.stop_target("api")
-    assert sb.installed["api"] == []
+    assert pb.installed["api.main"] == pb.installed["api.admin"] == sb.installed["api"] == []
 
 
 def test_a_backend_refusal_installs_nothing() -> None:
