@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from faultbox._util.globs import field_match, has_glob
 from faultbox.model.event import Event
 
+MOCK_PREFIX = "mock."
+
 
 @dataclass(frozen=True, slots=True)
 class Filter:
@@ -18,7 +20,17 @@ class Filter:
 
     @classmethod
     def of(cls, filters: Mapping[str, str]) -> Filter:
-        return cls(tuple((k, v, has_glob(v)) for k, v in filters.items()))
+        items: list[tuple[str, str, bool]] = []
+        for key, value in filters.items():
+            if key == "type" and value.startswith(MOCK_PREFIX) and len(value) > len(MOCK_PREFIX):
+                # The reference names a mock's events "mock.<op>": here they are `mock` events with
+                # an `op` field, and its spelling is understood as that pair.
+                items.append(("type", "mock", False))
+                op = value[len(MOCK_PREFIX) :]
+                items.append(("op", op, has_glob(op)))
+                continue
+            items.append((key, value, has_glob(value)))
+        return cls(tuple(items))
 
     def __bool__(self) -> bool:
         return bool(self.items)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultbox.errors import SourceLocation
+from faultbox.model.mock import MockConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,13 @@ class Service:
     managed: Managed | None = None
     seed: Any = None  # a spec callable run after the service is ready (schema, data)
     reset: Any = None  # run after seed: every test gets a fresh service, so it is a second seed
+    mocks: Mapping[str, MockConfig] = field(default_factory=dict)  # interface -> how it answers
     location: SourceLocation | None = None
+
+    @property
+    def is_mock(self) -> bool:
+        """A mock_service(): served by faultbox itself, no process."""
+        return bool(self.mocks)
 
     def interface(self, name: str) -> Interface | None:
         for iface in self.interfaces:

@@ -19,7 +19,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from faultbox.model.mock import MockConfig
 from faultbox.model.proxy import ProxyFault
+from faultbox.proxy.mock import MOCK_SERVERS, Caller, MockContext, MockServer
 from faultbox.proxy.rules import Installed, RuleBook
 from faultbox.proxy.session import Endpoint, EventSink, Session, Stream
 
@@ -109,6 +111,14 @@ class ProxyHub:
         listener = Listener(self, endpoint, codec, emit, RuleBook(run_seed))
         self.call(listener._start(host, port))
         return listener
+
+    def open_mock(self, endpoint: Endpoint, config: MockConfig, emit: EventSink, call: Caller) -> MockServer:
+        """Serve a mock on its interface's own host:port; returns once it accepts."""
+        if endpoint.protocol not in MOCK_SERVERS:
+            raise ValueError(f"no mock server for protocol {endpoint.protocol!r}")
+        server = MockServer(self.loop, MockContext(endpoint, config, emit, call))
+        self.call(server.start())
+        return server
 
     def next_conn_id(self) -> int:
         return next(self._conn_ids)

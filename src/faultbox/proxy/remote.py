@@ -17,13 +17,19 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from faultbox.model.mock import MockConfig
 from faultbox.proxy.rules import Installed
 from faultbox.proxy.session import Endpoint, EventSink
 from faultbox.proxy.worker import MAX_MESSAGE
 
 _TIMEOUT = 10.0
+_HANDLER_THREADS = 8
+
+# (handler number, request dict) -> ("ok", MockResponse) | ("error", message); runs on a thread of its own.
+MockHandler = Callable[[int, dict[str, Any]], tuple[str, Any]]
 
 
 class ProxyWorkerError(RuntimeError):
@@ -59,6 +65,8 @@ class RemoteHub:
         self._pending: dict[int, _Pending] = {}
         self._emitters: dict[int, EventSink] = {}
         self._listeners: dict[int, RemoteListener] = {}
+        self._handlers: dict[int, MockHandler] = {}
+        self._calls: ThreadPoolExecutor | None = None
         self.dead: str | None = None
         self._closing = False
         self._reader = threading.Thread(target=self._read, name="faultbox-proxy-reader", daemon=True)
@@ -103,6 +111,20 @@ class RemoteHub:
             raise
         return listener
 
+    def open_mock(self, endpoint: Endpoint, config: MockConfig, emit: EventSink, handler: MockHandler) -> RemoteMock:
+        """Serve a mock on endpoint's host:port in the worker; `handler` computes its dynamic answers."""
+        lid = next(self._ids)
+        mock = RemoteMock(self, lid, endpoint)
+        with self._lock:
+            self._emitters[lid] = emit
+            self._handlers[lid] = handler
+        try:
+            mock.host, mock.port = self.request("mock", lid, endpoint, config.wire())
+        except ProxyWorkerError:
+            self.forget(lid)
+            raise
+        return mock
+
     def sync(self, timeout: float = 5.0) -> None:
         """Every event emitted before now is in its listener's emit when this returns."""
         if self.dead is None:
@@ -121,6 +143,8 @@ class RemoteHub:
             self.proc.wait(5.0)
         self._sock.close()
         self._reader.join(5.0)
+        if self._calls is not None:
+            self._calls.shutdown(wait=False, cancel_futures=True)
 
     # -- the reader ----------------------------------------------------------------------------
 
@@ -151,12 +175,40 @@ class RemoteHub:
                         except Exception:
                             pass  # the trace's own errors are the trace's; the reader goes on
                 continue
+            if message[0] == "call":
+                self._call(*message[1:])
+                continue
             with self._lock:
                 pending = self._pending.pop(message[1], None)
             if pending is not None:
                 pending.ok = message[0] == "ok"
                 pending.value = message[2]
                 pending.done.set()
+
+    def _call(self, cid: int, lid: int, handler_id: int, request: dict[str, Any]) -> None:
+        """Run a mock's dynamic handler off the reader thread (it may query the trace, which needs
+        the reader), then send its answer."""
+        handler = self._handlers.get(lid)
+        if self._calls is None:
+            self._calls = ThreadPoolExecutor(_HANDLER_THREADS, thread_name_prefix="faultbox-mock")
+
+        def run() -> None:
+            if handler is None:
+                outcome: tuple[str, Any] = ("error", "the mock was stopped")
+            else:
+                try:
+                    outcome = handler(handler_id, request)
+                except BaseException as exc:  # the handler's own errors come back as answers
+                    outcome = ("error", f"{type(exc).__name__}: {exc}")
+            data = pickle.dumps(("answer", cid, *outcome), protocol=pickle.HIGHEST_PROTOCOL)
+            with self._lock:
+                if self.dead is None:
+                    try:
+                        self._sock.sendall(data)
+                    except OSError:
+                        pass
+
+        self._calls.submit(run)
 
     def _dead(self, why: str) -> None:
         code = self.proc.poll()
@@ -175,6 +227,33 @@ class RemoteHub:
         with self._lock:
             self._emitters.pop(lid, None)
             self._listeners.pop(lid, None)
+            self._handlers.pop(lid, None)
+
+
+class RemoteMock:
+    """A mock interface served in the worker."""
+
+    def __init__(self, hub: RemoteHub, lid: int, endpoint: Endpoint) -> None:
+        self.hub = hub
+        self.lid = lid
+        self.endpoint = endpoint
+        self.host = endpoint.target_host
+        self.port = endpoint.target_port
+        self._closed = False
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.hub.request("close", self.lid, timeout=15.0)
+        except ProxyWorkerError:
+            pass
+        self.hub.forget(self.lid)
 
 
 class RemoteListener:

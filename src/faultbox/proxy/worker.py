@@ -12,15 +12,22 @@ socket of pickled messages:
     -> ("rules", req, lid, [Installed, ...])                <- ("ok", req, {rule id: (matched, fired, 0)})
     -> ("close", req, lid)                                  <- ("ok", req, None)
     -> ("sync", req)                                        <- ("ok", req, None), after every event before it
+    -> ("mock", req, lid, endpoint, MockConfig)             <- ("ok", req, (host, port)) | ("err", req, text)
                                                             <- ("events", [(lid, type, fields), ...])
+                                                            <- ("call", cid, lid, handler, request dict)
+    -> ("answer", cid, "ok" | "error", MockResponse | text)     (no reply: it answers a call)
 Events and replies share the socket, in order: a reply to "sync" comes after every event the
-proxies emitted before it. The worker exits when the socket closes or its parent dies.
+proxies emitted before it. A mock's `dynamic(fn)` answer is computed in the runner: the worker sends a "call" (after the
+events before it) and the mock's request waits for its "answer". The worker exits when the socket
+closes or its parent dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
+import itertools
 import os
 import pickle
 import signal
@@ -29,7 +36,9 @@ import sys
 import threading
 from typing import Any
 
+from faultbox.model.mock import MockConfig
 from faultbox.proxy.hub import Listener, ProxyHub
+from faultbox.proxy.mock import Caller, MockServer
 from faultbox.proxy.session import Endpoint
 
 _PR_SET_PDEATHSIG = 1
@@ -41,6 +50,9 @@ class Worker:
         self.sock = sock
         self.hub = ProxyHub()
         self.listeners: dict[int, Listener] = {}
+        self.mocks: dict[int, MockServer] = {}
+        self._calls: dict[int, asyncio.Future[tuple[str, Any]]] = {}
+        self._call_ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._pending: list[tuple[int, str, dict[str, str]]] = []
         self.limit = min(MAX_MESSAGE, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
@@ -84,6 +96,27 @@ class Worker:
     async def _flush_now(self) -> None:
         self.flush()
 
+    # -- dynamic answers of mocks, on the loop thread -------------------------------------------
+
+    def caller(self, lid: int) -> Caller:
+        async def call(handler: int, request: dict[str, Any]) -> tuple[str, Any]:
+            cid = next(self._call_ids)
+            future: asyncio.Future[tuple[str, Any]] = self.hub.loop.create_future()
+            self._calls[cid] = future
+            try:
+                self.flush()  # the events before the call reach the runner before it
+                self.send(("call", cid, lid, handler, request))
+                return await future
+            finally:
+                self._calls.pop(cid, None)
+
+        return call
+
+    def _answered(self, cid: int, outcome: tuple[str, Any]) -> None:
+        future = self._calls.get(cid)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
     # -- requests, on the main thread -----------------------------------------------------------
 
     def serve(self) -> None:
@@ -95,6 +128,10 @@ class Worker:
             if not data:
                 break
             request = pickle.loads(data)
+            if request[0] == "answer":
+                _, cid, kind, value = request
+                self.hub.loop.call_soon_threadsafe(self._answered, cid, (kind, value))
+                continue
             try:
                 value = self.handle(request)
             except Exception as exc:
@@ -111,6 +148,12 @@ class Worker:
             listener = self.hub.open(endpoint, self.emitter(lid), run_seed=run_seed, host=host, port=port)
             self.listeners[lid] = listener
             return (listener.host, listener.port)
+        if kind == "mock":
+            _, _, lid, endpoint, config = request
+            assert isinstance(endpoint, Endpoint) and isinstance(config, MockConfig)
+            server = self.hub.open_mock(endpoint, config, self.emitter(lid), self.caller(lid))
+            self.mocks[lid] = server
+            return (server.host, server.port)
         if kind == "rules":
             _, _, lid, rules = request
             return self.listeners[lid].set_rules(rules)
@@ -118,6 +161,8 @@ class Worker:
             closing: int = request[2]
             if closing in self.listeners:
                 self.listeners.pop(closing).close()
+            if closing in self.mocks:
+                self.hub.call(self.mocks.pop(closing).stop(), 10.0)
             self.hub.call(self._flush_now())
             return None
         if kind == "sync":

@@ -258,6 +258,11 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
         res.outcome = Outcome.FAILED
         res.location = violation.location or res.location
         return res
+    failure = host.mock_handlers.failure
+    if failure is not None:  # a mock's own handler broke: what the system saw was not the spec's intent
+        res = _set(res, Outcome.FAILED, failure.message, None)
+        res.location = failure.location or res.location
+        return res
     if isinstance(body.error, Halted):
         return _set(res, Outcome.HALTED, f"halted: {body.error}", body.error)
     if isinstance(body.error, TestTimeout):

@@ -29,6 +29,7 @@ from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
 from faultbox.runner.faults import Backend, FaultTable, Scope
+from faultbox.runner.mocks import MockHandlers
 from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.proxies import ProxySet
 from faultbox.runner.services import RunningService, ServiceSet
@@ -85,6 +86,8 @@ class TestHost:
         self.wal_flushed = Presync(self._flush_wal)
         self.proxy_flushed = Presync(self._sync_proxies)
         self.services.source_emit = self._source_emit
+        self.mock_handlers = MockHandlers()
+        self.services.mock_handler = self.mock_handlers.for_service
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -205,7 +208,7 @@ class TestHost:
         if rs is not None and not rs.stopping:
             # All tasks of a service gone closes its listener; a live service must not lose it.
             def check() -> None:
-                if rs.process.alive() and not rs.stopping:
+                if rs.alive() and not rs.stopping:
                     self._infra(f"the syscall supervisor stopped answering {service} while it still runs")
 
             timer = threading.Timer(0.5, check)
@@ -215,8 +218,12 @@ class TestHost:
     def _on_supervisor_dead(self, why: str) -> None:
         self._infra(f"the syscall supervisor died ({why}); intercepted syscalls can no longer be answered")
 
+    def _uses_worker(self) -> bool:
+        """Whether this test has proxies or mocks in the proxy worker."""
+        return bool(self.proxies.by_target) or any(rs.mocks for rs in list(self.services.running.values()))
+
     def _on_proxy_dead(self, why: str) -> None:
-        if self.proxies.by_target:
+        if self._uses_worker():
             self._infra(f"the proxy worker died ({why}); the services' traffic through it is cut", Code.PROXY_FAILED)
 
     def _infra(self, message: str, code: Code = Code.SUPERVISOR_FAILED) -> None:
@@ -244,7 +251,7 @@ class TestHost:
         self.wal_flushed.after(received)
 
     def _sync_proxies(self) -> None:
-        if self.proxies.by_target:
+        if self._uses_worker():
             self.ctx.proxy_sync(5.0)
 
     def _sync_supervisor(self) -> None:
@@ -273,13 +280,13 @@ class TestHost:
             except SupervisorError as exc:
                 self._infra(str(exc))
         self.ctx.pump.drain(_BARRIER_TIMEOUT)
-        if self.proxies.by_target:
+        if self._uses_worker():
             try:
                 self.ctx.proxy_sync(_BARRIER_TIMEOUT)
             except Exception as exc:
                 self._infra(f"the proxy worker did not answer: {exc}", Code.PROXY_FAILED)
         for rs in list(self.services.running.values()):
-            if not rs.sources or not rs.process.alive():
+            if not rs.sources or not rs.alive():
                 continue  # a server that exited has nothing more to say
             for source in rs.sources:
                 try:

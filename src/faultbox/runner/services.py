@@ -15,6 +15,8 @@ from faultbox.deps import ServerPlan
 from faultbox.engine.launch import LaunchError, LaunchSpec, ServiceProcess, spawn
 from faultbox.errors import Code, InfraError
 from faultbox.model.service import Observe, Service, start_order
+from faultbox.proxy.remote import MockHandler, ProxyWorkerError, RemoteMock
+from faultbox.runner import mocks
 from faultbox.runner.context import RunContext
 from faultbox.runner.health import Probe, probe_for, wait_ready
 from faultbox.runner.managed import Source
@@ -32,7 +34,7 @@ class StartFailure(InfraError):
 @dataclass(eq=False)
 class RunningService:
     model: Service
-    process: ServiceProcess
+    process: ServiceProcess | None  # None for a mock: the proxy worker serves it
     svc_id: int | None  # supervisor id when the service runs under a filter
     stop_signal: int = signal.SIGTERM
     stop_grace: float = 2.0
@@ -42,10 +44,14 @@ class RunningService:
     stopping: bool = False
     plan: ServerPlan | None = None
     sources: list[Source] = field(default_factory=list)
+    mocks: list[RemoteMock] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.model.name
+
+    def alive(self) -> bool:
+        return self.process.alive() if self.process is not None else bool(self.mocks)
 
 
 class ServiceSet:
@@ -61,6 +67,8 @@ class ServiceSet:
         # the interface's real port -> "host:port" (for rewriting env values).
         self.proxied: dict[tuple[str, str], tuple[str, int]] = {}
         self.proxy_aliases: dict[int, str] = {}
+        # How a mock's dynamic answers are computed (set by the test's host).
+        self.mock_handler: Callable[[Service], MockHandler] | None = None
 
     @property
     def svc_ids(self) -> dict[str, int]:
@@ -69,10 +77,12 @@ class ServiceSet:
     def start_all(self) -> None:
         env = wiring_env(self.ctx.spec.services.values(), self.proxied)
         for svc in start_order(self.ctx.spec.services.values()):
-            self._start(svc, env)
+            if svc.is_mock:
+                self._start_mock(svc)
+            else:
+                self._start(svc, env)
 
-    def _start(self, svc: Service, wiring: Mapping[str, str]) -> None:
-        managed = self.ctx.managed.plan(svc, self.test_dir) if svc.managed is not None else None
+    def _check_ports(self, svc: Service) -> None:
         for iface in svc.interfaces:
             holder = self.ctx.port_holder(iface.port) if iface.port else None
             if holder is not None:
@@ -80,6 +90,23 @@ class ServiceSet:
                     Code.PORT_IN_USE,
                     f"{svc.name}.{iface.name}: port {iface.port} is already in use{holder}",
                 )
+
+    def _start_mock(self, svc: Service) -> None:
+        self._check_ports(svc)
+        assert self.mock_handler is not None
+        try:
+            served = mocks.serve(self.ctx.proxy_hub(), svc, self.emit, self.mock_handler(svc))
+        except (ProxyWorkerError, OSError) as exc:
+            raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: cannot serve the mock: {exc}") from None
+        self.running[svc.name] = RunningService(svc, None, None, mocks=served)
+        listen = " ".join(m.addr for m in served)
+        self.emit("service_started", svc.name, {"kind": "mock", "listen": listen})
+        # The mock accepts once open_mock returns: it is ready.
+        self.emit("service_ready", svc.name, {"kind": "mock"})
+
+    def _start(self, svc: Service, wiring: Mapping[str, str]) -> None:
+        managed = self.ctx.managed.plan(svc, self.test_dir) if svc.managed is not None else None
+        self._check_ports(svc)
         syscalls = self.ctx.spec.syscalls.get(svc.name, frozenset())
         svc_id = self.ctx.next_svc_id() if syscalls else None
         try:
@@ -149,6 +176,7 @@ class ServiceSet:
 
     def _pipe(self, rs: RunningService) -> None:
         observed: dict[str, Observe] = {o.stream: o for o in rs.model.observe}
+        assert rs.process is not None
         proc = rs.process.proc
         assert proc.stdout is not None and proc.stderr is not None
         for stream, pipe, tail in (("stdout", proc.stdout, rs.stdout_tail), ("stderr", proc.stderr, rs.stderr_tail)):
@@ -172,6 +200,7 @@ class ServiceSet:
         if rs.stopping or rs.exit_reported:
             return
         rs.exit_reported = True
+        assert rs.process is not None
         code = rs.process.peek_exit_code()
         self.emit("service_exited", rs.name, _exit_fields(code, "crashed"))
         if self.on_unexpected_exit is not None and code is not None:
@@ -191,6 +220,9 @@ class ServiceSet:
             rs.sources.clear()
         for rs in reversed(list(self.running.values())):
             rs.stopping = True
+            if rs.process is None:
+                self._stop_mock(rs)
+                continue
             try:
                 code = rs.process.stop(rs.stop_grace, rs.stop_signal)
             except OSError:
@@ -208,6 +240,13 @@ class ServiceSet:
                 except Exception:
                     pass
         self.running.clear()
+
+    def _stop_mock(self, rs: RunningService) -> None:
+        for mock in rs.mocks:
+            mock.close()
+        rs.mocks.clear()
+        rs.exit_reported = True
+        self.emit("service_exited", rs.name, {"reason": "stopped", "kind": "mock"})
 
 
 def _exit_fields(code: int | None, reason: str) -> dict[str, str]:

@@ -56,6 +56,8 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         assertions,
         core,
         faults,
+        jwt,
+        mocks,
         monitors,
         network,
         protocol_faults,
@@ -70,7 +72,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         universe[name] = Builtin(name, sig, impl, builder)
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
-    del assertions, faults, monitors, network, protocol_faults, scenarios, topology  # for their registrations
+    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, topology  # for their registrations
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 
