@@ -6,6 +6,11 @@
     GET  /health                                    200 (touches no dependency)
 
 Creating an order (the correct flow):
+  0. charge it at the payment provider (PAYMENTS_URL): POST /v1/charges {order_id, amount, currency}
+     with the order id as Idempotency-Key, 1 s per attempt, up to 3 attempts on a timeout or a
+     5xx. A provider that honours the key charges once however often it is asked. A declined charge
+     (4xx) -> 402; no answer -> 503; nothing else is written either way. (A charge whose order
+     fails later is left to the provider's refunds; this shop does not model them.)
   1. a new order id; SET order:<id> in Redis to a pending JSON. Redis fails -> 503, nothing else written.
   2. a NEW PostgreSQL connection for this request (connect_timeout=2), BEGIN, INSERT the order with
      status 'confirmed', COMMIT. A serialization failure or a deadlock (SQLSTATE 40001, 40P01) is
@@ -33,14 +38,18 @@ SHOP_BUG (plant one bug, see README.md):
   no-retry               a serialization failure or deadlock is answered 503 instead of retried
   cache-miss-404         GET /orders/<id> answers 404 when the cache has no entry, without asking
                          the database
+  charge-without-key     charges are sent without an Idempotency-Key: a retry after a timeout is a
+                         second charge
 """
 
+import http.client
 import itertools
 import json
 import os
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,6 +64,10 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 KAFKA_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 TOPIC = os.environ.get("SHOP_TOPIC", "order-events")
+PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "")  # no payment step when empty
+PAYMENT_TIMEOUT = 1.0  # seconds per charge attempt
+PAYMENT_ATTEMPTS = 3
+PRICE_CENTS = 1250  # every item costs the same in this shop
 BUG = os.environ.get("SHOP_BUG", "")
 PUBLISH_TIMEOUT = 8.0  # seconds to wait for the broker's delivery report
 IMPATIENT_TIMEOUT = 0.3  # duplicate-event: how long the buggy api waits before publishing again
@@ -159,6 +172,37 @@ def publish(order):
         return short(exc)
 
 
+def charge(order_id, qty):
+    """Charge an order; returns (status, charge id or None, error text or None). The same
+    Idempotency-Key on every attempt makes a retry safe: the provider answers a repeated key with
+    the first charge instead of a second one."""
+    url = urllib.parse.urlsplit(PAYMENTS_URL)
+    body = json.dumps({"order_id": order_id, "amount": qty * PRICE_CENTS, "currency": "eur"})
+    headers = {"content-type": "application/json"}
+    if BUG != "charge-without-key":  # (charge-without-key: BUG, every attempt is a new charge)
+        headers["idempotency-key"] = order_id
+    error = None
+    for attempt in range(1, PAYMENT_ATTEMPTS + 1):
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=PAYMENT_TIMEOUT)
+        try:
+            conn.request("POST", "/v1/charges", body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"payments: {short(exc) or type(exc).__name__}"
+            log(event="charge_retry", order_id=order_id, attempt=attempt, error=error)
+            continue
+        finally:
+            conn.close()
+        if resp.status in (200, 201):
+            return resp.status, json.loads(data)["id"], None
+        if resp.status < 500:
+            return 402, None, f"payments: declined with {resp.status}"
+        error = f"payments: status {resp.status}"
+        log(event="charge_retry", order_id=order_id, attempt=attempt, error=error)
+    return 503, None, error
+
+
 def order_json(order):
     return json.dumps(order, separators=(",", ":"))
 
@@ -179,6 +223,15 @@ def create_order(sku, qty):
     order_id = new_order_id()
     order = {"order_id": order_id, "sku": sku, "qty": qty, "status": "pending"}
     key = f"order:{order_id}"
+
+    # 0. charge it
+    if PAYMENTS_URL:
+        status, charge_id, error = charge(order_id, qty)
+        if charge_id is None:
+            log(event="order", order_id=order_id, sku=sku, qty=qty, status="failed", persisted="false",
+                error=error)
+            return status, {"error": "payment failed", "order_id": order_id}
+        order["charge_id"] = charge_id
 
     # 1. cache the pending order
     try:

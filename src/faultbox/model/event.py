@@ -63,7 +63,7 @@ def field_text(value: Any) -> str | None:
 class Event:
     """One entry of the trace. `seq` and `vclock` are set when the event enters a trace."""
 
-    __slots__ = ("_data", "fields", "seq", "service", "ts", "type", "vclock")
+    __slots__ = ("_data", "fields", "mirrored", "seq", "service", "ts", "type", "vclock")
 
     def __init__(
         self,
@@ -72,8 +72,12 @@ class Event:
         fields: Mapping[str, str] | None = None,
         data: Any = None,
         ts: float | None = None,
+        mirrored: bool = True,
     ) -> None:
         self.seq = 0
+        # Whether the top-level keys of native data are also string fields (decoded log lines, row
+        # changes): the trace's indexes rely on it. A mock event's data is the request body: not.
+        self.mirrored = mirrored or data is None
         self.ts = time.time() if ts is None else ts
         self.type = type
         self.service = service
@@ -137,11 +141,15 @@ class Event:
         }
         if self._data is not None:
             out["data"] = self._data
+            if not self.mirrored:
+                out["mirrored"] = False
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:
-        ev = cls(d["type"], d.get("service", ""), d.get("fields") or {}, d.get("data"), d.get("ts"))
+        ev = cls(
+            d["type"], d.get("service", ""), d.get("fields") or {}, d.get("data"), d.get("ts"), d.get("mirrored", True)
+        )
         ev.seq = int(d.get("seq", 0))
         ev.vclock = dict(d.get("vclock") or {})
         return ev

@@ -108,6 +108,7 @@ class MockContext:
         self.call = call
         self._validator: Validator | None = None
         self.conn_ids = 0
+        self.serial = asyncio.Lock()  # see answer()
 
     def next_conn(self) -> int:
         self.conn_ids += 1
@@ -125,8 +126,17 @@ class MockContext:
             return route, answer
         return route, None
 
-    async def answer(self, request: MockRequest, route: MockRoute | None) -> tuple[MockResponse, dict[str, str]]:
-        """The answer to a request that needs work: a validation, a handler call. Never raises."""
+    async def answer(self, conn_id: int, request: MockRequest, route: MockRoute | None) -> MockResponse:
+        """Answer a request that needs work (a validation, a handler call) and record it. Never raises.
+
+        The requests of one mock that need work are answered one at a time, each recorded before
+        the next handler is called: a handler sees every earlier request of its mock in the trace."""
+        async with self.serial:
+            response, extra = await self._answer(request, route)
+            self.record(conn_id, request, route, response, extra)
+        return response
+
+    async def _answer(self, request: MockRequest, route: MockRoute | None) -> tuple[MockResponse, dict[str, str]]:
         extra: dict[str, str] = {}
         if route is not None and route.check is not None and self.config.validate != "off":
             problem = self.validate(route, request)

@@ -175,8 +175,7 @@ class H1Mock(asyncio.Protocol):
             task.cancel()
 
     async def _work(self, request: MockRequest, route: MockRoute | None, pending: _Pending, keep: bool) -> None:
-        response, extra = await self.ctx.answer(request, route)
-        self.ctx.record(self.conn_id, request, route, response, extra)
+        response = await self.ctx.answer(self.conn_id, request, route)
         pending.data = _encode(response, request.method == "HEAD", keep)
         pending.done = True
         if not keep:

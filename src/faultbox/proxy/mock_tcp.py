@@ -64,34 +64,37 @@ class LineMock(asyncio.Protocol):
             if line is None:
                 self.transport.close()
                 return
-            answer, prefix = self._route(line)
-            extra: dict[str, str] = {}
-            response: MockResponse | None = None
-            if isinstance(answer, Dynamic):
-                text = line.decode("utf-8", "replace")
-                req = {"line": text.rstrip("\r\n"), "body": text, "method": "", "path": "", "query": {}, "headers": {}}
-                response, extra = await self.ctx.call_dynamic(answer, req, extra)
-                if response.status == 500 and "dynamic_error" in extra:
-                    response = MockResponse(0, b"ERR dynamic handler error\n", kind="bytes")
-            elif answer is not None:
-                response = answer
-            text = line.decode("utf-8", "replace")
-            fields = {
-                "op": "recv",
-                "kind": "mock",
-                "interface": self.ctx.endpoint.interface,
-                "protocol": "tcp",
-                "line": text.rstrip("\r\n")[:500],
-                "matched": "true" if prefix is not None else "false",
-                "route": prefix.decode("utf-8", "replace") if prefix else "",
-                "conn_id": str(self.conn_id),
-                "req_size": str(len(line)),
-                "resp_size": str(len(response.body) if response is not None else 0),
-            }
-            fields.update(extra)
-            self.ctx.emit("mock", fields)
+            async with self.ctx.serial:  # as for HTTP: a handler sees the earlier lines in the trace
+                response = await self._answer(line)
             if response is not None and response.body and not self.transport.is_closing():
                 self.transport.write(response.body)
+
+    async def _answer(self, line: bytes) -> MockResponse | None:
+        """The answer to one line (None: no route and no default), recorded as a `mock` event."""
+        answer, prefix = self._route(line)
+        text = line.decode("utf-8", "replace")
+        extra: dict[str, str] = {}
+        response: MockResponse | None = answer if isinstance(answer, MockResponse) else None
+        if isinstance(answer, Dynamic):
+            req = {"line": text.rstrip("\r\n"), "body": text, "method": "", "path": "", "query": {}, "headers": {}}
+            response, extra = await self.ctx.call_dynamic(answer, req, extra)
+            if "dynamic_error" in extra:
+                response = MockResponse(0, b"ERR dynamic handler error\n", kind="bytes")
+        fields = {
+            "op": "recv",
+            "kind": "mock",
+            "interface": self.ctx.endpoint.interface,
+            "protocol": "tcp",
+            "line": text.rstrip("\r\n")[:500],
+            "matched": "true" if prefix is not None else "false",
+            "route": prefix.decode("utf-8", "replace") if prefix else "",
+            "conn_id": str(self.conn_id),
+            "req_size": str(len(line)),
+            "resp_size": str(len(response.body) if response is not None else 0),
+        }
+        fields.update(extra)
+        self.ctx.emit("mock", fields)
+        return response
 
     def _route(self, line: bytes) -> tuple[Answer | None, bytes | None]:
         for prefix, answer in self.ctx.config.line_routes:  # longest prefix first

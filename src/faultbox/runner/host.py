@@ -7,11 +7,12 @@ the stdio pump and the event sources are flushed before the step returns (DECISI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from faultbox._util.frozen import thaw
@@ -86,7 +87,9 @@ class TestHost:
         self.wal_flushed = Presync(self._flush_wal)
         self.proxy_flushed = Presync(self._sync_proxies)
         self.services.source_emit = self._source_emit
-        self.mock_handlers = MockHandlers()
+        self.mock_handlers = MockHandlers(self._without_barrier)
+        self._handler_thread = threading.local()
+        self._assumption_monitors: set[int] = set()
         self.services.mock_handler = self.mock_handlers.for_service
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -150,8 +153,10 @@ class TestHost:
 
     # -- events --------------------------------------------------------------------------------
 
-    def emit(self, type: str, service: str, fields: Mapping[str, str], data: Any = None) -> Event:
-        return self.log.append(Event(type, service, dict(fields), data))
+    def emit(
+        self, type: str, service: str, fields: Mapping[str, str], data: Any = None, *, mirrored: bool = True
+    ) -> Event:
+        return self.log.append(Event(type, service, dict(fields), data, mirrored=mirrored))
 
     def _ingest_syscalls(self, batch: EventBatch) -> None:
         names = self._svc_names
@@ -268,8 +273,10 @@ class TestHost:
 
     def barrier(self) -> None:
         """Every event caused before now is in the trace when this returns."""
-        if self.log.dispatching():
-            return  # inside a monitor: the trace is exactly what it should see
+        if self.log.dispatching() or getattr(self._handler_thread, "active", False):
+            # Inside a monitor, or a mock's handler (whose earlier requests are in the trace
+            # already): the trace is exactly what it should see, and the system waits on it.
+            return
         with self._barrier_lock:  # parallel() branches: one barrier at a time, each complete
             self._barrier()
 
@@ -295,6 +302,14 @@ class TestHost:
                     continue  # crashed or restarting: it committed nothing since; it catches up later
                 except Exception as exc:
                     self.emit(SOURCE_ERROR, rs.name, {"error": f"{type(exc).__name__}: {exc}"})
+
+    @contextlib.contextmanager
+    def _without_barrier(self) -> Iterator[None]:
+        self._handler_thread.active = True
+        try:
+            yield
+        finally:
+            self._handler_thread.active = False
 
     def _quiet_barrier(self) -> None:
         self.barrier()
@@ -396,7 +411,13 @@ class TestHost:
     def apply_assumptions(self, assumptions: Sequence[FaultAssumption], run: Callable[[], Any]) -> Any:
         self._not_in_monitor("fault()")
         self.checkpoint()
-        handles = [self.monitors.add(m) for fa in assumptions for m in fa.monitors]
+        # An assumption's monitors watch from here to the end of the test (its expectation and
+        # whatever arrives late included), each once however often the assumption is applied.
+        for fa in assumptions:
+            for monitor in fa.monitors:
+                if id(monitor) not in self._assumption_monitors:
+                    self._assumption_monitors.add(id(monitor))
+                    self.monitors.add(monitor)
         scopes = []
         try:
             for fa in assumptions:
@@ -409,8 +430,6 @@ class TestHost:
             with self._faults_lock:
                 for scope in reversed(scopes):
                     self.faults.pop(scope)
-            for handle in handles:
-                self.monitors.remove(handle)
 
     def stop_faults(self, service: str, interface: str | None = None) -> None:
         self._not_in_monitor("fault_stop()")

@@ -2,16 +2,20 @@
 `dynamic(fn)` answers computed here, where the spec's functions live.
 
 A handler runs on a thread of the proxy client's pool while the system under test waits for its
-answer. It sees the running test like any spec code (it may query the trace: the mock's earlier
-requests are there, which is how a mock keeps state across requests). What it raises, or a value
+answer. It sees the running test like any spec code, and queries the trace as a monitor does,
+without waiting for the event sources: the mock's earlier requests are there (the worker calls one
+handler of a mock at a time, each after the previous request's event), which is how a mock keeps
+state across requests. What it raises, or a value
 that is not a response, answers 500 and fails the test with the handler's own line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +27,7 @@ from faultbox.proxy.session import Endpoint
 from faultbox.spec.args import type_name
 from faultbox.spec.compile import describe_exception
 
-Emit = Callable[[str, str, Mapping[str, str], Any], object]
+Emit = Callable[..., object]  # (type, service, fields, data, *, mirrored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,8 @@ class HandlerFailure:
 class MockHandlers:
     """The dynamic handlers of a test's mocks; remembers the first one that failed."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> None:
+        self.context = context  # entered around every handler call (the host skips its barrier there)
         self.failure: HandlerFailure | None = None
         self._lock = threading.Lock()
 
@@ -49,7 +54,8 @@ class MockHandlers:
             if dyn is None or dyn.fn is None:
                 return ("error", f"{svc.name}: no dynamic handler #{handler_id}")
             try:
-                result = dyn.fn(freeze(request))
+                with self.context():
+                    result = dyn.fn(freeze(request))
             except BaseException as exc:
                 message, where = describe_exception(exc)
                 return (
@@ -94,7 +100,10 @@ def serve(hub: RemoteHub, svc: Service, emit: Emit, handler: MockHandler) -> lis
 
 def _to_trace(service: str, emit: Emit) -> Callable[[str, dict[str, str]], None]:
     def to_trace(type: str, fields: dict[str, str]) -> None:
-        emit(type, service, fields, _body_data(fields) if type == "mock" else None)
+        if type == "mock":
+            emit(type, service, fields, _body_data(fields), mirrored=False)
+        else:
+            emit(type, service, fields)
 
     return to_trace
 

@@ -30,6 +30,7 @@ class TraceLog:
         self._by_field: dict[str, dict[str, list[Event]]] = {}
         self._clocks: dict[str, dict[str, int]] = {}
         self._listeners: list[Listener] = []
+        self._unmirrored: set[str] = set()  # types of events whose native data is not in their fields
         self._dispatch = threading.local()
 
     # -- writing -------------------------------------------------------------------------------
@@ -46,6 +47,8 @@ class TraceLog:
                 clock[svc] = clock.get(svc, 0) + 1
                 ev.vclock = dict(clock)
             events.append(ev)
+            if not ev.mirrored:
+                self._unmirrored.add(ev.type)
             by_type = self._by_type.get(ev.type)
             if by_type is None:
                 self._by_type[ev.type] = [ev]
@@ -126,6 +129,13 @@ class TraceLog:
                     return []
                 conds, complete = found
                 data_keys = hint.data_keys
+                if data_keys and self._unmirrored:
+                    pinned = keys.get("type", conds.get("type"))
+                    if pinned is None or pinned in self._unmirrored:
+                        # Some events' data is not mirrored in their fields (a mock event's data is
+                        # the request body): equalities on data keys cannot pick them from an index.
+                        conds = {k: v for k, v in conds.items() if k not in data_keys}
+                        complete = False
                 for key, value in conds.items():
                     if keys.setdefault(key, value) != value:
                         return []
