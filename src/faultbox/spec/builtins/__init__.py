@@ -72,7 +72,8 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         universe[name] = Builtin(name, sig, impl, builder)
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
-    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, topology  # for their registrations
+    # imported for their registrations
+    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, topology
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 
