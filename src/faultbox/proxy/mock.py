@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from faultbox.model.mock import Dynamic, MockConfig, MockResponse, MockRoute, find_route, order_routes
 from faultbox.proxy.session import Endpoint, EventSink
 
-# Protocol -> module with `make_protocol(ctx) -> asyncio.Protocol` (one per connection).
+# Protocol -> module with `make_protocol(ctx, track) -> asyncio.Protocol` (one per connection;
+# `track(transport, opened)` lets the server cut every connection when it stops).
 MOCK_SERVERS: dict[str, str] = {
     "http": "faultbox.proxy.mock_http",
     "http2": "faultbox.proxy.mock_http",
@@ -119,6 +120,8 @@ class MockContext:
     def static_answer(self, request: MockRequest) -> tuple[MockRoute | None, MockResponse | None]:
         """The route and, when no work is needed (no handler to call, nothing to validate), the answer."""
         route = find_route(self.routes, request.method, request.path)
+        if route is None and request.method == "HEAD":  # HEAD is answered as GET, without the body
+            route = find_route(self.routes, "GET", request.path)
         answer = route.answer if route is not None else self.config.default
         if answer is None:
             return route, NOT_FOUND

@@ -39,7 +39,6 @@ register_type(
 )
 
 _handlers = itertools.count(1)
-_EXAMPLES = ("first", "random", "synthesize")
 
 
 @builtin("json_response", "status: int = 200, body: any = None, headers: dict = {}")
@@ -95,8 +94,9 @@ def redirect(builder: SpecBuilder, location: str, status: int) -> MockResponse:
 def dynamic(builder: SpecBuilder, fn: Any) -> Dynamic:
     check_arity(fn, 1, "dynamic()", "one argument (the request)")
     name = getattr(fn, "__name__", "handler")
-    location = current_location(2)
-    return Dynamic(next(_handlers), name if name != "<lambda>" else "lambda", str(location or ""), fn)
+    code = getattr(fn, "__code__", None)  # the handler's own line, for what goes wrong inside it
+    location = f"{code.co_filename}:{code.co_firstlineno}" if code is not None else str(current_location(2) or "")
+    return Dynamic(next(_handlers), name if name != "<lambda>" else "lambda", location, fn)
 
 
 @builtin(
@@ -153,7 +153,7 @@ def mock_service(
         if openapi:
             from faultbox.spec.openapi import load_openapi
 
-            path = openapi if os.path.isabs(openapi) else os.path.join(_module_dir(), openapi)
+            path = openapi if os.path.isabs(openapi) else os.path.join(_user_dir(), openapi)
             generated = load_openapi(path, examples=examples, overrides=_overrides(what, overrides))
             built = [*generated, *built]  # generated and overridden routes win a tie with routes=
             mode = validate or "strict"
@@ -167,7 +167,7 @@ def mock_service(
         argv=(),
         interfaces=tuple(ifaces),
         depends_on=tuple(_dep_name(name, d) for d in depends_on),
-        cwd=_module_dir(),
+        cwd=_user_dir(),
         mocks=mocks,
         location=current_location(2),
     )
@@ -176,6 +176,13 @@ def mock_service(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _user_dir() -> str:
+    """The directory of the user's spec that called (through a stdlib helper or not): relative
+    paths such as openapi= are the user's."""
+    where = current_location(3)
+    return os.path.dirname(where.file) if where is not None else _module_dir()
 
 
 def _interfaces(what: str, items: tuple[Any, ...]) -> list[Interface]:
@@ -243,5 +250,5 @@ def _headers(what: str, headers: Mapping[str, Any]) -> tuple[tuple[str, str], ..
 
 
 def _check_status(what: str, status: int) -> None:
-    if not 100 <= status <= 599:
-        raise ArgError(f"{what}(): status {status} is outside 100..599")
+    if not 200 <= status <= 599:
+        raise ArgError(f"{what}(): status {status} is outside 200..599 (a mock gives a final answer)")
