@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import textwrap
 
+from pathlib import Path
+
 from support import assert_passed, find_test, free_port, run_spec_text
+
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 # A checkout service that charges through whatever FAULTBOX_PAY_MAIN_ADDR names, with one retry.
 APP = """
@@ -163,3 +167,37 @@ def test_a_tcp_line_mock(tmp_path) -> None:
     """)
     result = run_spec_text(tmp_path, spec, timeout=60)
     assert_passed(find_test(result, "test_lines"))
+
+
+def test_an_openapi_mock_answers_examples_and_refuses_invalid_requests(tmp_path) -> None:
+    port = free_port()
+    (tmp_path / "payments.yaml").write_text((DATA / "openapi" / "payments.yaml").read_text())
+    spec = textwrap.dedent(f"""
+    pay = mock_service("pay", interface("main", "http", {port}), openapi = "payments.yaml",
+        overrides = {{"getCharge": json_response(body = {{"id": "ch_override", "status": "failed"}})}})
+
+    def test_examples_and_overrides():
+        r = pay.main.post(path = "/v1/charges", body = {{"amount": 2500, "currency": "usd", "source": "tok_visa"}},
+                          headers = {{"Idempotency-Key": "k1"}})
+        assert_eq(r.status, 201)
+        assert_eq(r.data["id"], "ch_1001")
+        assert_eq(pay.main.get(path = "/v1/charges/ch_9").data["id"], "ch_override")
+
+    def test_an_invalid_request_is_400_and_an_event():
+        r = pay.main.post(path = "/v1/charges", body = {{"amount": "lots"}}, headers = {{"Idempotency-Key": "k1"}})
+        assert_eq(r.status, 400)
+        assert_true("request validation failed" in r.body, r.body)
+        bad = events(type = "mock", service = "pay", status = "400")
+        assert_eq(len(bad), 1)
+        assert_true(bad[0].validate_error != None)
+
+    def test_a_monitor_catches_invalid_requests():
+        monitor(lambda e: fail("invalid request: " + e.validate_error) if e.get("validate_error") else None,
+                type = "mock", service = "pay")
+        pay.main.post(path = "/v1/charges", body = {{"amount": "lots"}}, headers = {{"Idempotency-Key": "k1"}})
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    assert_passed(find_test(result, "test_examples_and_overrides"))
+    assert_passed(find_test(result, "test_an_invalid_request_is_400_and_an_event"))
+    caught = find_test(result, "test_a_monitor_catches_invalid_requests")
+    assert caught.outcome.value == "failed" and "invalid request: " in caught.reason, caught.reason
