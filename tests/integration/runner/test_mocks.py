@@ -5,7 +5,6 @@ test, and a handler's own failure fails the test at the handler's line."""
 from __future__ import annotations
 
 import textwrap
-
 from pathlib import Path
 
 from support import assert_passed, find_test, free_port, run_spec_text
