@@ -90,6 +90,12 @@ def test_mocks_in_a_run(tmp_path) -> None:
         r = fault(pay.main, error(path = "/v1/charges", status = 503, times = 1), run = lambda: checkout("o4"))
         assert_eq(r.data["payments_status"], 201, "the retry got through")
 
+    def test_a_partition_cuts_the_app_from_the_mock():
+        r = partition(app, pay, run = lambda: checkout("p1"))
+        assert_true(not r.ok or r.status >= 500, "the app could not reach its payment provider")
+        assert_eq(len(events(type = "mock", service = "pay")), 0)
+        assert_true(len(events(type = "syscall", service = "app", syscall = "connect", decision = "deny*")) >= 1)
+
     def test_steps_reach_the_mock_too():
         assert_eq(pay.main.get(path = "/health").body, "ok")
         assert_eq(pay.main.get(path = "/nope").status, 404)
@@ -110,6 +116,7 @@ def test_mocks_in_a_run(tmp_path) -> None:
         "test_state_starts_fresh_in_every_test",
         "test_a_fault_on_the_mock_reaches_the_app",
         "test_steps_reach_the_mock_too",
+        "test_a_partition_cuts_the_app_from_the_mock",
     ):
         assert_passed(find_test(result, name))
     caught = find_test(result, "test_monitors_see_mock_events")

@@ -145,6 +145,13 @@ def services_of(target: Any, what: str) -> list[Service]:
 
 def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[SyscallRule]:
     """`write=deny("EIO")` on a service -> SyscallRules with families and named ops expanded."""
+    if svc.is_mock and keywords:
+        iface = svc.interfaces[0].name
+        raise ArgError(
+            f"{what}: {svc.name} is a mock, served by faultbox without a process of its own: syscall faults "
+            "cannot reach it",
+            f"fault its interface with protocol faults instead, e.g. fault({svc.name}.{iface}, error(status = 503), run = ...)",
+        )
     rules: list[SyscallRule] = []
     known = known_syscalls()
     for key, action in keywords.items():

@@ -58,6 +58,12 @@ def _partition_rules(a: Any, b: Any, direction: str, what: str) -> tuple[frozens
         rules += _refuse(svc_a, svc_b, what)
     if direction in ("both", "b_to_a"):
         rules += _refuse(svc_b, svc_a, what)
+    if not rules:
+        raise ArgError(
+            f"{what}: {svc_a.name} and {svc_b.name} are mocks, or the direction leaves only a mock's side: "
+            "a mock connects to nobody, so there is nothing to cut",
+            "partition a service from a mock (the service's connections to it are refused)",
+        )
     return frozenset((svc_a.name, svc_b.name)), rules
 
 
@@ -70,6 +76,8 @@ def _service_of(value: Any, what: str) -> Service:
 
 def _refuse(caller: Service, peer: Service, what: str) -> list[SyscallRule]:
     """connect() from `caller` to any interface of `peer` fails with ECONNREFUSED."""
+    if caller.is_mock:
+        return []  # a mock only answers: it connects to nobody
     if not peer.interfaces:
         raise ArgError(
             f"{what}: {peer.name} has no interfaces, so {caller.name} has nothing to be cut from",
