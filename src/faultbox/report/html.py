@@ -32,7 +32,7 @@ _BIG_TRACE = 2000
 _KEEP_EDGE = 1000
 _CONTEXT = 25
 _ANCHOR_TYPES = frozenset({
-    "step_send", "step_recv", "fault_applied", "fault_removed", "fault_not_fired", "proxy",
+    "step_send", "step_recv", "fault_applied", "fault_removed", "fault_not_fired", "proxy", "mock",
     "service_started", "service_ready", "service_exited",
 })  # fmt: skip
 _NEAREST_SEQ = re.compile(r"#(\d+)\b")
