@@ -132,6 +132,7 @@ class TestHost:
     def teardown(self) -> None:
         """Remove every fault, flush the trace, stop everything. Never raises."""
         steps = (
+            self.mock_handlers.stop,
             self.faults.clear,
             self._quiet_barrier,
             self._close_clients,

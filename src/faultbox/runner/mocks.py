@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from faultbox._util.frozen import freeze
+from faultbox._util.threads import raise_in_thread
+from faultbox.errors import SpecFailure
 from faultbox.model.mock import Dynamic, MockResponse
 from faultbox.model.service import Service
+from faultbox.proxy.mock import DYNAMIC_TIMEOUT
 from faultbox.proxy.remote import MockHandler, ProxyWorkerError, RemoteHub, RemoteMock
 from faultbox.proxy.session import Endpoint
 from faultbox.spec.args import type_name
@@ -36,13 +39,29 @@ class HandlerFailure:
     location: str
 
 
-class MockHandlers:
-    """The dynamic handlers of a test's mocks; remembers the first one that failed."""
+class HandlerStopped(SpecFailure):
+    """Raised into a handler that ran past its time, or still ran when its test ended."""
 
-    def __init__(self, context: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext) -> None:
+    def __init__(self, message: str = "the handler was stopped") -> None:  # raised as a class
+        super().__init__(message)
+
+
+class MockHandlers:
+    """The dynamic handlers of a test's mocks; remembers the first one that failed. A handler that
+    runs past the time its mock waits for it (or past the end of the test) is interrupted, so a
+    spec loop cannot keep a thread of the pool for good."""
+
+    def __init__(
+        self,
+        context: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        timeout: float = DYNAMIC_TIMEOUT,
+    ) -> None:
         self.context = context  # entered around every handler call (the host skips its barrier there)
+        self.timeout = timeout
         self.failure: HandlerFailure | None = None
         self._lock = threading.Lock()
+        self._running: dict[int, str] = {}  # thread ident -> why it would be stopped
+        self._stopped = False
 
     def for_service(self, svc: Service) -> MockHandler:
         dynamics: dict[int, Dynamic] = {}
@@ -54,16 +73,11 @@ class MockHandlers:
             if dyn is None or dyn.fn is None:
                 return ("error", f"{svc.name}: no dynamic handler #{handler_id}")
             try:
-                with self.context():
-                    result = dyn.fn(freeze(request))
+                result = self._call(dyn, request)
             except BaseException as exc:
                 message, where = describe_exception(exc)
-                return (
-                    "error",
-                    self._failed(
-                        f"mock {svc.name}: dynamic handler {dyn.name} failed: {message}", where or dyn.location
-                    ),
-                )
+                failed = f"mock {svc.name}: dynamic handler {dyn.name} failed: {message}"
+                return ("error", self._failed(failed, where or dyn.location))
             if isinstance(result, MockResponse):
                 return ("ok", result)
             return (
@@ -77,9 +91,42 @@ class MockHandlers:
 
         return handle
 
+    def _call(self, dyn: Dynamic, request: dict[str, Any]) -> Any:
+        ident = threading.get_ident()
+        with self._lock:
+            if self._stopped:
+                raise HandlerStopped("the test has ended")
+            self._running[ident] = f"it did not return within {self.timeout:g}s"
+        timer = threading.Timer(self.timeout, self._interrupt, (ident,))
+        timer.daemon = True
+        timer.start()
+        try:
+            with self.context():
+                return dyn.fn(freeze(request))
+        except HandlerStopped:
+            raise HandlerStopped(self._running.get(ident, "it was stopped")) from None
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._running.pop(ident, None)
+                raise_in_thread(ident, None)  # take back an interruption not delivered yet
+
+    def _interrupt(self, ident: int) -> None:
+        with self._lock:
+            if ident in self._running:
+                raise_in_thread(ident, HandlerStopped)
+
+    def stop(self) -> None:
+        """The test is over: interrupt the handlers still running, refuse new calls."""
+        with self._lock:
+            self._stopped = True
+            for ident in self._running:
+                self._running[ident] = "it still ran when the test ended"
+                raise_in_thread(ident, HandlerStopped)
+
     def _failed(self, message: str, location: str) -> str:
         with self._lock:
-            if self.failure is None:
+            if self.failure is None and not self._stopped:
                 self.failure = HandlerFailure(message, location)
         return f"{message} ({location})" if location else message
 
