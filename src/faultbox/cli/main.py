@@ -109,6 +109,11 @@ def _check(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     print(f"{args.spec}: {len(spec.services)} services, {len(spec.tests)} tests")
     for svc in spec.services.values():
+        if svc.is_mock:
+            routes = sum(len(c.routes) + len(c.line_routes) for c in svc.mocks.values())
+            ifaces = ", ".join(f"{i.name} {i.protocol} :{i.port}" for i in svc.interfaces)
+            print(f"  mock {svc.name}: {ifaces}, {routes} route{'' if routes == 1 else 's'}")
+            continue
         filt = ", ".join(sorted(spec.syscalls.get(svc.name, ()))) or "none"
         print(f"  service {svc.name}: intercepts {filt}")
     for t in spec.tests:
