@@ -4,8 +4,11 @@ test, and a handler's own failure fails the test at the handler's line."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+
+import jwt as pyjwt
 
 from support import assert_passed, find_test, free_port, run_spec_text
 
@@ -207,3 +210,28 @@ def test_an_openapi_mock_answers_examples_and_refuses_invalid_requests(tmp_path)
     assert_passed(find_test(result, "test_an_invalid_request_is_400_and_an_event"))
     caught = find_test(result, "test_a_monitor_catches_invalid_requests")
     assert caught.outcome.value == "failed" and "invalid request: " in caught.reason, caught.reason
+
+
+def test_stdlib_mocks_serve_in_a_run(tmp_path) -> None:
+    spec = textwrap.dedent("""
+    load("@faultbox/mocks/http.star", "http")
+    load("@faultbox/mocks/jwt.star", "jwt")
+    flags = http.server("flags", 0, routes = {"GET /v1/flags": [{"name": "v2", "enabled": True}]})
+    auth = jwt.server("auth", 0, issuer = "https://auth.example")
+
+    def test_served():
+        assert_eq(flags.main.get(path = "/v1/flags").data[0]["name"], "v2")
+        conf = auth.service.main.get(path = "/.well-known/openid-configuration").data
+        assert_eq(conf["jwks_uri"], "http://" + auth.service.main.proxy_addr + "/.well-known/jwks.json")
+        keys = auth.service.main.get(path = "/jwks").data["keys"]
+        assert_eq(keys[0]["kid"], "k1")
+        print(auth.sign({"sub": "u1"}))
+        print(json.encode(keys[0]))
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    test = find_test(result, "test_served")
+    assert_passed(test)
+    token, jwk = test.details["printed"]
+    key = pyjwt.PyJWK(json.loads(jwk))
+    claims = pyjwt.decode(token, key, algorithms=["EdDSA"])
+    assert claims == {"iss": "https://auth.example", "sub": "u1"}

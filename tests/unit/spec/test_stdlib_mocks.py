@@ -168,11 +168,7 @@ def test_jwt_server_routes(tmp_path: Path) -> None:
     jwks = _json_answer(routes["GET /.well-known/jwks.json"])
     assert jwks == _json_answer(routes["GET /jwks"]) == g["auth"].jwks
     assert [k["kid"] for k in jwks["keys"]] == ["key-7"]
-    assert _json_answer(routes["GET /.well-known/openid-configuration"]) == {
-        "issuer": "https://auth.example",
-        "jwks_uri": "http://127.0.0.1:18611/.well-known/jwks.json",
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-    }
+    assert isinstance(routes["GET /.well-known/openid-configuration"].answer, Dynamic)
 
 
 def test_jwt_server_sign_verifies_against_served_jwks(tmp_path: Path) -> None:
@@ -204,7 +200,7 @@ def test_jwt_server_sign_verifies_against_served_jwks(tmp_path: Path) -> None:
     assert pyjwt.decode(token, key, algorithms=["EdDSA"])["sub"] == "later"
 
 
-def test_jwt_server_on_a_free_port(tmp_path: Path) -> None:
+def test_jwt_discovery_names_the_address_consumers_use(tmp_path: Path) -> None:
     loaded = _load(
         tmp_path,
         'load("@faultbox/mocks/jwt.star", "jwt")\nauth = jwt.server("auth", 0, issuer = "https://i")',
@@ -221,7 +217,8 @@ def test_jwt_server_on_a_free_port(tmp_path: Path) -> None:
     assert isinstance(answer, MockResponse) and answer.headers == JSON
     assert json.loads(answer.body) == {
         "issuer": "https://i",
-        "jwks_uri": f"http://127.0.0.1:{iface.port}/.well-known/jwks.json",
+        # outside a test, the proxy's address is its placeholder (a test sees the live one)
+        "jwks_uri": "http://__FB_PROXY_ADDR_auth__main__/.well-known/jwks.json",
         "id_token_signing_alg_values_supported": ["EdDSA"],
     }
 
