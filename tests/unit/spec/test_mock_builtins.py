@@ -35,7 +35,8 @@ def _load(tmp_path: Path, body: str):  # type: ignore[no-untyped-def]
         ('mock_service("m", interface("main", "redis", 0))', 'no mock for protocol "redis"'),
         ('mock_service("m")', "needs an interface"),
         (
-            'mock_service("m", interface("a", "http", 0), interface("b", "http", 0), routes = {"GET /": status_only(200)})',
+            'mock_service("m", interface("a", "http", 0), interface("b", "http", 0), '
+            'routes = {"GET /": status_only(200)})',
             "declare one mock_service per interface",
         ),
         ('mock_service("m", interface("main", "http", 0), overrides = {"x": status_only(200)})', "give openapi= too"),

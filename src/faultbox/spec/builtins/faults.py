@@ -150,7 +150,8 @@ def build_rules(svc: Service, keywords: Mapping[str, Any], what: str) -> list[Sy
         raise ArgError(
             f"{what}: {svc.name} is a mock, served by faultbox without a process of its own: syscall faults "
             "cannot reach it",
-            f"fault its interface with protocol faults instead, e.g. fault({svc.name}.{iface}, error(status = 503), run = ...)",
+            f"fault its interface with protocol faults instead, e.g. "
+            f"fault({svc.name}.{iface}, error(status = 503), run = ...)",
         )
     rules: list[SyscallRule] = []
     known = known_syscalls()
