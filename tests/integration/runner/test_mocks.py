@@ -235,3 +235,23 @@ def test_stdlib_mocks_serve_in_a_run(tmp_path) -> None:
     key = pyjwt.PyJWK(json.loads(jwk))
     claims = pyjwt.decode(token, key, algorithms=["EdDSA"])
     assert claims == {"iss": "https://auth.example", "sub": "u1"}
+
+
+def test_an_assumptions_monitors_watch_until_the_test_ends(tmp_path) -> None:
+    port = free_port()
+    spec = textwrap.dedent(f"""
+    pay = mock_service("pay", interface("main", "http", {port}), routes = {{"GET /*": status_only(200)}})
+
+    def no_late_calls(e):
+        if e.path == "/late":
+            fail("a call after the scenario")
+
+    watched = fault_assumption("watched", target = pay.main, rules = [delay(path = "/never", delay = "1ms")],
+                               monitors = [monitor(no_late_calls, type = "mock")])
+
+    fault_scenario("late_call", scenario = lambda: pay.main.get(path = "/early"), faults = watched,
+                   expect = lambda r: pay.main.get(path = "/late"))
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    test = find_test(result, "test_late_call")
+    assert test.outcome.value == "failed" and "a call after the scenario" in test.reason, test.reason
