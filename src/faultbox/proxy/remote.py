@@ -12,12 +12,12 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import queue
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from faultbox.model.mock import MockConfig
@@ -26,10 +26,10 @@ from faultbox.proxy.session import Endpoint, EventSink
 from faultbox.proxy.worker import MAX_MESSAGE
 
 _TIMEOUT = 10.0
-_HANDLER_THREADS = 8
 
 # (handler number, request dict) -> ("ok", MockResponse) | ("error", message); runs on a thread of its own.
 MockHandler = Callable[[int, dict[str, Any]], tuple[str, Any]]
+Calls = queue.SimpleQueue[tuple[int, int, dict[str, Any]] | None]  # (call id, handler, request); None ends
 
 
 class ProxyWorkerError(RuntimeError):
@@ -66,7 +66,8 @@ class RemoteHub:
         self._emitters: dict[int, EventSink] = {}
         self._listeners: dict[int, RemoteListener] = {}
         self._handlers: dict[int, MockHandler] = {}
-        self._calls: ThreadPoolExecutor | None = None
+        # A mock's calls, run in order by a thread of its own (the worker makes them one at a time).
+        self._calls: dict[int, Calls] = {}
         self.dead: str | None = None
         self._closing = False
         self._reader = threading.Thread(target=self._read, name="faultbox-proxy-reader", daemon=True)
@@ -143,8 +144,10 @@ class RemoteHub:
             self.proc.wait(5.0)
         self._sock.close()
         self._reader.join(5.0)
-        if self._calls is not None:
-            self._calls.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            calls, self._calls = list(self._calls.values()), {}
+        for pending in calls:
+            pending.put(None)
 
     # -- the reader ----------------------------------------------------------------------------
 
@@ -186,29 +189,44 @@ class RemoteHub:
                 pending.done.set()
 
     def _call(self, cid: int, lid: int, handler_id: int, request: dict[str, Any]) -> None:
-        """Run a mock's dynamic handler off the reader thread (it may query the trace, which needs
-        the reader), then send its answer."""
-        handler = self._handlers.get(lid)
-        if self._calls is None:
-            self._calls = ThreadPoolExecutor(_HANDLER_THREADS, thread_name_prefix="faultbox-mock")
+        """Hand a mock's dynamic call to that mock's thread: off the reader, which must go on
+        taking events (a handler may query the trace)."""
+        with self._lock:
+            pending = self._calls.get(lid)
+            handler = self._handlers.get(lid)
+            if pending is None and handler is not None:
+                pending = self._calls[lid] = queue.SimpleQueue()
+                thread = threading.Thread(
+                    target=self._serve_calls, args=(handler, pending), name=f"faultbox-mock-{lid}", daemon=True
+                )
+                thread.start()
+        if pending is None:
+            self._answer(cid, ("error", "the mock was stopped"))
+        else:
+            pending.put((cid, handler_id, request))
 
-        def run() -> None:
-            if handler is None:
-                outcome: tuple[str, Any] = ("error", "the mock was stopped")
-            else:
+    def _serve_calls(
+        self, handler: MockHandler, pending: queue.SimpleQueue[tuple[int, int, dict[str, Any]] | None]
+    ) -> None:
+        while True:
+            call = pending.get()
+            if call is None:
+                return
+            cid, handler_id, request = call
+            try:
+                outcome = handler(handler_id, request)
+            except BaseException as exc:  # the handler's own errors come back as answers
+                outcome = ("error", f"{type(exc).__name__}: {exc}")
+            self._answer(cid, outcome)
+
+    def _answer(self, cid: int, outcome: tuple[str, Any]) -> None:
+        data = pickle.dumps(("answer", cid, *outcome), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            if self.dead is None:
                 try:
-                    outcome = handler(handler_id, request)
-                except BaseException as exc:  # the handler's own errors come back as answers
-                    outcome = ("error", f"{type(exc).__name__}: {exc}")
-            data = pickle.dumps(("answer", cid, *outcome), protocol=pickle.HIGHEST_PROTOCOL)
-            with self._lock:
-                if self.dead is None:
-                    try:
-                        self._sock.sendall(data)
-                    except OSError:
-                        pass
-
-        self._calls.submit(run)
+                    self._sock.sendall(data)
+                except OSError:
+                    pass
 
     def _dead(self, why: str) -> None:
         code = self.proc.poll()
@@ -228,6 +246,9 @@ class RemoteHub:
             self._emitters.pop(lid, None)
             self._listeners.pop(lid, None)
             self._handlers.pop(lid, None)
+            pending = self._calls.pop(lid, None)
+        if pending is not None:
+            pending.put(None)
 
 
 class RemoteMock:

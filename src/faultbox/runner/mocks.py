@@ -1,19 +1,21 @@
 """Mock services in a test: served by the proxy worker on their interfaces' own ports, with their
 `dynamic(fn)` answers computed here, where the spec's functions live.
 
-A handler runs on a thread of the proxy client's pool while the system under test waits for its
+A handler runs on its mock's own thread in the runner while the system under test waits for its
 answer. It sees the running test like any spec code, and queries the trace as a monitor does,
 without waiting for the event sources: the mock's earlier requests are there (the worker calls one
 handler of a mock at a time, each after the previous request's event), which is how a mock keeps
-state across requests. What it raises, or a value
-that is not a response, answers 500 and fails the test with the handler's own line.
+state across requests. What it raises, or a value that is not a response, answers 500 and fails
+the test with the handler's own line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -60,8 +62,11 @@ class MockHandlers:
         self.timeout = timeout
         self.failure: HandlerFailure | None = None
         self._lock = threading.Lock()
-        self._running: dict[int, str] = {}  # thread ident -> why it would be stopped
+        self._wake = threading.Condition(self._lock)
+        # thread ident -> (when it is stopped, why it would be)
+        self._running: dict[int, tuple[float, str]] = {}
         self._stopped = False
+        self._watchdog: threading.Thread | None = None
 
     def for_service(self, svc: Service) -> MockHandler:
         dynamics: dict[int, Dynamic] = {}
@@ -96,33 +101,43 @@ class MockHandlers:
         with self._lock:
             if self._stopped:
                 raise HandlerStopped("the test has ended")
-            self._running[ident] = f"it did not return within {self.timeout:g}s"
-        timer = threading.Timer(self.timeout, self._interrupt, (ident,))
-        timer.daemon = True
-        timer.start()
+            self._running[ident] = (time.monotonic() + self.timeout, f"it did not return within {self.timeout:g}s")
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="faultbox-mock-watchdog", daemon=True)
+                self._watchdog.start()
         try:
             with self.context():
                 return dyn.fn(freeze(request))
         except HandlerStopped:
-            raise HandlerStopped(self._running.get(ident, "it was stopped")) from None
+            raise HandlerStopped(self._running.get(ident, (0.0, "it was stopped"))[1]) from None
         finally:
-            timer.cancel()
             with self._lock:
                 self._running.pop(ident, None)
                 raise_in_thread(ident, None)  # take back an interruption not delivered yet
 
-    def _interrupt(self, ident: int) -> None:
+    def _watch(self) -> None:
+        """Interrupt handlers past their deadline. One thread for all calls (a timer per call
+        halves a mock's dynamic rate). It sleeps until the earliest deadline, and at most one
+        timeout: a call that starts meanwhile has its deadline a whole timeout away, so nobody
+        needs to wake it."""
         with self._lock:
-            if ident in self._running:
-                raise_in_thread(ident, HandlerStopped)
+            while not self._stopped:
+                now = time.monotonic()
+                for ident, (deadline, why) in list(self._running.items()):
+                    if deadline <= now:
+                        self._running[ident] = (math.inf, why)
+                        raise_in_thread(ident, HandlerStopped)
+                deadlines = [deadline for deadline, _ in self._running.values()]
+                self._wake.wait(min([*deadlines, now + self.timeout]) - now)
 
     def stop(self) -> None:
         """The test is over: interrupt the handlers still running, refuse new calls."""
         with self._lock:
             self._stopped = True
             for ident in self._running:
-                self._running[ident] = "it still ran when the test ended"
+                self._running[ident] = (math.inf, "it still ran when the test ended")
                 raise_in_thread(ident, HandlerStopped)
+            self._wake.notify()
 
     def _failed(self, message: str, location: str) -> str:
         with self._lock:
