@@ -8,15 +8,15 @@ adds no claims of its own (no iat, no exp): a test states every claim its scenar
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from faultbox._util.frozen import thaw
+from faultbox.model.mock import json_body
 from faultbox.spec.args import ArgError, register_type, register_type_name, type_name
 from faultbox.spec.builtins import builtin
+from faultbox.spec.builtins.mocks import json_arg
 from faultbox.spec.registry import SpecBuilder
 
 ALGORITHM = "EdDSA"
@@ -73,14 +73,8 @@ def jwt_sign(builder: SpecBuilder, keypair: JwtKeypair, claims: dict[str, Any]) 
     for key in claims:
         if not isinstance(key, str):
             raise ArgError(f"jwt_sign(): claim names are strings, got {type_name(key)} {key!r}")
-    try:
-        payload = _json(thaw(claims))
-    except (TypeError, ValueError) as exc:
-        raise ArgError(
-            f"jwt_sign(): claims are not JSON ({exc})",
-            "give dicts, lists, strings, numbers, bools and None only",
-        ) from None
-    signing_input = _b64(_json(header)) + "." + _b64(payload)
+    payload = json_arg("jwt_sign(): claims are not JSON", claims)
+    signing_input = _b64(json_body(header)) + "." + _b64(payload)
     return signing_input + "." + _b64(keypair.sign(signing_input.encode("ascii")))
 
 
@@ -95,10 +89,6 @@ def jwt_jwks(builder: SpecBuilder, keypair: JwtKeypair) -> dict[str, Any]:
         "x": _b64(keypair.public_bytes()),
     }
     return {"keys": [key]}
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _b64(data: bytes) -> str:

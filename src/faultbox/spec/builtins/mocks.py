@@ -44,13 +44,7 @@ _handlers = itertools.count(1)
 @builtin("json_response", "status: int = 200, body: any = None, headers: dict = {}")
 def json_response(builder: SpecBuilder, status: int, body: Any, headers: dict[str, Any]) -> MockResponse:
     _check_status("json_response", status)
-    try:
-        data = json_body(thaw(body))
-    except (TypeError, ValueError) as exc:
-        raise ArgError(
-            f"json_response(): body is not JSON ({exc})",
-            "give dicts, lists, strings, numbers, bools and None only",
-        ) from None
+    data = json_arg("json_response(): body is not JSON", body)
     return MockResponse(
         status, data, with_header(_headers("json_response", headers), "content-type", "application/json")
     )
@@ -176,6 +170,14 @@ def mock_service(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def json_arg(problem: str, value: Any) -> bytes:
+    """A spec value as compact JSON, or an ArgError starting with `problem` ("x is not JSON")."""
+    try:
+        return json_body(thaw(value))
+    except (TypeError, ValueError) as exc:
+        raise ArgError(f"{problem} ({exc})", "give dicts, lists, strings, numbers, bools and None only") from None
 
 
 def _user_dir() -> str:
