@@ -7,8 +7,9 @@ function behind that number stays in the runner (`Dynamic.fn` is dropped on the 
 Route patterns are `"METHOD /path"`: METHOD is a method name or `*` (any); in the path, `*` is one
 segment, `**` any number of segments (none included), and a segment may hold a glob (`order-*`).
 The most specific route wins whatever the order they were written in: segment by segment from the
-left, a literal beats a partial glob, which beats `*`, which beats `**`; then a longer pattern
-beats a shorter one; then a named method beats `*`; then the route declared first.
+left, a literal beats a partial glob, which beats `*`, which beats `**` (and a pattern that ends
+there beats one going on with `**`: `GET /a` answers /a, not `GET /a/**`); then a named method
+beats `*`; then the route declared first.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 MOCK_PROTOCOLS = ("http", "http2", "tcp")
+# The largest body a mock answers with, and the largest request body a dynamic handler is given:
+# both cross the proxy worker's socket in one message.
+MAX_BODY = 1 << 20
 VALIDATE_MODES = ("off", "warn", "strict")
 
 _LITERAL, _PARTIAL, _ONE, _ANY = 3, 2, 1, 0  # segment ranks: higher is more specific
+_END = 0.5  # where a pattern ends: more specific than `**` going on, less than any segment
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
@@ -73,8 +78,8 @@ class RoutePattern:
 
     @property
     def specificity(self) -> tuple[Any, ...]:
-        # `**` ranks lowest, then the pattern with more segments (a longer literal prefix), then a method.
-        return (self.ranks, len(self.ranks), self.method != "*")
+        # Segment by segment, then a named method over `*`. The end mark makes `/a` beat `/a/**` on /a.
+        return ((*self.ranks, _END), self.method != "*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,8 @@ def _match(pat: tuple[str, ...], ranks: tuple[int, ...], i: int, segs: tuple[str
         if rank == _LITERAL:
             if seg != pat[i]:
                 return False
+        elif rank == _ONE and not seg:
+            return False  # `*` is one segment, not an empty one (/v1/charges/ is not /v1/charges/*)
         elif rank == _PARTIAL and not fnmatch.fnmatchcase(seg, pat[i]):
             return False
         i += 1
@@ -206,6 +213,16 @@ def find_route(routes: tuple[MockRoute, ...], method: str, path: str) -> MockRou
         if route.pattern.matches(method, segments):
             return route
     return None
+
+
+def decode_json(data: bytes | str) -> Any:
+    """A request body as JSON, or None when it is not JSON (or too deeply nested to decode)."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except Exception:  # ValueError, and RecursionError for a hostile nesting
+        return None
 
 
 def json_body(value: Any) -> bytes:

@@ -18,7 +18,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from faultbox.model.mock import Dynamic, MockConfig, MockResponse, MockRoute, find_route, order_routes
+from faultbox.model.mock import (
+    MAX_BODY,
+    Dynamic,
+    MockConfig,
+    MockResponse,
+    MockRoute,
+    decode_json,
+    find_route,
+    order_routes,
+)
 from faultbox.proxy.session import Endpoint, EventSink
 
 # Protocol -> module with `make_protocol(ctx, track) -> asyncio.Protocol` (one per connection;
@@ -29,10 +38,14 @@ MOCK_SERVERS: dict[str, str] = {
     "tcp": "faultbox.proxy.mock_tcp",
 }
 
-# How long a `dynamic` handler may take before the request is answered 500 instead.
+# How long a `dynamic` handler may run: the runner stops it then and fails the test. The worker
+# waits a little longer, so that the runner's verdict (with the handler's line) comes first.
 DYNAMIC_TIMEOUT = 10.0
+_CALL_TIMEOUT = DYNAMIC_TIMEOUT + 5.0
 _CLOSE_TIMEOUT = 5.0
 _BODY_FIELD = 2048  # request body text kept in the event
+_DATA_FIELD = 64 * 1024  # a JSON body up to this size is the event's data
+FULL_BODY = "_json_body"
 _RECORDED_HEADERS = 24
 
 
@@ -73,12 +86,7 @@ class MockRequest:
         return self.body.decode("utf-8", "replace")
 
     def json_value(self) -> Any:
-        if not self.body:
-            return None
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+        return decode_json(self.body)
 
     def for_handler(self) -> dict[str, Any]:
         """What `fn(req)` of a dynamic answer receives (plain data: it crosses a socket)."""
@@ -90,12 +98,16 @@ class MockRequest:
             "path": self.path,
             "query": self.query_dict(),
             "headers": headers,
-            "body": self.text(),
-            "data": self.json_value(),
+            "body": self.text(),  # the runner adds "data", the body decoded: the body crosses once
         }
 
 
 NOT_FOUND = MockResponse(404, b"not found\n", (("content-type", "text/plain; charset=utf-8"),))
+
+
+def _error(status: int, error: str, detail: str) -> MockResponse:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    return MockResponse(status, body, (("content-type", "application/json"),))
 
 
 class MockContext:
@@ -132,44 +144,70 @@ class MockContext:
     async def answer(self, conn_id: int, request: MockRequest, route: MockRoute | None) -> MockResponse:
         """Answer a request that needs work (a validation, a handler call) and record it. Never raises.
 
-        The requests of one mock that need work are answered one at a time, each recorded before
-        the next handler is called: a handler sees every earlier request of its mock in the trace."""
-        async with self.serial:
-            response, extra = await self._answer(request, route)
-            self.record(conn_id, request, route, response, extra)
+        The work goes on if the client goes away meanwhile (the connection's task is cancelled):
+        a handler that was called is in the trace. The requests of one mock whose answer is a
+        handler's are answered one at a time, each recorded before the next handler is called: a
+        handler sees every earlier request of its mock in the trace."""
+        return await asyncio.shield(self._answer_and_record(conn_id, request, route))
+
+    async def _answer_and_record(self, conn_id: int, request: MockRequest, route: MockRoute | None) -> MockResponse:
+        extra: dict[str, str] = {}
+        try:
+            refused = self._check(request, route, extra)  # outside the lock: it calls no handler
+            if refused is not None:
+                self.record(conn_id, request, route, refused, extra)
+                return refused
+            answer = route.answer if route is not None else self.config.default
+            if isinstance(answer, Dynamic):
+                async with self.serial:
+                    response = await self.call_dynamic(answer, request, extra)
+                    self.record(conn_id, request, route, response, extra)
+                    return response
+            response = answer if answer is not None else NOT_FOUND
+        except Exception as exc:  # a bug here must not leave the client waiting
+            extra["mock_error"] = f"{type(exc).__name__}: {exc}"[:500]
+            response = _error(500, "mock error", extra["mock_error"])
+        self.record(conn_id, request, route, response, extra)
         return response
 
-    async def _answer(self, request: MockRequest, route: MockRoute | None) -> tuple[MockResponse, dict[str, str]]:
-        extra: dict[str, str] = {}
-        if route is not None and route.check is not None and self.config.validate != "off":
-            problem = self.validate(route, request)
-            if problem is not None:
-                extra["validate"] = self.config.validate
-                extra["validate_error"] = problem[:500]
-                if self.config.validate == "strict":
-                    body = json.dumps({"error": f"request validation failed: {problem}"}).encode()
-                    return MockResponse(400, body, (("content-type", "application/json"),)), extra
-        answer = route.answer if route is not None else self.config.default
-        if answer is None:
-            return NOT_FOUND, extra
-        if isinstance(answer, MockResponse):
-            return answer, extra
-        return await self.call_dynamic(answer, request.for_handler(), extra)
+    def _check(self, request: MockRequest, route: MockRoute | None, extra: dict[str, str]) -> MockResponse | None:
+        """The 400 of a request its OpenAPI operation refuses (validate="strict"), else None."""
+        if route is None or route.check is None or self.config.validate == "off":
+            return None
+        problem = self.validate(route, request)
+        if problem is None:
+            return None
+        extra["validate"] = self.config.validate
+        extra["validate_error"] = problem[:500]
+        if self.config.validate != "strict":
+            return None
+        return MockResponse(
+            400,
+            json.dumps({"error": f"request validation failed: {problem}"}).encode(),
+            (("content-type", "application/json"),),
+        )
 
     async def call_dynamic(
-        self, answer: Dynamic, req: dict[str, Any], extra: dict[str, str]
-    ) -> tuple[MockResponse, dict[str, str]]:
+        self, answer: Dynamic, request: MockRequest | dict[str, Any], extra: dict[str, str]
+    ) -> MockResponse:
+        """A handler's answer, or a 500 (413 for a body too big to hand over) with `dynamic_error` set."""
+        req = request.for_handler() if isinstance(request, MockRequest) else request
+        size = len(req.get("body", ""))
+        if size > MAX_BODY:
+            extra["dynamic_error"] = (
+                f"a request body of {size} bytes is more than a dynamic handler is given ({MAX_BODY} bytes)"
+            )
+            return _error(413, "request body too large for a dynamic handler", extra["dynamic_error"])
         try:
-            kind, value = await asyncio.wait_for(self.call(answer.handler, req), DYNAMIC_TIMEOUT)
+            kind, value = await asyncio.wait_for(self.call(answer.handler, req), _CALL_TIMEOUT)
         except TimeoutError:
-            kind, value = "error", f"dynamic handler {answer.name} did not return within {DYNAMIC_TIMEOUT:g}s"
+            kind, value = "error", f"dynamic handler {answer.name} did not return within {_CALL_TIMEOUT:g}s"
         except Exception as exc:  # the runner is gone: say so to the client, keep serving
             kind, value = "error", f"dynamic handler {answer.name} could not be called: {exc}"
         if kind == "ok" and isinstance(value, MockResponse):
-            return value, extra
+            return value
         extra["dynamic_error"] = str(value)[:500]
-        body = json.dumps({"error": "dynamic handler error", "detail": str(value)[:500]}).encode()
-        return MockResponse(500, body, (("content-type", "application/json"),)), extra
+        return _error(500, "dynamic handler error", extra["dynamic_error"])
 
     def validate(self, route: MockRoute, request: MockRequest) -> str | None:
         if self._validator is None:
@@ -204,7 +242,10 @@ class MockContext:
         if request.query:
             fields["query"] = request.query[:500]
         if request.body:
-            fields["body"] = request.text()[:_BODY_FIELD]
+            text = request.text()
+            fields["body"] = text[:_BODY_FIELD]
+            if _BODY_FIELD < len(text) <= _DATA_FIELD and text.lstrip()[:1] in ("{", "["):
+                fields[FULL_BODY] = text  # for the event's data; the runner takes it out of the fields
         for key, value in request.headers[:_RECORDED_HEADERS]:
             if not key.startswith(":"):
                 fields.setdefault("req_" + key.replace("-", "_"), value[:200])

@@ -64,10 +64,14 @@ class LineMock(asyncio.Protocol):
             if line is None:
                 self.transport.close()
                 return
-            async with self.ctx.serial:  # as for HTTP: a handler sees the earlier lines in the trace
-                response = await self._answer(line)
+            # Shielded as for HTTP: a line whose handler was called is recorded, client gone or not.
+            response = await asyncio.shield(self._serial_answer(line))
             if response is not None and response.body and not self.transport.is_closing():
                 self.transport.write(response.body)
+
+    async def _serial_answer(self, line: bytes) -> MockResponse | None:
+        async with self.ctx.serial:  # as for HTTP: a handler sees the earlier lines in the trace
+            return await self._answer(line)
 
     async def _answer(self, line: bytes) -> MockResponse | None:
         """The answer to one line (None: no route and no default), recorded as a `mock` event."""
@@ -77,7 +81,7 @@ class LineMock(asyncio.Protocol):
         response: MockResponse | None = answer if isinstance(answer, MockResponse) else None
         if isinstance(answer, Dynamic):
             req = {"line": text.rstrip("\r\n"), "body": text, "method": "", "path": "", "query": {}, "headers": {}}
-            response, extra = await self.ctx.call_dynamic(answer, req, extra)
+            response = await self.ctx.call_dynamic(answer, req, extra)
             if "dynamic_error" in extra:
                 response = MockResponse(0, b"ERR dynamic handler error\n", kind="bytes")
         fields = {

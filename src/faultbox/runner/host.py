@@ -90,7 +90,7 @@ class TestHost:
         self.mock_handlers = MockHandlers(self._without_barrier)
         self._handler_thread = threading.local()
         self._assumption_monitors: set[int] = set()
-        self.services.mock_handler = self.mock_handlers.for_service
+        self.services.mock_handlers = self.mock_handlers
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -132,11 +132,11 @@ class TestHost:
     def teardown(self) -> None:
         """Remove every fault, flush the trace, stop everything. Never raises."""
         steps = (
-            self.mock_handlers.stop,
             self.faults.clear,
             self._quiet_barrier,
             self._close_clients,
-            self.services.stop_all,
+            self.services.stop_all,  # mocks last of all: their consumers may still call them
+            self.mock_handlers.stop,
             self.proxies.close,
         )
         for step in steps:

@@ -12,11 +12,10 @@ the test with the handler's own line.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,9 @@ from typing import Any
 from faultbox._util.frozen import freeze
 from faultbox._util.threads import raise_in_thread
 from faultbox.errors import SpecFailure
-from faultbox.model.mock import Dynamic, MockResponse
+from faultbox.model.mock import MAX_BODY, Dynamic, MockResponse, decode_json
 from faultbox.model.service import Service
-from faultbox.proxy.mock import DYNAMIC_TIMEOUT
+from faultbox.proxy.mock import DYNAMIC_TIMEOUT, FULL_BODY
 from faultbox.proxy.remote import MockHandler, ProxyWorkerError, RemoteHub, RemoteMock
 from faultbox.proxy.session import Endpoint
 from faultbox.spec.args import type_name
@@ -69,32 +68,34 @@ class MockHandlers:
         self._watchdog: threading.Thread | None = None
 
     def for_service(self, svc: Service) -> MockHandler:
-        dynamics: dict[int, Dynamic] = {}
+        dynamics: dict[int, tuple[Dynamic, str]] = {}  # handler -> (it, its interface's protocol)
         for config in svc.mocks.values():
-            dynamics.update(config.dynamics())
+            for handler, dyn in config.dynamics().items():
+                dynamics[handler] = (dyn, config.protocol)
 
         def handle(handler_id: int, request: dict[str, Any]) -> tuple[str, Any]:
-            dyn = dynamics.get(handler_id)
-            if dyn is None or dyn.fn is None:
+            found = dynamics.get(handler_id)
+            if found is None or found[0].fn is None:
                 return ("error", f"{svc.name}: no dynamic handler #{handler_id}")
+            dyn, protocol = found
+            request.setdefault("data", decode_json(request.get("body", "")))
             try:
                 result = self._call(dyn, request)
             except BaseException as exc:
                 message, where = describe_exception(exc)
                 failed = f"mock {svc.name}: dynamic handler {dyn.name} failed: {message}"
                 return ("error", self._failed(failed, where or dyn.location))
-            if isinstance(result, MockResponse):
+            problem = _wrong_answer(result, protocol)
+            if problem is None:
                 return ("ok", result)
-            return (
-                "error",
-                self._failed(
-                    f"mock {svc.name}: dynamic handler {dyn.name} returned {type_name(result)}, not a response "
-                    "(return json_response(...), text_response(...), status_only(...))",
-                    dyn.location,
-                ),
-            )
+            return ("error", self._failed(f"mock {svc.name}: dynamic handler {dyn.name} {problem}", dyn.location))
 
         return handle
+
+    def worker_failed(self, service: str, message: str) -> None:
+        """A dynamic answer the worker gave up on (no answer in time, a body too big to hand over):
+        the system under test saw a 500 the spec did not mean, so the test fails."""
+        self._failed(f"mock {service}: {message}", "")
 
     def _call(self, dyn: Dynamic, request: dict[str, Any]) -> Any:
         ident = threading.get_ident()
@@ -146,13 +147,15 @@ class MockHandlers:
         return f"{message} ({location})" if location else message
 
 
-def serve(hub: RemoteHub, svc: Service, emit: Emit, handler: MockHandler) -> list[RemoteMock]:
+def serve(hub: RemoteHub, svc: Service, emit: Emit, handlers: MockHandlers) -> list[RemoteMock]:
     """Serve every interface of a mock; closes what it opened if one fails (ProxyWorkerError)."""
     served: list[RemoteMock] = []
+    handler = handlers.for_service(svc)
     try:
         for iface in svc.interfaces:
             endpoint = Endpoint(svc.name, iface.name, iface.protocol, iface.host, iface.port)
-            served.append(hub.open_mock(endpoint, svc.mocks[iface.name], _to_trace(svc.name, emit), handler))
+            to_trace = _to_trace(svc.name, emit, handlers.worker_failed)
+            served.append(hub.open_mock(endpoint, svc.mocks[iface.name], to_trace, handler))
     except (ProxyWorkerError, OSError):
         for mock in served:
             mock.close()
@@ -160,22 +163,29 @@ def serve(hub: RemoteHub, svc: Service, emit: Emit, handler: MockHandler) -> lis
     return served
 
 
-def _to_trace(service: str, emit: Emit) -> Callable[[str, dict[str, str]], None]:
+def _wrong_answer(result: Any, protocol: str) -> str | None:
+    if not isinstance(result, MockResponse):
+        return (
+            f"returned {type_name(result)}, not a response "
+            "(return json_response(...), text_response(...), status_only(...))"
+        )
+    if result.kind == "bytes" and protocol != "tcp":
+        return "returned bytes_response(), which is for TCP mocks; an HTTP mock answers json_response(...) etc."
+    if len(result.body) > MAX_BODY:
+        return f"answered a body of {len(result.body)} bytes; a mock's answer holds at most {MAX_BODY} bytes"
+    return None
+
+
+def _to_trace(service: str, emit: Emit, failed: Callable[[str, str], None]) -> Callable[[str, dict[str, str]], None]:
     def to_trace(type: str, fields: dict[str, str]) -> None:
-        if type == "mock":
-            emit(type, service, fields, _body_data(fields), mirrored=False)
-        else:
+        if type != "mock":
             emit(type, service, fields)
+            return
+        full = fields.pop(FULL_BODY, None) or fields.get("body", "")
+        data = decode_json(full) if full.lstrip()[:1] in ("{", "[") else None
+        emit(type, service, fields, data if isinstance(data, (dict, list)) else None, mirrored=False)
+        problem = fields.get("dynamic_error")
+        if problem:
+            failed(service, problem)
 
     return to_trace
-
-
-def _body_data(fields: Mapping[str, str]) -> Any:
-    """`e.data` of a mock event: the request's JSON body, decoded (otherwise the fields)."""
-    body = fields.get("body")
-    if not body or body[0] not in "[{":
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None

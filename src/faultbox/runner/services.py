@@ -15,7 +15,7 @@ from faultbox.deps import ServerPlan
 from faultbox.engine.launch import LaunchError, LaunchSpec, ServiceProcess, spawn
 from faultbox.errors import Code, InfraError
 from faultbox.model.service import Observe, Service, start_order
-from faultbox.proxy.remote import MockHandler, ProxyWorkerError, RemoteMock
+from faultbox.proxy.remote import ProxyWorkerError, RemoteMock
 from faultbox.runner import mocks
 from faultbox.runner.context import RunContext
 from faultbox.runner.health import Probe, probe_for, wait_ready
@@ -68,7 +68,7 @@ class ServiceSet:
         self.proxied: dict[tuple[str, str], tuple[str, int]] = {}
         self.proxy_aliases: dict[int, str] = {}
         # How a mock's dynamic answers are computed (set by the test's host).
-        self.mock_handler: Callable[[Service], MockHandler] | None = None
+        self.mock_handlers: mocks.MockHandlers | None = None
 
     @property
     def svc_ids(self) -> dict[str, int]:
@@ -93,9 +93,9 @@ class ServiceSet:
 
     def _start_mock(self, svc: Service) -> None:
         self._check_ports(svc)
-        assert self.mock_handler is not None
+        assert self.mock_handlers is not None
         try:
-            served = mocks.serve(self.ctx.proxy_hub(), svc, self.emit, self.mock_handler(svc))
+            served = mocks.serve(self.ctx.proxy_hub(), svc, self.emit, self.mock_handlers)
         except (ProxyWorkerError, OSError) as exc:
             raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: cannot serve the mock: {exc}") from None
         self.running[svc.name] = RunningService(svc, None, None, mocks=served)

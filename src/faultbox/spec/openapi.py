@@ -372,7 +372,7 @@ class _Builder:
         if "example" in media:
             return True, media["example"]
         if named:
-            return True, named[min(named)]
+            return True, next(iter(named.values()))  # the first the document writes
         schema = self.doc.deref(media.get("schema"))
         if isinstance(schema, dict):
             if "example" in schema:
@@ -475,7 +475,7 @@ def _normal_pattern(key: str) -> str:
 
 def _pick_status(responses: dict[Any, Any]) -> tuple[Any, int]:
     """(the response's key, its status): the first of 200..204 and default, else the lowest 2xx,
-    else the first response."""
+    else the first final response the document lists."""
     keys = {str(k).upper(): k for k in responses}
     for code in _PREFERRED_STATUS:
         if code.upper() in keys:
@@ -485,13 +485,14 @@ def _pick_status(responses: dict[Any, Any]) -> tuple[Any, int]:
         return keys[str(success[0])], success[0]
     if "2XX" in keys:
         return keys["2XX"], 200
-    first = next(iter(responses))
-    text = str(first).upper()
-    if text.isdigit() and 100 <= int(text) <= 599:
-        return first, int(text)
-    if len(text) == 3 and text[0] in "12345" and text[1:] == "XX":
-        return first, int(text[0]) * 100
-    return first, 200
+    # No success answer: the first final one the document lists (a mock gives final answers only).
+    for key in responses:
+        text = str(key).upper()
+        if text.isdigit() and 200 <= int(text) <= 599:
+            return key, int(text)
+        if len(text) == 3 and text[0] in "2345" and text[1:] == "XX":
+            return key, int(text[0]) * 100
+    return next(iter(responses)), 200
 
 
 def _base(media_type: str) -> str:
@@ -504,8 +505,8 @@ def _is_json(media_type: str) -> bool:
 
 
 def _pick_media(content: dict[Any, Any]) -> str | None:
-    """application/json, else the first JSON type (sorted), else the first type (sorted)."""
-    keys = sorted(str(k) for k in content)
+    """application/json, else the first JSON type, else the first type, in the document's order."""
+    keys = [str(k) for k in content]
     if not keys:
         return None
     if "application/json" in keys:

@@ -91,3 +91,16 @@ def test_the_reference_spelling_of_mock_event_types_filters_mock_events() -> Non
     assert Filter.of({"type": "mock"}).match(ev)
     assert not Filter.of({"type": "mock.GET /v1/charges"}).match(ev)
     assert Filter.of({"type": "mock.POST /v1/charges"}).exact() == {"type": "mock", "op": "POST /v1/charges"}
+
+
+def test_a_pattern_that_ends_beats_one_going_on_with_double_star() -> None:
+    routes = _routes("GET /a/**", "GET /a", "GET /v1/*/**", "GET /v1/*")
+    assert _winner(routes, "GET", "/a") == "GET /a"
+    assert _winner(routes, "GET", "/a/b") == "GET /a/**"
+    assert _winner(routes, "GET", "/v1/b") == "GET /v1/*"
+    assert _winner(routes, "GET", "/v1/b/c") == "GET /v1/*/**"
+
+
+def test_a_star_is_not_an_empty_segment() -> None:
+    routes = _routes("GET /v1/charges/*")
+    assert _winner(routes, "GET", "/v1/charges/") is None

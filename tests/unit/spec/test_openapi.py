@@ -246,7 +246,8 @@ def test_media_type_preference(tmp_path: Path) -> None:
         """
     assert _body(_op(tmp_path, text)) == {"a": 1}
     route = _op(tmp_path, text.replace("application/json: {example: {a: 1}}", ""))
-    assert route.answer == MockResponse(200, b"<a/>", (("content-type", "application/xml"),))
+    # no JSON type: the first the document lists
+    assert route.answer == MockResponse(200, b"hello", (("content-type", "text/plain"),))
     route = _response(tmp_path, "example: hello", media_type="text/plain")
     assert route.answer == MockResponse(200, b"hello", (("content-type", "text/plain"),))
     route = _response(tmp_path, "example: {id: 1}", media_type="application/problem+json")
@@ -263,7 +264,7 @@ def test_example_order_for_first(tmp_path: Path) -> None:
         """
     assert _body(_response(tmp_path, both)) == {"from": "example"}
     without_example = "\n".join(line for line in both.splitlines() if "from: example" not in line)
-    assert _body(_response(tmp_path, without_example)) == {"from": "a"}  # sorted: a before b
+    assert _body(_response(tmp_path, without_example)) == {"from": "b"}  # the document's order
     assert _body(_response(tmp_path, "schema: {type: object, example: {from: schema}}")) == {"from": "schema"}
     assert _body(_response(tmp_path, "schema: {type: array, examples: [[1], [2]]}")) == [1]  # 3.1 style
     external = "examples:\n  a: {externalValue: 'https://example.com/a.json'}\n  b: {value: {from: b}}\n"

@@ -122,12 +122,14 @@ def test_http_server_depends_on_and_validate(tmp_path: Path) -> None:
         tmp_path,
         'load("@faultbox/mocks/http.star", "http")\n'
         'db = http.server("db", 18604)\n'
-        'api = http.server("api", 18605, depends_on = [db], validate = "warn", routes = {"GET /": {}})',
+        'api = http.server("api", 18605, depends_on = [db], routes = {"GET /": {}})',
     )
     svc = loaded.services["api"]
     assert svc.depends_on == ("db",)
-    assert svc.mocks["main"].validate == "warn"
+    assert svc.mocks["main"].validate == "off"
     assert _json_answer(_routes(svc)["GET /"]) == {}
+    with pytest.raises(SpecError, match="give openapi= too"):
+        _load(tmp_path, 'load("@faultbox/mocks/http.star", "http")\nhttp.server("api", 18605, validate = "warn")')
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 
 from faultbox._util.frozen import thaw
 from faultbox.model.mock import (
+    MAX_BODY,
     MOCK_PROTOCOLS,
     VALIDATE_MODES,
     Answer,
@@ -39,12 +40,13 @@ register_type(
 )
 
 _handlers = itertools.count(1)
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 @builtin("json_response", "status: int = 200, body: any = None, headers: dict = {}")
 def json_response(builder: SpecBuilder, status: int, body: Any, headers: dict[str, Any]) -> MockResponse:
     _check_status("json_response", status)
-    data = json_arg("json_response(): body is not JSON", body)
+    data = _sized("json_response", json_arg("json_response(): body is not JSON", body))
     return MockResponse(
         status, data, with_header(_headers("json_response", headers), "content-type", "application/json")
     )
@@ -55,7 +57,7 @@ def text_response(builder: SpecBuilder, status: int, body: str, headers: dict[st
     _check_status("text_response", status)
     return MockResponse(
         status,
-        body.encode(),
+        _sized("text_response", body.encode()),
         with_header(_headers("text_response", headers), "content-type", "text/plain; charset=utf-8"),
     )
 
@@ -68,7 +70,7 @@ def bytes_response(builder: SpecBuilder, status: int, data: Any) -> MockResponse
         raw = data
     else:
         raise ArgError(f"bytes_response(): data must be a string or bytes, got {type_name(data)}")
-    return MockResponse(status, raw, kind="bytes")
+    return MockResponse(status, _sized("bytes_response", raw), kind="bytes")
 
 
 @builtin("status_only", "code: int")
@@ -81,7 +83,7 @@ def status_only(builder: SpecBuilder, code: int) -> MockResponse:
 def redirect(builder: SpecBuilder, location: str, status: int) -> MockResponse:
     if not 300 <= status <= 399:
         raise ArgError(f"redirect(): status {status} is not a redirect status (300-399)")
-    return MockResponse(status, b"", (("location", location),))
+    return MockResponse(status, b"", _headers("redirect", {"location": location}))
 
 
 @builtin("dynamic", "fn: callable")
@@ -138,11 +140,19 @@ def mock_service(
     mocks: dict[str, MockConfig] = {}
     for iface in ifaces:
         if iface.protocol == "tcp":
-            if openapi or overrides:
-                raise ArgError(f"{what}: openapi= and overrides= are for HTTP mocks; {iface.name} is tcp")
+            if openapi or overrides or validate is not None or examples != "first":
+                raise ArgError(
+                    f"{what}: openapi=, overrides=, validate= and examples= are for HTTP mocks; {iface.name} is tcp"
+                )
             mocks[iface.name] = MockConfig("tcp", default=default, line_routes=_line_routes(what, routes))
             continue
         built = [_route(what, pattern, answer) for pattern, answer in routes.items()]
+        for answer in [*(r.answer for r in built), default]:
+            if isinstance(answer, MockResponse) and answer.kind == "bytes":
+                raise ArgError(
+                    f"{what}: bytes_response() is a TCP mock's raw reply; {iface.name} is {iface.protocol}",
+                    "answer with json_response(...), text_response(...) or status_only(...)",
+                )
         mode = validate or "off"
         if openapi:
             from faultbox.spec.openapi import load_openapi
@@ -155,6 +165,8 @@ def mock_service(
             raise ArgError(f"{what}: overrides= replaces answers of an OpenAPI document; give openapi= too")
         elif examples != "first":
             raise ArgError(f"{what}: examples= chooses among an OpenAPI document's examples; give openapi= too")
+        elif validate is not None:
+            raise ArgError(f"{what}: validate= checks requests against an OpenAPI document; give openapi= too")
         mocks[iface.name] = MockConfig(iface.protocol, tuple(built), default, mode)
     svc = Service(
         name=name,
@@ -245,10 +257,18 @@ def _headers(what: str, headers: Mapping[str, Any]) -> tuple[tuple[str, str], ..
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
             raise ArgError(f"{what}(): headers must map strings to strings, got {key!r}: {type_name(value)}")
-        if any(c in key + str(value) for c in "\r\n"):
+        if any(c in key + str(value) for c in "\r\n\0"):
             raise ArgError(f"{what}(): header {key!r} holds a line break")
+        if not key or not set(key) <= _TOKEN:
+            raise ArgError(f"{what}(): {key!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
         out.append((key, str(value)))
     return tuple(out)
+
+
+def _sized(what: str, body: bytes) -> bytes:
+    if len(body) > MAX_BODY:
+        raise ArgError(f"{what}(): a body of {len(body)} bytes is more than a mock answers with ({MAX_BODY} bytes)")
+    return body
 
 
 def _check_status(what: str, status: int) -> None:
