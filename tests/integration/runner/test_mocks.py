@@ -255,3 +255,26 @@ def test_an_assumptions_monitors_watch_until_the_test_ends(tmp_path) -> None:
     result = run_spec_text(tmp_path, spec, timeout=60)
     test = find_test(result, "test_late_call")
     assert test.outcome.value == "failed" and "a call after the scenario" in test.reason, test.reason
+
+
+def test_big_bodies(tmp_path) -> None:
+    port = free_port()
+    spec = textwrap.dedent(f"""
+    pay = mock_service("pay", interface("main", "http", {port}),
+        routes = {{"POST /static": status_only(204), "POST /dynamic": dynamic(lambda req: status_only(204))}})
+
+    def test_data_of_a_body_over_2_kib():
+        pay.main.post(path = "/static", body = {{"order_id": "o1", "note": "n" * 3000}})
+        e = events(type = "mock", service = "pay")[0]
+        assert_eq(e.data["order_id"], "o1")
+        assert_eq(len(events(type = "mock", where = lambda x: x.data.get("order_id") == "o1")), 1)
+
+    def test_a_body_too_big_for_a_handler():
+        assert_eq(pay.main.post(path = "/dynamic", body = "x" * (1024 * 1024 + 1)).status, 413)
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    assert_passed(find_test(result, "test_data_of_a_body_over_2_kib"))
+    too_big = find_test(result, "test_a_body_too_big_for_a_handler")
+    assert too_big.outcome.value == "failed" and "more than a dynamic handler is given" in too_big.reason, (
+        too_big.reason
+    )

@@ -185,3 +185,43 @@ def test_tcp_line_mock_answers_every_line_by_the_longest_prefix(hub: ProxyHub) -
         assert served.events[2]["line"] == "ECHO hi" and served.events[2]["route"] == "ECHO"
     finally:
         served.close()
+
+
+def test_a_handler_whose_client_went_away_is_still_recorded(hub: ProxyHub) -> None:
+    release = asyncio.Event()
+
+    async def slow(handler_id: int, req: dict[str, Any]) -> tuple[str, Any]:
+        await release.wait()
+        return ("ok", MockResponse(201, b"charged"))
+
+    served = Served(hub, _config(("POST /charge", Dynamic(1, "slow"))), slow)
+    try:
+        sock = socket.create_connection(served.addr, timeout=10)
+        sock.sendall(b"POST /charge HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        deadline = time.monotonic() + 10
+        while not served.calls:
+            assert time.monotonic() < deadline, "the handler was never called"
+            time.sleep(0.005)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # a reset: the client gave up
+        hub.loop.call_soon_threadsafe(release.set)
+        while not served.events:
+            assert time.monotonic() < deadline, "the handled request left no event"
+            time.sleep(0.005)
+        assert served.events[0]["status"] == "201"
+    finally:
+        served.close()
+
+
+def test_a_body_too_deeply_nested_to_decode_is_still_answered(hub: ProxyHub) -> None:
+    def echo(handler_id: int, req: dict[str, Any]) -> tuple[str, Any]:
+        return ("ok", MockResponse(200, b"fine"))
+
+    served = Served(hub, _config(("POST /x", Dynamic(1, "echo")), ("POST /static", MockResponse(204))), echo)
+    try:
+        body = b"[" * 100_000
+        head = f"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        assert _exchange(served.addr, head + body, lambda b: b.endswith(b"fine")).startswith(b"HTTP/1.1 200")
+        assert [e["status"] for e in served.events] == ["200"]
+    finally:
+        served.close()
