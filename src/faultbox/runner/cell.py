@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from faultbox._util.threads import raise_in_thread
-from faultbox.errors import FaultboxError, Halted, InfraError, MonitorStop, SpecError, SpecFailure, TestTimeout
+from faultbox.errors import (
+    FaultboxError,
+    Halted,
+    InfraError,
+    MonitorStop,
+    SourceLocation,
+    SpecError,
+    SpecFailure,
+    TestTimeout,
+)
 from faultbox.model.event import SOURCE_ERROR, Event
 from faultbox.model.fault import PARTITION_OP
 from faultbox.model.result import Diagnostic, FaultRecord, Outcome, TestResult
@@ -18,7 +27,7 @@ from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
 from faultbox.spec import host as host_mod
-from faultbox.spec.compile import describe_exception
+from faultbox.spec.compile import describe_exception, source_line
 from faultbox.spec.values import starlark_repr
 
 _ABANDON_AFTER = 3.0  # seconds a body may ignore its timeout before we stop waiting for it
@@ -232,13 +241,39 @@ def _fault_scenario(fs: FaultScenario, host: TestHost, outcome: BodyOutcome) -> 
             host.count_assertion()
             fs.expect.judge(outcome.result, outcome.hung)
         else:
-            fs.expect(outcome.result)
+            _refuse_false(fs.expect, fs.expect(outcome.result))
         host.barrier()
         host.checkpoint()
     except MonitorStop:
         raise
     except BaseException as exc:  # a raise inside expect is an expectation violation
         outcome.expect_error = exc
+
+
+def _refuse_false(expect: Any, value: Any) -> None:
+    """An expectation that returns False (or a tuple of checks holding a False) failed: it is a
+    predicate that said no, not a pass. None, and anything else, passes (checks that raise)."""
+    if value is False or (isinstance(value, (tuple, list)) and any(v is False for v in value)):
+        code = getattr(expect, "__code__", None)
+        where = SourceLocation(code.co_filename, code.co_firstlineno) if code is not None else None
+        text = (source_line(where) or "").strip() if where is not None else ""
+        shown = _balanced(text[text.find("lambda") :] if "lambda" in text else text)
+        failure = SpecFailure(f"expect returned False: {shown or _expectation_text(expect)}")
+        failure.fb_location = where  # type: ignore[attr-defined]
+        raise failure
+
+
+def _balanced(text: str) -> str:
+    """`text` up to where its brackets close more than they opened (the end of the lambda)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                return text[:i].rstrip().rstrip(",")
+    return text.rstrip().rstrip(",")
 
 
 # -- the verdict -----------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Verdicts that must hold when specs misbehave: an expectation that says no, monitors that query the
+trace while a test tears down, faults whose scope opens after output that came before it."""
+
+from __future__ import annotations
+
+import textwrap
+
+from support import assert_passed, find_test, free_port, run_spec_text
+
+
+def test_an_expectation_that_returns_false_fails_naming_itself(tmp_path) -> None:
+    port = free_port()
+    spec = textwrap.dedent(f"""
+    pay = mock_service("pay", interface("main", "http", {port}), routes = {{"GET /x": status_only(503)}})
+    def go():
+        return pay.main.get(path = "/x")
+    fault_scenario("says_no", scenario = go, expect = lambda r: r.status == 200)
+    fault_scenario("says_yes", scenario = go, expect = lambda r: r.status == 503)
+    fault_scenario("a_tuple_with_a_no", scenario = go, expect = lambda r: (assert_eq(r.status, 503), r.ok == False))
+    def checks(r):
+        assert_eq(r.status, 503)
+    fault_scenario("returns_none", scenario = go, expect = checks)
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    no = find_test(result, "test_says_no")
+    assert no.outcome.value == "expectation_violated", no.reason
+    assert no.reason == "expect returned False: lambda r: r.status == 200", no.reason
+    assert no.location.endswith(":5"), no.location
+    tuple_no = find_test(result, "test_a_tuple_with_a_no")
+    assert tuple_no.outcome.value == "expectation_violated", tuple_no.reason
+    assert_passed(find_test(result, "test_says_yes"))
+    assert_passed(find_test(result, "test_returns_none"))
