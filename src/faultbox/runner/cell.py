@@ -76,6 +76,9 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     outcome = BodyOutcome()
     timings: dict[str, int] = {}
     watchdog = _MonitorWatchdog(host, fallback_deadline=started + timeout)
+    # The test's host is current from its first service to its last teardown step: monitors run on
+    # the events of all of them, and may query the trace.
+    host_mod.set_current(host)
     try:
         try:
             host.start_services()
@@ -91,6 +94,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
         stop_started = time.monotonic()
         host.teardown()
         host.detach()
+        host_mod.set_current(None)
         watchdog.stop()
         timings["stop_ms"] = _ms_since(stop_started)
     result = judge(case, host, start_error, outcome)
@@ -170,13 +174,9 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
         except BaseException as exc:  # everything the body raises is judged, nothing escapes
             outcome.error = exc
 
-    host_mod.set_current(host)
     thread = threading.Thread(target=target, name=f"faultbox-test:{case.name}", daemon=True)
     thread.start()
-    try:
-        _watch(thread, host, outcome)
-    finally:
-        host_mod.set_current(None)
+    _watch(thread, host, outcome)
     return outcome
 
 

@@ -30,3 +30,18 @@ def test_an_expectation_that_returns_false_fails_naming_itself(tmp_path) -> None
     assert tuple_no.outcome.value == "expectation_violated", tuple_no.reason
     assert_passed(find_test(result, "test_says_yes"))
     assert_passed(find_test(result, "test_returns_none"))
+
+
+def test_a_monitor_that_queries_the_trace_runs_through_teardown(tmp_path) -> None:
+    spec = textwrap.dedent("""
+    idle = service("idle", "sleep", args = ["60"])
+    def look_back(e):
+        len(events(service = "idle"))
+    def test_teardown_events_are_judged_too():
+        monitor(look_back, service = "idle")
+        assert_eq(len(events(type = "service_started", service = "idle")), 1)
+    """)
+    result = run_spec_text(tmp_path, spec, timeout=60)
+    test = find_test(result, "test_teardown_events_are_judged_too")
+    assert_passed(test)
+    assert any(e.type == "service_exited" and e.service == "idle" for e in test.events)
