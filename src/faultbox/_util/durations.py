@@ -8,6 +8,11 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+# The longest duration anything takes (Go's own limit is about 292 years): a week of delay or of
+# timeout is already far beyond any test; beyond this, timers and the supervisor's wire overflow.
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
 class DurationError(ValueError):
     pass
 
@@ -33,6 +38,8 @@ def parse_duration(text: str) -> float:
         pos = m.end()
     if pos == 0:
         raise DurationError(f'invalid duration "{text}"')
+    if total > MAX_SECONDS:
+        raise DurationError(f'duration "{text}" is longer than the longest faultbox takes (168h, a week)')
     return -total if negative else total
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from faultbox._util.frozen import FrozenError, freeze
 from faultbox._util.hints import WHERE_HINTS, WhereHint
 from faultbox._util.spell import did_you_mean
-from faultbox.errors import SourceLocation, SpecError, SpecFailure
+from faultbox.errors import Code, SourceLocation, SpecError, SpecFailure
 from faultbox.spec.args import ArgError
 from faultbox.spec.dialect import CheckedModule
 
@@ -51,7 +51,17 @@ class Module:
 
 def compile_module(checked: CheckedModule) -> CodeType:
     SPEC_FILES[checked.filename] = checked.lines
-    code = compile(checked.tree, checked.filename, "exec", dont_inherit=True)
+    try:
+        code = compile(checked.tree, checked.filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # what the parser lets through: a keyword argument given twice
+        line = exc.lineno or 0
+        src = checked.lines[line - 1] if 0 < line <= len(checked.lines) else None
+        raise SpecError(
+            Code.SPEC_SYNTAX,
+            f"syntax error: {exc.msg}",
+            SourceLocation(checked.filename, line, exc.offset or 0),
+            source_line=src,
+        ) from None
     _attach_where_hints(checked.tree, code)
     return code
 

@@ -62,9 +62,20 @@ class Loader:
 
     def _run(self, full: str, name: str, *, stdlib: bool) -> Module:
         try:
-            source = Path(full).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(Code.SPEC_NOT_FOUND, f"cannot read {full}: {exc}") from None
+            raw = Path(full).read_bytes()
+        except OSError as exc:
+            raise SpecError(Code.SPEC_NOT_FOUND, f"cannot read {full}: {exc.strerror or exc}") from None
+        try:
+            source = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise SpecError(
+                Code.SPEC_SYNTAX,
+                f"the file is not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+                SourceLocation(full, line, col),
+                hint="save the spec as UTF-8 (a spec is text; binary data belongs in a file read with load_file())",
+            ) from None
         universe = self._stdlib_universe if stdlib else self._universe
         checked = dialect.check(source, full, universe)
         module = Module(full, name, checked)
