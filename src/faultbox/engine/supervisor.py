@@ -34,10 +34,11 @@ from typing import Any
 
 from faultbox._util.globs import field_match, path_match
 from faultbox.engine import _abi, _notify, procmem
-from faultbox.engine.rules import K_DELAY, K_DENY, K_HOLD, WireRule
+from faultbox.engine.rules import K_DELAY, K_DENY, K_HOLD, K_TRACE, WireRule
 from faultbox.model.syscalls import FD_ARG0, PATH_ARG, SOCKADDR_ARG1, is_system_path, native_table
 
 _FIRING = (K_DENY, K_DELAY, K_HOLD)
+_SLOW = (*_FIRING, K_TRACE)  # kinds whose syscalls the Python loop must see (a trace records them)
 _BATCH = 256
 _FLUSH_AFTER = 0.002
 _MAX_MESSAGE = 96 * 1024
@@ -184,6 +185,9 @@ class Supervisor:
         pid = self.loop.process_of(tid)  # notif.pid is a thread id; events carry the process
         if rule is None or rule.kind not in _FIRING:
             self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
+            if rule is not None:  # a trace rule: the call proceeds, recorded as traced by that rule
+                self._emit((lst.svc_id, time.time(), pid, tid, name, rule.decision, path, addr, rule.id, 0))
+                return
             self._emit((lst.svc_id, time.time(), pid, tid, name, "allow", path, addr, -1, 0))
             return
         event = (lst.svc_id, time.time(), pid, tid, name, rule.decision, path, addr, rule.id, 0)
@@ -201,7 +205,9 @@ class Supervisor:
             self._emit(event)
 
     def _decide(self, rules: list[Rule], path: str | None, addr: str | None) -> Rule | None:
-        """The first rule (newest first) that matches and passes its probability draw."""
+        """The first rule (newest first) that matches and passes its probability draw, else the
+        first trace rule that matched (the call proceeds, recorded as traced)."""
+        traced: Rule | None = None
         for rule in rules:
             if rule.path is not None:
                 if path is None:
@@ -211,19 +217,23 @@ class Supervisor:
                     continue  # a socket, pipe or anonymous inode: not a file a glob can name
                 if not path_match(path, rule.path) and not path_match(os.path.dirname(path) + "/", rule.path):
                     continue
-            elif path is not None and is_system_path(path):
-                continue  # without a path glob, the loader's and /dev, /proc files are left alone
+            elif path is not None and rule.kind != K_TRACE and is_system_path(path):
+                continue  # without a path glob, a fault leaves the loader's and /dev, /proc files alone
             if rule.addr is not None and (addr is None or not any(field_match(addr, a) for a in rule.addr)):
                 continue
             rule.matched += 1
             if rule.kind not in _FIRING:
+                if rule.kind == K_TRACE and traced is None:
+                    traced = rule
                 continue
             rng = rule.rng
             if rng is not None and rng.random() >= rule.prob:
                 continue
             rule.fired += 1
             return rule
-        return None
+        if traced is not None:
+            traced.fired += 1  # a trace "fires" by recording the call
+        return traced
 
     def _still_valid(self, lst: Listener, nid: int) -> bool:
         try:
@@ -332,9 +342,9 @@ class Supervisor:
                 table.setdefault(nr, []).append(rule)
         lst.rules = table
         if live:
-            # Only syscalls with a rule that can fire leave the C fast path; of those, an unconditional
-            # deny as the newest rule is still answered in C.
-            self.loop.set_slow(lst.fd, [nr for nr, rules in table.items() if any(r.kind in _FIRING for r in rules)])
+            # Only syscalls with a rule that can fire (or a trace) leave the C fast path; of those,
+            # an unconditional deny as the newest rule is still answered in C.
+            self.loop.set_slow(lst.fd, [nr for nr, rules in table.items() if any(r.kind in _SLOW for r in rules)])
             self.loop.set_fast_deny(
                 lst.fd,
                 [(nr, rules[0].id, rules[0].errno) for nr, rules in table.items() if _unconditional_deny(rules[0])],

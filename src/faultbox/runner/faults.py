@@ -141,13 +141,14 @@ class FaultTable:
         )
         self.emit("fault_not_fired", legs[0].rule.service, {"keyword": "connect", "decision": "partition"})
 
-    def stop_target(self, service: str, interface: str | None = None) -> None:
-        """fault_stop()/trace_stop(): remove the imperative rules on a service. Given an interface,
-        its own protocol rules go, and the service's syscall rules (an interface names its service
-        for those, as it always has), but not the protocol rules of its other interfaces."""
+    def stop_target(self, service: str, interface: str | None = None, *, traces: bool = False) -> None:
+        """fault_stop(): remove the imperative fault rules on a service; trace_stop() (`traces`):
+        its imperative trace rules. Each leaves the other's alone. Given an interface, its own
+        protocol rules go, and the service's syscall rules (an interface names its service for
+        those, as it always has), but not the protocol rules of its other interfaces."""
 
         def mine(ar: ActiveRule) -> bool:
-            if ar.rule.service != service:
+            if ar.rule.service != service or _is_trace(ar.rule) != traces:
                 return False
             return interface is None or not isinstance(ar.rule, ProxyRule) or ar.rule.interface == interface
 

@@ -432,11 +432,11 @@ class TestHost:
                 for scope in reversed(scopes):
                     self.faults.pop(scope)
 
-    def stop_faults(self, service: str, interface: str | None = None) -> None:
-        self._not_in_monitor("fault_stop()")
+    def stop_faults(self, service: str, interface: str | None = None, *, traces: bool = False) -> None:
+        self._not_in_monitor("trace_stop()" if traces else "fault_stop()")
         self.barrier()
         with self._faults_lock:
-            self.faults.stop_target(service, interface)
+            self.faults.stop_target(service, interface, traces=traces)
 
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
         self._not_in_monitor("partition_start()")

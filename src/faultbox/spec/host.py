@@ -27,9 +27,9 @@ class Host(Protocol):
         """Install rules; with `run`, call it and remove exactly these rules afterwards (even on
         error) and return its result; without, keep them until stop_faults()."""
 
-    def stop_faults(self, service: str, interface: str | None = None) -> None:
-        """Remove the imperative (fault_start/trace_start) rules of a service, or of one of its
-        interfaces only."""
+    def stop_faults(self, service: str, interface: str | None = None, *, traces: bool = False) -> None:
+        """Remove the fault_start() rules of a service, or of one of its interfaces only; with
+        `traces`, its trace_start() rules instead."""
 
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
         """Install a partition's rules until stop_partition(pair) (one at a time per pair)."""

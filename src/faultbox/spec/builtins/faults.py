@@ -299,4 +299,4 @@ def trace_start(builder: SpecBuilder, target: Any, syscalls: list[str]) -> None:
 def trace_stop(builder: SpecBuilder, target: Any) -> None:
     host = host_mod.require("trace_stop()")
     for svc in services_of(target, "trace_stop()"):
-        host.stop_faults(svc.name)
+        host.stop_faults(svc.name, traces=True)
