@@ -48,11 +48,19 @@ def test_steps_go_through_the_proxy_and_scopes_nest():
     assert_eq([e.method for e in delays], ["PING", "STOCK a"], "the inner scope left the outer rule in place")
     assert_eq(delays[1].label, "outer")
 
+def start_a_fault():
+    fault_start(inventory.main, drop())
+
 def test_a_monitor_cannot_start_a_fault():
+    def meddle(e):
+        start_a_fault()  # through a helper: refused when it runs (a direct call is refused at monitor())
+    monitor(meddle, type = "step_send")
+    inventory.main.send(data = "PING")
+
+def test_a_monitor_that_calls_fault_is_refused_at_once():
     def meddle(e):
         fault_start(inventory.main, drop())
     monitor(meddle, type = "step_send")
-    inventory.main.send(data = "PING")
 
 def test_unmatched_rule_is_reported():
     fault(inventory.main, drop(method = "NEVER*"), run = lambda: inventory.main.send(data = "PING"))
@@ -70,6 +78,9 @@ def test_assumption_mixes_protocol_and_syscall_rules():
 
     meddling = find_test(result, "test_a_monitor_cannot_start_a_fault")
     assert meddling.outcome.value == "failed" and "cannot run inside a monitor" in meddling.reason, meddling.reason
+    direct = find_test(result, "test_a_monitor_that_calls_fault_is_refused_at_once")
+    assert direct.outcome.value == "failed", direct.reason
+    assert "the monitor calls fault_start()" in direct.reason and "only reads the trace" in direct.reason
 
     unmatched = find_test(result, "test_unmatched_rule_is_reported")
     codes = [d.code for d in unmatched.diagnostics]

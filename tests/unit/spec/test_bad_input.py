@@ -47,3 +47,20 @@ def test_durations_beyond_a_week_are_refused(tmp_path: Path) -> None:
     spec.write_text('d = delay("9999999999999999999999h")\n')
     err = _error(spec)
     assert err.code is Code.SPEC_BAD_ARGUMENT and f"{spec}:1" in err.render()
+
+
+def test_a_monitor_that_acts_is_refused_when_the_spec_loads(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        'svc = service("svc", "sleep", args = ["60"])\n'
+        "def meddle(e):\n"
+        '    if e.type == "x":\n'
+        '        fault_start(svc, write = deny("EIO"))\n'
+        "m = monitor(meddle)\n"
+        'n = monitor("s", on = lambda e: True, check = lambda e, s: sleep("1s"))\n'
+    )
+    err = _error(spec)
+    rendered = err.render()
+    assert "the monitor calls fault_start() (line 4)" in rendered and f"{spec}:5" in rendered, rendered
+    spec.write_text('n = monitor("s", on = lambda e: True, check = lambda e, s: [service("x", "sleep")])\n')
+    assert "calls service()" in _error(spec).render()
