@@ -398,6 +398,7 @@ class TestHost:
     def apply_faults(self, rules: Sequence[Rule], run: Callable[[], Any] | None) -> Any:
         self._not_in_monitor("a fault")
         self.checkpoint()
+        self.barrier()  # what happened before the fault is in the trace before fault_applied
         with self._faults_lock:
             scope = self.faults.push(rules, imperative=run is None)
         if run is None:
@@ -420,6 +421,7 @@ class TestHost:
                     self._assumption_monitors.add(id(monitor))
                     self.monitors.add(monitor)
         scopes = []
+        self.barrier()
         try:
             for fa in assumptions:
                 if fa.rules:
@@ -441,6 +443,7 @@ class TestHost:
     def start_partition(self, pair: frozenset[str], rules: Sequence[SyscallRule]) -> None:
         self._not_in_monitor("partition_start()")
         self.checkpoint()
+        self.barrier()
         with self._faults_lock:
             if pair in self._partitions:
                 a, b = sorted(pair)
