@@ -46,29 +46,49 @@ def _default(value: Any) -> Any:
 
 
 class PartialResults:
-    """A run listener that rewrites the result file after every test, marked interrupted, so a
-    runner that dies (killed, or aborted by a native library) leaves the tests it finished. The
-    complete result replaces it when the run ends."""
+    """A run listener that keeps the result file up to date after every test, marked interrupted,
+    so a runner that dies (killed, or aborted by a native library) leaves the tests it finished.
+    The complete result replaces it when the run ends.
+
+    The file is valid JSON after every test, and each test costs only its own bytes: the tests
+    array is the file's last member, and a finished test is written in place of the closing
+    brackets, with the brackets after it, in one write (a kill cannot split it)."""
+
+    _CLOSE = "\n]}\n"
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._result: RunResult | None = None
+        self._fd: int | None = None
+        self._end = 0  # where the closing brackets start
+        self._count = 0
 
     def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
-        self._result = RunResult(spec=spec, seed=seed, started=time.time(), interrupted=True)
+        header = RunResult(spec=spec, seed=seed, started=time.time(), interrupted=True).to_dict()
+        for key in ("tests", "matrix", "counts"):  # tests come last, one by one; the rest is the run's
+            header.pop(key, None)
+        opening = json.dumps(header, default=_default, ensure_ascii=False)[:-1] + ', "tests": [\n'
+        data = opening.encode()
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self._fd, data + self._CLOSE.encode())
+        self._end = len(data)
+        self._count = 0
 
     def test_started(self, name: str) -> None:
         pass
 
     def test_finished(self, result: TestResult) -> None:
-        if self._result is None:
+        if self._fd is None:
             return
-        self._result.tests.append(result)
-        self._result.duration_ms = int((time.time() - self._result.started) * 1000)
-        write(self._result, self._path)
+        item = json.dumps(result.to_dict(), default=_default, ensure_ascii=False).encode()
+        sep = b",\n" if self._count else b""
+        os.pwrite(self._fd, sep + item + self._CLOSE.encode(), self._end)
+        self._end += len(sep) + len(item)
+        self._count += 1
 
     def run_finished(self, result: RunResult) -> None:
-        pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def read(path: str) -> RunResult:
