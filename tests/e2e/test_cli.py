@@ -208,8 +208,15 @@ def test_a_runner_that_dies_leaves_the_tests_it_finished(tmp_path: Path) -> None
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def finished() -> int:  # the file exists from the run's start; wait for the first test in it
+        try:
+            return len(json.loads(out.read_text())["tests"])
+        except (OSError, ValueError):
+            return 0
+
     deadline = time.monotonic() + 30
-    while not out.exists() and time.monotonic() < deadline:
+    while not finished() and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no chance to write anything at exit
     proc.wait(timeout=30)
