@@ -1,9 +1,11 @@
 """The reaper: makes sure no service outlives the run, even if the runner is killed with SIGKILL.
 
 The runner starts it once per run, in its own session, and tells it over a pipe about every process
-group and cgroup it creates ("+pg 123", "-pg 123", "+cg /sys/fs/cgroup/...", "-cg ..."). When the
-pipe closes without "bye" - the runner died - the reaper kills every group and cgroup it still
-knows, removes the cgroups, and exits. Terminal signals do not reach it; only the pipe matters.
+group and cgroup it creates ("+pg 123", "-pg 123", "+cg /sys/fs/cgroup/...", "-cg ...") and the run's
+temporary directory ("+dir /tmp/faultbox-run-..."). When the pipe closes without "bye" - the runner
+died - the reaper kills every group and cgroup it still knows, removes the cgroups, then the
+directories (data directories of servers it just killed among them), and exits. Terminal
+signals do not reach it; only the pipe matters.
 
 Run as `python -m faultbox.engine.reaper` with the pipe on stdin.
 """
@@ -11,6 +13,7 @@ Run as `python -m faultbox.engine.reaper` with the pipe on stdin.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,7 @@ def main() -> None:
         signal.signal(sig, signal.SIG_IGN)
     groups: set[int] = set()
     cgroups: set[str] = set()
+    dirs: set[str] = set()
     clean_exit = False
     for raw in sys.stdin:
         line = raw.strip()
@@ -40,6 +44,10 @@ def main() -> None:
             cgroups.add(arg)
         elif op == "-cg":
             cgroups.discard(arg)
+        elif op == "+dir":
+            dirs.add(arg)
+        elif op == "-dir":
+            dirs.discard(arg)
     if clean_exit and not groups and not cgroups:
         return
     for pgid in groups:
@@ -51,6 +59,9 @@ def main() -> None:
         group = Cgroup(Path(path))
         group.kill()
         group.remove(timeout=5.0)
+    if not clean_exit:
+        for path in dirs:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class ReaperClient:
@@ -85,6 +96,10 @@ class ReaperClient:
 
     def forget_cgroup(self, path: str) -> None:
         self._send(f"-cg {path}")
+
+    def watch_dir(self, path: str) -> None:
+        """Remove this directory if the runner dies (it removes it itself otherwise)."""
+        self._send(f"+dir {path}")
 
     def close(self) -> None:
         """A clean goodbye: everything it watched was already stopped by the runner."""

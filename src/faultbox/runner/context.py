@@ -39,6 +39,8 @@ class RunContext:
         self.dead_sink: Callable[[str], None] | None = None
         self.supervisor_dead: str | None = None
         self.reaper = ReaperClient()
+        if not keep_workdir:
+            self.reaper.watch_dir(self.workdir)
         self.cgroups = CgroupTree()
         if self.cgroups.base is not None:
             self.reaper.watch_cgroup(str(self.cgroups.base))

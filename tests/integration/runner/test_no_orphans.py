@@ -58,10 +58,13 @@ def test_forever():
     fault(b, write = delay("1ms"), run = lambda: sleep("60s"))
 """
     )
+    tmpdir = tmp_path / "tmp"  # where the run's temporary directory is made, to see it go
+    tmpdir.mkdir()
     runner = subprocess.Popen(
         [sys.executable, "-m", "faultbox", "test", str(spec)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
     )
     try:
         assert _wait(lambda: (tmp_path / "a.pids").exists() and (tmp_path / "b.pids").exists(), 20)
@@ -75,6 +78,7 @@ def test_forever():
         proxy = [p for p in helpers if "faultbox.proxy.worker" in _cmdline(p)]
         assert proxy, "the tcp interfaces' proxies run in the proxy worker"
         assert len(descendants_alive(services)) == 5
+        assert list(tmpdir.glob("faultbox-run-*")), "the run works in a temporary directory"
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait()
         gone = _wait(lambda: not descendants_alive(services + supervisor + proxy), 10)
@@ -83,6 +87,7 @@ def test_forever():
         assert _wait(lambda: not descendants_alive(reaper), 10), "the reaper exits once its work is done"
         leftover = list(Path("/sys/fs/cgroup/unified").glob(f"faultbox-{runner.pid}*"))
         assert leftover == []
+        assert list(tmpdir.glob("faultbox-run-*")) == [], "the reaper removes the run's temporary directory"
     finally:
         if runner.poll() is None:
             runner.kill()
