@@ -49,6 +49,9 @@ FULL_BODY = "_json_body"
 _RECORDED_HEADERS = 24
 
 
+# (transport, opened): what a mock's connection tells its server, so that stop() can cut them all.
+Track = Callable[[asyncio.BaseTransport, bool], None]
+
 # (handler number, request dict) -> ("ok", MockResponse) | ("error", message)
 Caller = Callable[[int, dict[str, Any]], Awaitable[tuple[str, Any]]]
 
@@ -270,7 +273,7 @@ class MockServer:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
-        factory: Callable[[MockContext, Callable[[asyncio.BaseTransport, bool], None]], asyncio.Protocol]
+        factory: Callable[[MockContext, Track], asyncio.Protocol]
         factory = importlib.import_module(MOCK_SERVERS[self.ctx.endpoint.protocol]).make_protocol
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from http import HTTPStatus
 
 import httptools
 
 from faultbox.model.mock import MockResponse, MockRoute
 from faultbox.proxy.http_h2 import PREFACE
-from faultbox.proxy.mock import MockContext, MockRequest
+from faultbox.proxy.mock import MockContext, MockRequest, Track
 
-Track = Callable[[asyncio.BaseTransport, bool], None]
 _MAX_BODY = 64 * 1024 * 1024
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _HEAD_CACHE: dict[tuple[int, tuple[tuple[str, str], ...], int, bool], bytes] = {}

@@ -5,12 +5,10 @@ lines until the client closes it (the reference answers one line and closes)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from faultbox.model.mock import Answer, Dynamic, MockResponse
-from faultbox.proxy.mock import MockContext
+from faultbox.proxy.mock import MockContext, Track
 
-Track = Callable[[asyncio.BaseTransport, bool], None]
 _MAX_LINE = 1 << 20
 
 

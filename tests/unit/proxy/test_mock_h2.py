@@ -32,18 +32,11 @@ from faultbox.model.mock import (
 from faultbox.proxy.hub import ProxyHub
 from faultbox.proxy.mock import MockServer
 from faultbox.proxy.session import Endpoint
+from support import wait_until
 
 TIMEOUT = 10.0
 JSON = (("content-type", "application/json"),)
 BIG = bytes(range(256)) * 4096  # 1 MiB: sixteen times the default HTTP/2 window
-
-
-def _until(cond: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def _route(pattern: str, answer: MockResponse | Dynamic) -> MockRoute:
@@ -105,13 +98,6 @@ CONFIG = MockConfig(
         _route("GET /slow", Dynamic(3, "slow")),
     ),
 )
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[ProxyHub]:
-    h = ProxyHub()
-    yield h
-    h.close()
 
 
 @pytest.fixture
@@ -345,7 +331,7 @@ def test_a_stream_reset_by_the_client_is_still_answered_and_recorded(mock: Mock,
     client = RawClient(mock.server.port)
     try:
         slow = client.request("GET", "/slow")
-        _until(lambda: len(mock.calls) == 1, "the slow handler to be called")
+        wait_until(lambda: len(mock.calls) == 1, "the slow handler to be called")
         client.conn.reset_stream(slow, h2.errors.ErrorCodes.CANCEL)
         client.send()
         # The handler was called: it runs to its end and its request is in the trace, as the
@@ -363,7 +349,7 @@ def test_a_stream_reset_by_the_client_is_still_answered_and_recorded(mock: Mock,
 def test_a_request_running_when_the_connection_is_lost_is_still_recorded(mock: Mock, hub: ProxyHub) -> None:
     client = RawClient(mock.server.port)
     client.request("GET", "/slow")
-    _until(lambda: len(mock.calls) == 1, "the slow handler to be called")
+    wait_until(lambda: len(mock.calls) == 1, "the slow handler to be called")
     client.close()
     hub.loop.call_soon_threadsafe(mock.gate.set)
     with _h2() as http:
@@ -391,7 +377,7 @@ def test_answers_being_computed_still_go_out_after_the_client_half_closes(mock: 
     client = RawClient(mock.server.port)
     try:
         slow = client.request("GET", "/slow")
-        _until(lambda: len(mock.calls) == 1, "the slow handler to be called")
+        wait_until(lambda: len(mock.calls) == 1, "the slow handler to be called")
         client.shutdown_write()
         hub.loop.call_soon_threadsafe(mock.gate.set)
         client.read_until(lambda: client.closed, "the answer, then the close")

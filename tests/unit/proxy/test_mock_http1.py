@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,15 +17,9 @@ from faultbox.model.mock import Dynamic, MockConfig, MockResponse, MockRoute, pa
 from faultbox.proxy.hub import ProxyHub
 from faultbox.proxy.mock import MockServer
 from faultbox.proxy.session import Endpoint
+from support import wait_until
 
 JSON = (("content-type", "application/json"),)
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[ProxyHub]:
-    h = ProxyHub()
-    yield h
-    h.close()
 
 
 class Served:
@@ -198,16 +192,11 @@ def test_a_handler_whose_client_went_away_is_still_recorded(hub: ProxyHub) -> No
     try:
         sock = socket.create_connection(served.addr, timeout=10)
         sock.sendall(b"POST /charge HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-        deadline = time.monotonic() + 10
-        while not served.calls:
-            assert time.monotonic() < deadline, "the handler was never called"
-            time.sleep(0.005)
+        wait_until(lambda: served.calls, "the handler to be called")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()  # a reset: the client gave up
         hub.loop.call_soon_threadsafe(release.set)
-        while not served.events:
-            assert time.monotonic() < deadline, "the handled request left no event"
-            time.sleep(0.005)
+        wait_until(lambda: served.events, "the handled request's event")
         assert served.events[0]["status"] == "201"
     finally:
         served.close()
