@@ -132,8 +132,15 @@ def run():
         {
             "bootstrap.servers": KAFKA_BOOTSTRAP,
             "group.id": GROUP,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
+            # Tansu holds the leader's JoinGroup of a forming group until half of this has passed,
+            # re-checking once a second: 6000 made every start (and every rejoin) wait 3 s, 2000
+            # waits the minimum of one check, 1 s. (Apache Kafka would refuse it: its brokers'
+            # group.min.session.timeout.ms is 6000.) Heartbeats come from librdkafka's own thread,
+            # so a slow message does not end the session; max.poll.interval.ms does.
+            "session.timeout.ms": 2000,
+            "heartbeat.interval.ms": 500,  # a third of the session timeout, as librdkafka advises
+            # The consumer_slow fault (an 8 s fsync) relies on this: the consumer leaves the group,
+            # its offset commit fails, and the message is delivered again after the rejoin.
             "max.poll.interval.ms": 6000,  # librdkafka wants it >= session.timeout.ms
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

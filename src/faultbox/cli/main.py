@@ -27,6 +27,19 @@ def _parser() -> argparse.ArgumentParser:
         "--test", metavar="NAME", help="run only this test (exact name, with or without test_, or a glob)"
     )
     test.add_argument("--seed", type=int, help="seed for every random fault decision (default: random, printed)")
+    test.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive,
+        metavar="N",
+        help="run up to N tests at once, each worker with its own loopback network and /tmp "
+        "(default: one per core; 1 runs them one after another)",
+    )
+    test.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only the K-th of N equal parts of the selected tests (merge the parts with faultbox report merge)",
+    )
     test.add_argument("--timeout", default="120s", help="per-test deadline (default 120s)")
     test.add_argument(
         "--format",
@@ -56,9 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("spec")
 
     report = sub.add_parser(
-        "report", help="show a saved result (faultbox test --output FILE) again, and write its reports"
+        "report",
+        help="show a saved result (faultbox test --output FILE) again, and write its reports; "
+        "report merge A.json B.json ... joins the results of a sharded run",
     )
-    report.add_argument("results", help="the JSON result file")
+    report.add_argument("results", nargs="+", metavar="RESULTS", help="the JSON result file; or merge FILE...")
+    report.add_argument("--output", "-o", metavar="FILE", help="write the (merged) JSON result to FILE")
     report.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     report.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
@@ -67,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
     recipes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     recipes.add_argument("name", nargs="?", help="the protocol (for show)")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a whole number of tests at once, 1 or more")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,11 +172,35 @@ def _test(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.USAGE
+    shard = None
+    if args.shard:
+        from faultbox.runner.select import ShardError, parse_shard
+
+        try:
+            shard = parse_shard(args.shard)
+        except ShardError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+        if args.seed is None:
+            print(
+                "error: --shard needs --seed: every shard of a run must use the same seed "
+                "(e.g. --seed $GITHUB_RUN_ID), so that merged shards read as one run",
+                file=sys.stderr,
+            )
+            return ExitCode.USAGE
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     stream = sys.stderr if args.format == "json" else sys.stdout
     reporter = ConsoleReporter(stream, verbose=args.verbose)
     _sigterm_as_interrupt()
-    options = RunOptions(seed=seed, test=args.test, timeout=timeout, keep_workdir=args.keep_workdir, spec_arg=args.spec)
+    options = RunOptions(
+        seed=seed,
+        test=args.test,
+        timeout=timeout,
+        keep_workdir=args.keep_workdir,
+        spec_arg=args.spec,
+        jobs=args.jobs,
+        shard=shard,
+    )
     listeners: list[RunListener] = [reporter]
     if args.output:
         from faultbox.report.json_results import PartialResults
@@ -182,10 +232,22 @@ def _report(args: argparse.Namespace) -> int:
     when the reports were written (the run's own verdict is in them), 1 when the file is unusable."""
     from faultbox.report import json_results
     from faultbox.report.console import ConsoleReporter
+    from faultbox.report.merge import MergeError, merge_runs
 
+    files = list(args.results)
+    merging = files[0] == "merge"
+    if merging:
+        files = files[1:]
+    elif len(files) > 1:
+        print(
+            "error: name one result file, or merge the results of shards: faultbox report merge A.json B.json ...",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     try:
-        result = json_results.read(args.results)
-    except json_results.ResultsError as exc:
+        runs = [(path, json_results.read(path)) for path in files]
+        result = merge_runs(runs) if merging else runs[0][1]
+    except (json_results.ResultsError, MergeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     reporter = ConsoleReporter(sys.stdout, verbose=args.verbose)
@@ -193,8 +255,9 @@ def _report(args: argparse.Namespace) -> int:
     for test in result.tests:
         reporter.test_finished(test)
     reporter.run_finished(result)
-    _write_reports(result, junit=args.junit, html=args.html)
-    return ExitCode.OK
+    _write_reports(result, output=args.output, junit=args.junit, html=args.html)
+    # A merge stands for the run it joins: its exit code is that run's.
+    return int(result.exit_code) if merging else ExitCode.OK
 
 
 def _write_reports(

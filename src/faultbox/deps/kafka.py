@@ -2,8 +2,13 @@
 
 Memory storage (nothing on disk), one broker, topics auto-created with 4 partitions. Facts measured
 here (DECISIONS §25 and our own checks): ready in a few ms; SIGTERM is ignored while clients are
-connected but SIGINT stops it at once; a new consumer group's first join takes about half the
-session timeout.
+connected but SIGINT stops it at once. Consumer groups: the coordinator holds the JoinGroup of a
+forming group's leader (a new group's first member, or a member rejoining an emptied group) and
+re-checks it once a second until half that member's session.timeout.ms has passed: 3 s with
+session.timeout.ms=6000, never less than 1 s (2000 or less). Tansu 0.6 has no setting for it (no
+group.initial.rebalance.delay.ms), so the consumers choose: faultbox's group reader and the shop's
+inventory use 2000. A static member (group.instance.id) is worse, a fixed 3 s on its join and
+again on its sync; the KIP-848 protocol (group.protocol=consumer) is not supported.
 """
 
 from __future__ import annotations

@@ -70,6 +70,10 @@ class Violation:
     before: list[dict[str, Any]] = field(default_factory=list)
     location: str = ""
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Violation:
+        return cls(**d)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,
@@ -92,6 +96,10 @@ class Diagnostic:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v != ""}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Diagnostic:
+        return cls(**d)
+
 
 @dataclass
 class FaultRecord:
@@ -113,6 +121,10 @@ class FaultRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FaultRecord:
+        return cls(**d)
 
 
 @dataclass
@@ -172,6 +184,33 @@ class TestResult:
             out["events"] = [e.to_dict() for e in self.events]
         return out
 
+    @classmethod
+    def from_dict(cls, t: dict[str, Any]) -> TestResult:
+        violation = t.get("violation")
+        matrix = t.get("matrix")
+        return cls(
+            name=t["name"],
+            outcome=Outcome(t["outcome"]),
+            reason=t.get("reason", ""),
+            duration_ms=int(t.get("duration_ms", 0)),
+            seed=int(t.get("seed", 0)),
+            location=t.get("location", ""),
+            defined_at=t.get("defined_at", ""),
+            code=t.get("code", ""),
+            started=float(t.get("started", 0.0)),
+            expectation=t.get("expectation", ""),
+            timings=dict(t.get("timings") or {}),
+            events=[Event.from_dict(e) for e in t.get("events") or []],
+            violation=Violation.from_dict(violation) if violation else None,
+            faults=[FaultRecord.from_dict(f) for f in t.get("faults") or []],
+            diagnostics=[Diagnostic.from_dict(g) for g in t.get("diagnostics") or []],
+            details=dict(t.get("details") or {}),
+            return_value=t.get("return_value", ""),
+            matrix=(matrix[0], matrix[1]) if matrix else None,
+            assumptions=list(t.get("assumptions") or []),
+            replay=t.get("replay", ""),
+        )
+
 
 @dataclass
 class MatrixCell:
@@ -191,6 +230,17 @@ class MatrixCell:
             "reason": self.reason,
             "duration_ms": self.duration_ms,
         }
+
+    @classmethod
+    def from_dict(cls, c: dict[str, Any]) -> MatrixCell:
+        return cls(
+            scenario=c["scenario"],
+            assumption=c["fault"],
+            test=c["test"],
+            outcome=None if c["outcome"] == "excluded" else Outcome(c["outcome"]),
+            reason=c.get("reason", ""),
+            duration_ms=int(c.get("duration_ms", 0)),
+        )
 
 
 @dataclass
@@ -216,6 +266,31 @@ class MatrixResult:
             "failed": sum(1 for c in ran if c.outcome is not Outcome.PASSED),
         }
 
+    @classmethod
+    def from_dict(cls, m: dict[str, Any]) -> MatrixResult:
+        return cls(
+            scenarios=list(m["scenarios"]),
+            assumptions=list(m["faults"]),
+            cells=[MatrixCell.from_dict(c) for c in m["cells"]],
+        )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which part of a suite a run ran: shard `index` of `count` (1-based), and every test the
+    whole suite selected, in the suite's order, so that merged shards read as one run."""
+
+    index: int
+    count: int
+    suite: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "count": self.count, "suite": list(self.suite)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Shard:
+        return cls(int(d["index"]), int(d["count"]), tuple(str(n) for n in d["suite"]))
+
 
 class ExitCode(enum.IntEnum):
     OK = 0
@@ -235,6 +310,7 @@ class RunResult:
     interrupted: bool = False
     variables: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # faultbox version, kernel, python
+    shard: Shard | None = None  # set when this run is one shard of a suite (--shard K/N)
 
     def counts(self) -> dict[str, int]:
         out = {v.value: 0 for v in Verdict}
@@ -264,4 +340,22 @@ class RunResult:
             "environment": self.environment,
             "tests": [t.to_dict(with_events) for t in self.tests],
             "matrix": self.matrix.to_dict() if self.matrix else None,
+            "shard": self.shard.to_dict() if self.shard else None,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        matrix = d.get("matrix")
+        shard = d.get("shard")
+        return cls(
+            spec=d["spec"],
+            seed=int(d["seed"]),
+            started=float(d["started"]),
+            duration_ms=int(d.get("duration_ms", 0)),
+            tests=[TestResult.from_dict(t) for t in d["tests"]],
+            matrix=MatrixResult.from_dict(matrix) if matrix else None,
+            interrupted=bool(d.get("interrupted", False)),
+            variables=dict(d.get("variables") or {}),
+            environment=dict(d.get("environment") or {}),
+            shard=Shard.from_dict(shard) if shard else None,
+        )

@@ -3,7 +3,6 @@ details of every failure as it happens, then the matrix table and the summary.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -34,7 +33,7 @@ class ConsoleReporter:
         self.verbose = verbose
         self._quiet_warnings: dict[str, int] = {}  # code -> count, on passing tests (shown with -v)
         self._status: Status | None = None
-        self._started = 0.0
+        self._running: list[str] = []  # tests in flight, in the order they started
 
     # -- RunListener ---------------------------------------------------------------------------
 
@@ -43,15 +42,31 @@ class ConsoleReporter:
         self.console.print(f"[bold]faultbox[/] {escape(spec)}  seed={seed}  {n} test{'s' if n != 1 else ''}")
 
     def test_started(self, name: str) -> None:
-        self._started = time.monotonic()
-        if self.console.is_terminal:
-            self._status = self.console.status(f"running {escape(name)}")
+        self._running.append(name)
+        self._show_running()
+
+    def _show_running(self) -> None:
+        """One live line naming the tests in flight (several at once with --jobs)."""
+        if not self.console.is_terminal:
+            return
+        if not self._running:
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+            return
+        text = f"running {escape(', '.join(self._running))}"
+        if len(self._running) > 1:
+            text = f"running {len(self._running)}: {escape(', '.join(self._running))}"
+        if self._status is None:
+            self._status = self.console.status(text)
             self._status.start()
+        else:
+            self._status.update(text)
 
     def test_finished(self, result: TestResult) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        if result.name in self._running:
+            self._running.remove(result.name)
+        self._show_running()
         word, style = _STYLE[result.outcome]
         refined = (Outcome.EXPECTATION_VIOLATED, Outcome.FAULT_BYPASSED)
         detail = f" ({result.outcome.value})" if result.outcome in refined else ""

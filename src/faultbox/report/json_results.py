@@ -9,18 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from faultbox.model.event import Event
-from faultbox.model.result import (
-    SCHEMA_VERSION,
-    Diagnostic,
-    FaultRecord,
-    MatrixCell,
-    MatrixResult,
-    Outcome,
-    RunResult,
-    TestResult,
-    Violation,
-)
+from faultbox.model.result import SCHEMA_VERSION, RunResult, TestResult
 
 
 class ResultsError(Exception):
@@ -107,63 +96,6 @@ def read(path: str) -> RunResult:
             "run the tests again with this version"
         )
     try:
-        return from_dict(data)
+        return RunResult.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: a faultbox result with a missing or malformed part ({exc!r})") from None
-
-
-def from_dict(d: dict[str, Any]) -> RunResult:
-    matrix = d.get("matrix")
-    return RunResult(
-        spec=d["spec"],
-        seed=int(d["seed"]),
-        started=float(d["started"]),
-        duration_ms=int(d.get("duration_ms", 0)),
-        tests=[_test(t) for t in d["tests"]],
-        matrix=_matrix(matrix) if matrix else None,
-        interrupted=bool(d.get("interrupted", False)),
-        variables=dict(d.get("variables") or {}),
-        environment=dict(d.get("environment") or {}),
-    )
-
-
-def _test(t: dict[str, Any]) -> TestResult:
-    violation = t.get("violation")
-    matrix = t.get("matrix")
-    return TestResult(
-        name=t["name"],
-        outcome=Outcome(t["outcome"]),
-        reason=t.get("reason", ""),
-        duration_ms=int(t.get("duration_ms", 0)),
-        seed=int(t.get("seed", 0)),
-        location=t.get("location", ""),
-        defined_at=t.get("defined_at", ""),
-        code=t.get("code", ""),
-        started=float(t.get("started", 0.0)),
-        expectation=t.get("expectation", ""),
-        timings=dict(t.get("timings") or {}),
-        events=[Event.from_dict(e) for e in t.get("events") or []],
-        violation=Violation(**violation) if violation else None,
-        faults=[FaultRecord(**f) for f in t.get("faults") or []],
-        diagnostics=[Diagnostic(**g) for g in t.get("diagnostics") or []],
-        details=dict(t.get("details") or {}),
-        return_value=t.get("return_value", ""),
-        matrix=(matrix[0], matrix[1]) if matrix else None,
-        assumptions=list(t.get("assumptions") or []),
-        replay=t.get("replay", ""),
-    )
-
-
-def _matrix(m: dict[str, Any]) -> MatrixResult:
-    cells = [
-        MatrixCell(
-            scenario=c["scenario"],
-            assumption=c["fault"],
-            test=c["test"],
-            outcome=None if c["outcome"] == "excluded" else Outcome(c["outcome"]),
-            reason=c.get("reason", ""),
-            duration_ms=int(c.get("duration_ms", 0)),
-        )
-        for c in m["cells"]
-    ]
-    return MatrixResult(scenarios=list(m["scenarios"]), assumptions=list(m["faults"]), cells=cells)

@@ -1,9 +1,13 @@
 """The one lifecycle contract reporters plug into. The runner calls these in order:
 
     run_started(spec, seed, tests)
-        test_started(name)            for each selected test, in name order
+        test_started(name)            for each selected test
         test_finished(result)
     run_finished(result)
+
+Run serially, tests start in the suite's order and each finishes before the next starts. With
+--jobs N, up to N tests are in flight: each test_finished follows its own test_started, in the order
+the tests end; run_finished's result lists them in the suite's order again.
 
 Reporters (console, JSON, JUnit, HTML) are listeners or read the RunResult afterwards; none of them
 is a special case inside the runner.

@@ -1,18 +1,24 @@
-"""Running a loaded spec: select tests, run each in order with fresh services, collect results."""
+"""Running a loaded spec: select tests (and this machine's shard of them), run them with fresh
+services - one after another in this process, or several at once in test workers (pool.py) - and
+collect the results in the suite's order."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, TestResult
+from faultbox.engine.isolation import IsolationError, check_available
+from faultbox.errors import FaultboxError
+from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, Shard, TestResult
 from faultbox.runner.cell import run_test
 from faultbox.runner.context import RunContext
 from faultbox.runner.listeners import RunListener
+from faultbox.runner.pool import Job, WorkerPool
 from faultbox.runner.proxies import check_assumptions
-from faultbox.runner.select import select_tests
+from faultbox.runner.select import select_tests, shard_of
 from faultbox.spec import Spec
 
 
@@ -23,6 +29,8 @@ class RunOptions:
     timeout: float = 120.0
     keep_workdir: bool = False
     spec_arg: str = ""  # the spec path as the user wrote it (for replay commands)
+    jobs: int | None = None  # tests at once; None: one per core where workers can be isolated
+    shard: tuple[int, int] | None = None  # (K, N): run only the K-th of N parts of the suite
 
 
 class NoTestMatched(Exception):
@@ -38,38 +46,101 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     selected = select_tests(names, options.test)
     if options.test and not selected:
         raise NoTestMatched(options.test, names)
+    shard = None
+    if options.shard is not None:
+        index, count = options.shard
+        shard = Shard(index, count, tuple(selected))
+        selected = shard_of(selected, index, count)
+    jobs = workers_for(options, len(selected))
     result = RunResult(
         spec=options.spec_arg or spec.path,
         seed=options.seed,
         started=time.time(),
         variables=dict(spec.variables),
         environment=_environment(),
+        shard=shard,
     )
     for listener in listeners:
         listener.run_started(result.spec, options.seed, selected)
+
+    def started(name: str) -> None:
+        for listener in listeners:
+            listener.test_started(name)
+
+    def finished(test_result: TestResult) -> None:
+        result.tests.append(test_result)
+        for listener in listeners:
+            listener.test_finished(test_result)
+
     began = time.monotonic()
+    try:
+        if jobs > 1:
+            job = Job(spec.path, dict(spec.variables), options.seed, options.timeout, result.spec)
+            WorkerPool(job, jobs).run(selected, started, finished)
+        else:
+            _run_serially(spec, options, result.spec, selected, started, finished)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.duration_ms = int((time.monotonic() - began) * 1000)
+    order = {name: i for i, name in enumerate(selected)}
+    result.tests.sort(key=lambda t: order[t.name])  # the suite's order, however many ran at once
+    result.matrix = matrix_of(spec, result.tests)
+    for listener in listeners:
+        listener.run_finished(result)
+    return result
+
+
+def _run_serially(
+    spec: Spec,
+    options: RunOptions,
+    spec_arg: str,
+    selected: list[str],
+    started: Callable[[str], None],
+    finished: Callable[[TestResult], None],
+) -> None:
     ctx = RunContext(spec, options.seed, keep_workdir=options.keep_workdir)
     try:
         for name in selected:
             case = spec.test(name)
             assert case is not None
-            for listener in listeners:
-                listener.test_started(name)
-            extra = "".join(f" --var {k}={v}" for k, v in sorted(spec.variables.items()))
-            replay = f"faultbox test {result.spec} --test {name} --seed {options.seed}{extra}"
-            test_result = run_test(ctx, case, options.timeout, replay)
-            result.tests.append(test_result)
-            for listener in listeners:
-                listener.test_finished(test_result)
-    except KeyboardInterrupt:
-        result.interrupted = True
+            started(name)
+            replay = replay_command(spec_arg, name, options.seed, spec.variables)
+            finished(run_test(ctx, case, options.timeout, replay))
     finally:
         ctx.close()
-    result.duration_ms = int((time.monotonic() - began) * 1000)
-    result.matrix = matrix_of(spec, result.tests)
-    for listener in listeners:
-        listener.run_finished(result)
-    return result
+
+
+def replay_command(spec_arg: str, name: str, seed: int, variables: Mapping[str, str]) -> str:
+    extra = "".join(f" --var {k}={v}" for k, v in sorted(variables.items()))
+    return f"faultbox test {spec_arg} --test {name} --seed {seed}{extra}"
+
+
+def workers_for(options: RunOptions, tests: int) -> int:
+    """How many test workers: --jobs as asked (checked: workers must be able to isolate), or one
+    per core where they can; 1 runs the tests in this process, one after another. Keeping the
+    work directory needs it outside a worker's private /tmp: that run is serial."""
+    if options.keep_workdir or tests < 2:
+        return 1
+    if options.jobs is not None:
+        if options.jobs > 1:
+            try:
+                check_available()
+            except IsolationError as exc:
+                raise WorkersUnavailable(str(exc)) from None
+        return max(1, min(options.jobs, tests))
+    try:
+        check_available()
+    except IsolationError:
+        return 1
+    return max(1, min(os.cpu_count() or 1, tests))
+
+
+class WorkersUnavailable(FaultboxError):
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"--jobs: tests cannot run in parallel workers here: {why}. Each worker needs its own network "
+            "namespace and /tmp; run as root, or pass --jobs 1"
+        )
 
 
 def _environment() -> dict[str, str]:
@@ -106,6 +177,9 @@ def matrix_of(spec: Spec, tests: list[TestResult]) -> MatrixResult | None:
                 cells.append(MatrixCell(s, a, t.name, t.outcome, t.reason, t.duration_ms))
     if not any(c.outcome is not None for c in cells):
         return None
+    # One layout whatever the matrices: scenario by scenario, then fault by fault (merged shards
+    # rebuild the same order).
+    cells.sort(key=lambda c: (scenarios.index(c.scenario), assumptions.index(c.assumption)))
     return MatrixResult(scenarios, assumptions, cells)
 
 

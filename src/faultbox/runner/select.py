@@ -1,8 +1,10 @@
-"""--test NAME: exact (with or without the test_ prefix), a matrix group, or a glob."""
+"""Which tests a run runs: --test NAME (exact, with or without the test_ prefix, a matrix group, or
+a glob), then --shard K/N (this machine's part of a suite spread over N machines)."""
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 
 
 def select_tests(names: list[str], pattern: str | None) -> list[str]:
@@ -18,3 +20,32 @@ def select_tests(names: list[str], pattern: str | None) -> list[str]:
     if any(c in pattern for c in "*?["):
         return [n for n in names if any(fnmatch.fnmatchcase(n, w) for w in wanted)]
     return []
+
+
+class ShardError(ValueError):
+    pass
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "K/N" -> (K, N), 1 <= K <= N."""
+    k, sep, n = text.partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise ShardError(f"--shard {text!r}: write K/N with 1 <= K <= N, e.g. --shard 2/4 for the second of four")
+    return index, count
+
+
+def shard_of(names: list[str], index: int, count: int) -> list[str]:
+    """The tests of shard `index` (1-based) of `count`, in the order given.
+
+    Tests are laid out by a hash of their name (the same on every machine and every Python) and cut
+    into `count` contiguous runs of equal length (they differ by one at most), so every shard runs
+    at most ⌈tests/count⌉ tests. A test's place depends on its name; its shard also depends on how
+    many tests sort before it, so adding a test moves at most one test across each boundary."""
+    ordered = sorted(names, key=lambda n: (hashlib.sha256(n.encode()).digest(), n))
+    total = len(ordered)
+    mine = {n for rank, n in enumerate(ordered) if rank * count // total + 1 == index} if total else set()
+    return [n for n in names if n in mine]

@@ -1,0 +1,98 @@
+"""A test worker: one process of a parallel run (`faultbox test --jobs N`), with its own network and
+/tmp (engine/isolation.py), running the tests its runner hands it one at a time, like a serial run.
+
+Run as `python -m faultbox.runner.worker FD PARENT_PID`, FD a stream socket to the runner
+(pool.py). Messages, as length-prefixed JSON (_util/frames.py):
+
+    runner -> worker   {"spec", "variables", "seed", "timeout", "spec_arg"}   once, first
+    worker -> runner   {"ready": true} | {"error": why}
+    runner -> worker   {"test": name}                                         then its result:
+    worker -> runner   {"result": TestResult.to_dict()}
+    runner closes the socket: the worker stops its run (services, supervisor, proxies) and exits.
+
+The worker dies with its runner (PR_SET_PDEATHSIG); its reaper then cleans what it started.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+
+from faultbox._util.frames import recv_frame, send_frame
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the runner was already gone before the line above
+        os._exit(1)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str]) -> int:
+    fd, parent = int(argv[1]), int(argv[2])
+    _die_with(parent)
+    _sigterm_as_interrupt()
+    sock = socket.socket(fileno=fd)
+    job = recv_frame(sock)
+    if job is None:
+        return 0
+    from faultbox.engine.isolation import IsolationError, isolate
+
+    try:
+        isolate()  # before any thread starts: namespaces are per thread until then
+    except (IsolationError, OSError) as exc:
+        send_frame(sock, {"error": f"cannot isolate a test worker: {exc}"})
+        return 1
+    try:
+        return _serve(sock, job)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(sock: socket.socket, job: dict[str, object]) -> int:
+    from faultbox.errors import SpecError
+    from faultbox.runner.cell import run_test
+    from faultbox.runner.context import RunContext
+    from faultbox.runner.run import replay_command
+    from faultbox.spec import load_spec
+
+    variables = {str(k): str(v) for k, v in dict(job["variables"]).items()}  # type: ignore[call-overload]
+    try:
+        spec = load_spec(str(job["spec"]), variables)
+    except SpecError as exc:
+        send_frame(sock, {"error": exc.render()})
+        return 1
+    seed = int(job["seed"])  # type: ignore[call-overload]
+    ctx = RunContext(spec, seed)
+    try:
+        send_frame(sock, {"ready": True})
+        while True:
+            message = recv_frame(sock)
+            if message is None:
+                return 0
+            name = str(message["test"])
+            case = spec.test(name)
+            if case is None:
+                send_frame(sock, {"error": f"no test named {name} in {spec.path}"})
+                return 1
+            replay = replay_command(str(job["spec_arg"]), name, seed, variables)
+            result = run_test(ctx, case, float(job["timeout"]), replay)  # type: ignore[arg-type]
+            send_frame(sock, {"result": result.to_dict()})
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
