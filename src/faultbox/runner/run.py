@@ -115,10 +115,14 @@ def replay_command(spec_arg: str, name: str, seed: int, variables: Mapping[str, 
     return f"faultbox test {spec_arg} --test {name} --seed {seed}{extra}"
 
 
+_TESTS_PER_WORKER = 4  # by default: a worker costs about half a second to start; fewer tests run serially
+
+
 def workers_for(options: RunOptions, tests: int) -> int:
-    """How many test workers: --jobs as asked (checked: workers must be able to isolate), or one
-    per core where they can; 1 runs the tests in this process, one after another. Keeping the
-    work directory needs it outside a worker's private /tmp: that run is serial."""
+    """How many test workers: --jobs as asked (checked: workers must be able to isolate), or by
+    default one per core and at most one per _TESTS_PER_WORKER tests, where workers can isolate;
+    1 runs the tests in this process, one after another. Keeping the work directory needs it
+    outside a worker's private /tmp: that run is serial."""
     if options.keep_workdir or tests < 2:
         return 1
     if options.jobs is not None:
@@ -128,11 +132,14 @@ def workers_for(options: RunOptions, tests: int) -> int:
             except IsolationError as exc:
                 raise WorkersUnavailable(str(exc)) from None
         return max(1, min(options.jobs, tests))
+    wanted = min(os.cpu_count() or 1, tests // _TESTS_PER_WORKER)
+    if wanted < 2:
+        return 1
     try:
         check_available()
     except IsolationError:
         return 1
-    return max(1, min(os.cpu_count() or 1, tests))
+    return wanted
 
 
 class WorkersUnavailable(FaultboxError):
