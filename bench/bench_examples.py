@@ -1,44 +1,135 @@
-"""Wall time of the example suites, and the share spent starting and stopping servers (issue: the
-example system).
+"""How fast suites run: the shop suite serially and with --jobs 2, the speedup on a suite of
+CPU-light tests, the per-test overhead beyond each test's own body, and sharding.
 
-    .venv/bin/python bench/bench_examples.py
+    .venv/bin/python bench/bench_examples.py               # ~4 min on 2 cores (the shop twice)
+    .venv/bin/python bench/bench_examples.py --no-shop     # the CPU-light suite and shards only, ~90 s
 
-Every test starts its services fresh (PostgreSQL from a template copy, Redis, the broker, the apps)
-and stops them afterwards; this shows what that costs against the time the tests themselves take.
+Every figure comes from this one run, side by side:
+
+* shop: `examples/shop/shop.star` (PostgreSQL, Redis, the broker, the apps, a mock; every test
+  starts them fresh) with --jobs 1, then --jobs 2; wall times and their ratio.
+* light: a generated suite of --tests (16) tests, each starting one small TCP service and waiting
+  --wait (1.5 s) in its body: what a suite of tests that mostly wait gains from workers.
+* overhead: per test, its wall time minus its body's (starting and stopping services, the barrier,
+  the judge), averaged over the light suite, serially and with workers; and the time from a
+  worker's start to its first test.
+* shards: the light suite as N shards (N = 2, 3, 4): each shard's size against ⌈tests/N⌉, and the
+  merged result against the unsharded one, test for test (name, outcome, seed).
+
+Targets, printed with PASS/MISS (the exit status is 0 unless a suite itself failed): the shop at
+--jobs 2 in ≤ 45 s; light ≥ 1.8× at --jobs 2; every shard ≤ ⌈tests/N⌉; merged == unsharded.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from faultbox.model.result import RunResult
+from faultbox.report.merge import merge_runs
 from faultbox.runner.run import RunOptions, run_spec
 from faultbox.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = [ROOT / "examples" / "orders" / "orders.star", ROOT / "examples" / "shop" / "shop.star"]
+SHOP = ROOT / "examples" / "shop" / "shop.star"
+
+
+def _light_suite(directory: Path, tests: int, wait: float) -> Path:
+    server = directory / "server.py"
+    server.write_text(
+        "import socket\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 19555)); s.listen()\n"
+        "while True:\n"
+        "    c, _ = s.accept(); c.recv(64); c.sendall(b'ok\\n'); c.close()\n"
+    )
+    spec = directory / "light.star"
+    head = (
+        f'svc = service("svc", "{sys.executable}", interface("main", "tcp", 19555), args = ["{server}"],\n'
+        '    healthcheck = tcp("127.0.0.1:19555"))\n'
+    )
+    body = "".join(
+        f'\ndef test_light_{i:02d}():\n    assert_eq(svc.main.send(data = "x").strip(), "ok")\n    sleep("{wait}s")\n'
+        for i in range(tests)
+    )
+    spec.write_text(head + body)
+    return spec
+
+
+def _run(path: Path, jobs: int, **extra: object) -> tuple[RunResult, float]:
+    spec = load_spec(str(path))
+    began = time.monotonic()
+    result = run_spec(spec, RunOptions(seed=1, jobs=jobs, **extra))  # type: ignore[arg-type]
+    return result, time.monotonic() - began
+
+
+def _overhead_ms(result: RunResult) -> float:
+    per = [t.duration_ms - t.timings.get("body_ms", 0) for t in result.tests]
+    return sum(per) / len(per) if per else 0.0
+
+
+def _mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _summary(result: RunResult) -> list[tuple[str, str, int]]:
+    return [(t.name, t.outcome.value, t.seed) for t in result.tests]
 
 
 def main() -> int:
-    print(f"{'suite':<28}{'tests':>6}{'wall':>9}{'start':>9}{'stop':>9}{'body':>9}{'start+stop share':>18}")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-shop", action="store_true", help="skip the shop suite")
+    parser.add_argument("--tests", type=int, default=16)
+    parser.add_argument("--wait", type=float, default=1.5)
+    args = parser.parse_args()
     status = 0
-    for path in SUITES:
-        if not path.exists():
-            continue
-        spec = load_spec(str(path))
-        began = time.monotonic()
-        result = run_spec(spec, RunOptions(seed=1))
-        wall = time.monotonic() - began
-        start = sum(t.timings.get("start_ms", 0) for t in result.tests) / 1000
-        stop = sum(t.timings.get("stop_ms", 0) for t in result.tests) / 1000
-        body = sum(t.timings.get("body_ms", 0) for t in result.tests) / 1000
-        share = (start + stop) / wall if wall else 0.0
-        name = str(path.relative_to(ROOT))
-        print(f"{name:<28}{len(result.tests):>6}{wall:>8.1f}s{start:>8.1f}s{stop:>8.1f}s{body:>8.1f}s{share:>17.0%}")
-        if result.exit_code != 0:
-            status = 1
-            print(f"  (not all tests passed: {result.counts()})")
+
+    if not args.no_shop and SHOP.exists():
+        serial, serial_s = _run(SHOP, 1)
+        parallel, parallel_s = _run(SHOP, 2)
+        print(f"shop    {len(serial.tests)} tests   --jobs 1 {serial_s:6.1f}s   --jobs 2 {parallel_s:6.1f}s   ", end="")
+        print(f"speedup {serial_s / parallel_s:4.2f}x   target --jobs 2 <= 45s: {_mark(parallel_s <= 45)}")
+        if _summary(serial) != _summary(parallel):
+            print("  results differ between --jobs 1 and --jobs 2:")
+            for a, b in zip(_summary(serial), _summary(parallel), strict=False):
+                if a != b:
+                    print(f"    {a}  vs  {b}")
+        for r in (serial, parallel):
+            if r.exit_code != 0:
+                status = 1
+                print(f"  (not all tests passed: {r.counts()})")
+
+    with tempfile.TemporaryDirectory(prefix="bench-examples-") as tmp:
+        light = _light_suite(Path(tmp), args.tests, args.wait)
+        serial, serial_s = _run(light, 1)
+        parallel, parallel_s = _run(light, 2)
+        speedup = serial_s / parallel_s
+        print(
+            f"light   {args.tests} tests of {args.wait}s   --jobs 1 {serial_s:6.1f}s   --jobs 2 {parallel_s:6.1f}s   "
+            f"speedup {speedup:4.2f}x   target >= 1.8x: {_mark(speedup >= 1.8)}"
+        )
+        first = min(t.started for t in parallel.tests) - parallel.started
+        print(
+            f"overhead per test beyond its body: --jobs 1 {_overhead_ms(serial):5.0f} ms   "
+            f"--jobs 2 {_overhead_ms(parallel):5.0f} ms   a worker's start to its first test {first * 1000:5.0f} ms"
+        )
+        for r in (serial, parallel):
+            if r.exit_code != 0:
+                status = 1
+                print(f"  (not all tests passed: {r.counts()})")
+        for count in (2, 3, 4):
+            parts = [_run(light, 1, shard=(k, count))[0] for k in range(1, count + 1)]
+            ceiling = -(-args.tests // count)
+            sizes = [len(p.tests) for p in parts]
+            merged = merge_runs([(f"shard{k}", p) for k, p in enumerate(parts, 1)])
+            same = _summary(merged) == _summary(serial)
+            print(
+                f"shards  N={count}   sizes {sizes} (ceil {ceiling}): {_mark(max(sizes) <= ceiling)}   "
+                f"merged == unsharded: {_mark(same)}"
+            )
     return status
 
 

@@ -29,7 +29,9 @@ class RunOptions:
     timeout: float = 120.0
     keep_workdir: bool = False
     spec_arg: str = ""  # the spec path as the user wrote it (for replay commands)
-    jobs: int | None = None  # tests at once; None: one per core where workers can be isolated
+    # Tests at once: 1 in this process (the default for callers of run_spec); None: as many as pays
+    # (one per core, one per four tests) where workers can isolate, what the command line does.
+    jobs: int | None = 1
     shard: tuple[int, int] | None = None  # (K, N): run only the K-th of N parts of the suite
 
 
