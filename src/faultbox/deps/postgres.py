@@ -184,6 +184,56 @@ def prepare(
     )
 
 
+_TIME_TYPES = ("timestamp", "timestamptz", "date", "time", "timetz", "interval")
+
+
+def state(endpoint: str, timeout: float = 10.0) -> dict[str, str]:
+    """What a kept server's data is, to compare after a reset= with what a fresh start and its
+    seed= made: every user table's row count and a digest of its rows, every sequence's position.
+
+    Columns of time types are left out of the digest: a reset that loads the seed's rows again
+    gives them new `now()` values, which is not state leaking from one test to the next."""
+    import psycopg
+    from psycopg import sql
+
+    out: dict[str, str] = {}
+    with psycopg.connect(endpoint, autocommit=True, connect_timeout=max(1, int(timeout))) as conn:
+        rels = conn.execute(
+            "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 2, 3"
+        ).fetchall()
+        for oid, schema, name, kind in rels:
+            ident = sql.Identifier(schema, name)
+            if kind == "S":
+                row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+                assert row is not None
+                out[f"sequence {schema}.{name}"] = f"at {row[0] if row[1] else 'its start'}"
+                continue
+            columns = [
+                c
+                for (c,) in conn.execute(
+                    "SELECT a.attname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                    "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND NOT (t.typname = ANY(%s)) "
+                    "ORDER BY a.attnum",
+                    (oid, list(_TIME_TYPES)),
+                ).fetchall()
+            ]
+            row_text: sql.Composable = sql.SQL("''")
+            if columns:
+                row_text = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+            query = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(md5(r), '' ORDER BY md5(r)), '')) "
+                "FROM (SELECT {} AS r FROM {}) rows"
+            ).format(row_text, ident)
+            counted = conn.execute(query).fetchone()
+            assert counted is not None
+            count, digest = counted
+            out[f"table {schema}.{name}"] = f"{count} row{'' if count == 1 else 's'} (digest {digest[:12]})"
+    return out
+
+
 def template_cluster(
     bins: PgBinaries,
     owner: Owner,

@@ -98,6 +98,48 @@ def prepare(
     )
 
 
+_STATE_KEYS = 10_000  # beyond this many keys, only the count is compared
+
+
+def state(endpoint: str, timeout: float = 10.0) -> dict[str, str]:
+    """What a kept server's data is, to compare after a reset= with what a fresh start and its
+    seed= made: every key of every database with its type and a digest of its value."""
+    import hashlib
+
+    import redis as redis_py
+
+    out: dict[str, str] = {}
+    for db_name in _databases(endpoint, timeout):
+        db = redis_py.Redis.from_url(
+            endpoint, db=int(db_name[2:]), socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            size = int(db.dbsize())
+            if size > _STATE_KEYS:
+                out[db_name] = f"{size} keys"
+                continue
+            for key in sorted(db.scan_iter(count=1000)):
+                digest = hashlib.sha256(db.dump(key) or b"").hexdigest()[:12]
+                out[f"{db_name} key {_text(key)}"] = f"{_text(db.type(key))} (digest {digest})"
+        finally:
+            db.close()
+    return out
+
+
+def _databases(endpoint: str, timeout: float) -> list[str]:
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(endpoint, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return sorted(str(name) for name in client.info("keyspace"))  # "db0", "db3": those holding keys
+    finally:
+        client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)
+
+
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 

@@ -81,8 +81,10 @@ class Service:
     ops: Mapping[str, Op] = field(default_factory=dict)
     stop_grace: float = 2.0
     managed: Managed | None = None
-    seed: Any = None  # a spec callable run after the service is ready (schema, data)
-    reset: Any = None  # run after seed: every test gets a fresh service, so it is a second seed
+    seed: Any = None  # a spec callable run after the service is freshly started (schema, data)
+    # reset: run after seed on a fresh start; on a kept one (reuse), run instead of seed
+    reset: Any = None
+    reuse: bool = False  # kept running from one test to the next (in one run or test worker)
     mocks: Mapping[str, MockConfig] = field(default_factory=dict)  # interface -> how it answers
     location: SourceLocation | None = None
 

@@ -26,6 +26,7 @@ from faultbox.model.result import Diagnostic, FaultRecord, Outcome, TestResult
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
+from faultbox.runner.services import RunningService
 from faultbox.spec import host as host_mod
 from faultbox.spec.compile import describe_exception, source_line
 from faultbox.spec.values import starlark_repr
@@ -181,9 +182,18 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
 
 
 def _run_seeds(host: TestHost) -> None:
-    """service(seed=fn): loads schema and data into a freshly started service, before the body."""
+    """service(seed=fn, reset=fn): a freshly started service gets its seed, then its reset. With
+    reuse=True, a fresh start gets its seed only, and a service kept from an earlier test its reset
+    (its seed when it has none); it must then hold the data a fresh start's seed gave it, where
+    faultbox can read its data."""
     for rs in list(host.services.running.values()):
-        for what, hook in (("seed", rs.model.seed), ("reset", rs.model.reset)):
+        if rs.reused:
+            hooks = [("reset", rs.model.reset)] if rs.model.reset is not None else [("seed", rs.model.seed)]
+        elif rs.model.reuse:
+            hooks = [("seed", rs.model.seed)]
+        else:
+            hooks = [("seed", rs.model.seed), ("reset", rs.model.reset)]
+        for what, hook in hooks:
             if hook is None:
                 continue
             host.seeding, host.seed_failure = True, None
@@ -196,6 +206,40 @@ def _run_seeds(host: TestHost) -> None:
             if host.seed_failure is not None:  # steps do not raise: a seed's failed step still fails it
                 raise SpecFailure(f"{what} of service {rs.name} failed: {host.seed_failure}")
             host.barrier()
+        if rs.model.reuse:
+            _check_reset(host, rs, hooks[0][0])
+
+
+def _check_reset(host: TestHost, rs: RunningService, how: str) -> None:
+    """The first fresh start records the service's data; every test that adopts it compares."""
+    try:
+        state = host.services.state(rs)
+    except Exception as exc:
+        raise SpecFailure(f"cannot read the data of service {rs.name} to check its {how}: {exc}") from None
+    if state is None:
+        return
+    if not rs.reused or rs.baseline is None:
+        rs.baseline = state
+        return
+    changed = _state_changes(rs.baseline, state)
+    host.emit("service_reset", rs.name, {"reused": "true", "checked": "true", "leaked": str(len(changed))})
+    if changed:
+        shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
+        raise SpecFailure(
+            f"service {rs.name} was kept from an earlier test (reuse=True), and after its {how} its data "
+            f"differs from a fresh start's: {shown}. Make {how}= restore what seed= made "
+            "(PostgreSQL: TRUNCATE ... RESTART IDENTITY, then the seed's rows; Redis: FLUSHALL, then the "
+            "seed's keys), or drop reuse=True"
+        )
+
+
+def _state_changes(fresh: dict[str, str], now: dict[str, str]) -> list[str]:
+    out = []
+    for key in sorted(set(fresh) | set(now)):
+        before, after = fresh.get(key, "absent"), now.get(key, "absent")
+        if before != after:
+            out.append(f"{key}: {after} (fresh: {before})")
+    return out
 
 
 def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> None:

@@ -49,6 +49,8 @@ class RunContext:
         self._proxy_hub: RemoteHub | None = None
         self.proxy_dead: str | None = None
         self.proxy_dead_sink: Callable[[str], None] | None = None
+        # reuse=True services between tests (runner/services.py's Kept), by name; stopped on close.
+        self.kept: dict[str, Any] = {}
         self.supervisor: SupervisorClient | None = None
         if any(spec.syscalls.values()):
             self.supervisor = SupervisorClient(self._on_events, self._on_closed, self._on_dead)
@@ -119,8 +121,17 @@ class RunContext:
             who = None
         return f" by {who}" if who else ""
 
+    def _stop_kept(self) -> None:
+        kept, self.kept = list(self.kept.values()), {}
+        for service in reversed(kept):
+            try:
+                service.stop()
+            except Exception:
+                pass
+
     def close(self) -> None:
         for step in (
+            self._stop_kept,
             self._close_proxies,
             self._close_supervisor,
             self.pump.close,

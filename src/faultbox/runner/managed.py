@@ -82,6 +82,20 @@ class ManagedServers:
             return [TopicSource(plan.endpoint, svc.name, emit, topics=list(topics) if topics else None)]
         return []
 
+    def state(self, svc: Service, plan: ServerPlan) -> dict[str, str] | None:
+        """The server's data, summarised to compare a kept server's state after its reset with a
+        fresh one's after its seed; None when faultbox cannot read it for this kind of server."""
+        assert svc.managed is not None
+        if svc.managed.kind == "postgres":
+            from faultbox.deps import postgres
+
+            return postgres.state(plan.endpoint)
+        if svc.managed.kind == "redis":
+            from faultbox.deps import redis
+
+            return redis.state(plan.endpoint)
+        return None  # a broker's messages cannot be deleted: nothing to compare
+
     def options(self, svc: Service, plan: ServerPlan | None, test_name: str) -> dict[str, Any]:
         """What the step clients of a service need: the helper's options (credentials), the
         server's endpoint (DSN, URL, bootstrap) when it is a managed server, the service's env (a

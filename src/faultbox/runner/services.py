@@ -1,5 +1,10 @@
 """The services of one test: started fresh in dependency order, each waiting for its healthcheck
-(raced against its exit), watched while the test runs, and all stopped afterwards."""
+(raced against its exit), watched while the test runs, and all stopped afterwards.
+
+A service declared with reuse=True is kept running when its test ends (in the run's, or the test
+worker's, RunContext) and adopted by the next test that starts it, if it is still alive and still
+passes its healthcheck; otherwise that test starts it fresh. Its output and its exit go to whichever
+test holds it (`RunningService.emit`, `.owner`); between tests they are recorded nowhere."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from faultbox.sources.decoders import decode
 
 Emit = Callable[..., Any]
 _TAIL = 40
+_READY_AGAIN = 5.0  # seconds a kept service has to pass its healthcheck again
 
 
 class StartFailure(InfraError):
@@ -45,6 +51,10 @@ class RunningService:
     plan: ServerPlan | None = None
     sources: list[Source] = field(default_factory=list)
     mocks: list[RemoteMock] = field(default_factory=list)
+    emit: Emit = field(default=lambda *args, **kwargs: None)  # where its output goes: its test's trace
+    owner: ServiceSet | None = None  # the test holding it (None while a kept service waits)
+    reused: bool = False  # kept from an earlier test rather than started for this one
+    baseline: dict[str, str] | None = None  # its data after a fresh start's seed (reuse=True)
 
     @property
     def name(self) -> str:
@@ -79,8 +89,26 @@ class ServiceSet:
         for svc in start_order(self.ctx.spec.services.values()):
             if svc.is_mock:
                 self._start_mock(svc)
-            else:
+            elif not (svc.reuse and self._adopt(svc)):
                 self._start(svc, env)
+
+    def _adopt(self, svc: Service) -> bool:
+        """Take over the service an earlier test kept, if it is alive and healthy."""
+        kept = self.ctx.kept.pop(svc.name, None)
+        if kept is None:
+            return False
+        rs: RunningService = kept.service
+        if not rs.alive() or not _still_ready(rs):
+            kept.stop()
+            return False
+        assert rs.process is not None
+        rs.owner, rs.emit, rs.reused = self, self.emit, True
+        rs.stopping = rs.exit_reported = False
+        self.running[svc.name] = rs
+        self.emit("service_started", svc.name, {"pid": str(rs.process.pid), "reused": "true"})
+        self.emit("service_ready", svc.name, {"reused": "true"})
+        self._start_sources(rs)
+        return True
 
     def _check_ports(self, svc: Service) -> None:
         for iface in svc.interfaces:
@@ -98,7 +126,7 @@ class ServiceSet:
             served = mocks.serve(self.ctx.proxy_hub(), svc, self.emit, self.mock_handlers)
         except (ProxyWorkerError, OSError) as exc:
             raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: cannot serve the mock: {exc}") from None
-        self.running[svc.name] = RunningService(svc, None, None, mocks=served)
+        self.running[svc.name] = RunningService(svc, None, None, mocks=served, emit=self.emit, owner=self)
         listen = " ".join(m.addr for m in served)
         self.emit("service_started", svc.name, {"kind": "mock", "listen": listen})
         # The mock accepts once open_mock returns: it is ready.
@@ -138,6 +166,8 @@ class ServiceSet:
             stop_signal=managed.stop_signal if managed else signal.SIGTERM,
             stop_grace=managed.stop_grace if managed else svc.stop_grace,
             plan=managed,
+            emit=self.emit,
+            owner=self,
         )
         self.running[svc.name] = rs
         self.ctx.reaper.watch_group(process.pgid)
@@ -164,15 +194,24 @@ class ServiceSet:
                 + _tail_text(rs.stderr_tail),
             )
         self.emit("service_ready", svc.name, {})
-        if managed is not None:
-            for source in self.ctx.managed.sources(svc, managed, self.source_emit(managed.kind)):
-                try:
-                    source.start()
-                except Exception as exc:
-                    raise StartFailure(
-                        Code.LAUNCH_FAILED, f"{svc.name}: cannot observe it ({type(exc).__name__}: {exc})"
-                    ) from None
-                rs.sources.append(source)
+        self._start_sources(rs)
+
+    def _start_sources(self, rs: RunningService) -> None:
+        """The server's event sources, for this test (a kept server's start where it is now)."""
+        if rs.plan is None:
+            return
+        for source in self.ctx.managed.sources(rs.model, rs.plan, self.source_emit(rs.plan.kind)):
+            try:
+                source.start()
+            except Exception as exc:
+                raise StartFailure(
+                    Code.LAUNCH_FAILED, f"{rs.name}: cannot observe it ({type(exc).__name__}: {exc})"
+                ) from None
+            rs.sources.append(source)
+
+    def state(self, rs: RunningService) -> dict[str, str] | None:
+        """A kept server's data, summarised (None when faultbox cannot read it)."""
+        return self.ctx.managed.state(rs.model, rs.plan) if rs.plan is not None else None
 
     def _pipe(self, rs: RunningService) -> None:
         observed: dict[str, Observe] = {o.stream: o for o in rs.model.observe}
@@ -180,21 +219,9 @@ class ServiceSet:
         proc = rs.process.proc
         assert proc.stdout is not None and proc.stderr is not None
         for stream, pipe, tail in (("stdout", proc.stdout, rs.stdout_tail), ("stderr", proc.stderr, rs.stderr_tail)):
-            self.ctx.pump.add(pipe, self._line_handler(rs.name, stream, tail, observed.get(stream)))
-        self.ctx.pump.watch(os.dup(rs.process.pidfd), lambda: self._exited(rs))
-
-    def _line_handler(
-        self, service: str, stream: str, tail: deque[str], observe: Observe | None
-    ) -> Callable[[str], None]:
-        emit = self.emit
-
-        def on_line(line: str) -> None:
-            tail.append(line)
-            if observe is not None:
-                fields, data = decode(line, observe.decoder)
-                emit(stream, service, fields, data)
-
-        return on_line
+            self.ctx.pump.add(pipe, _line_handler(rs, stream, tail, observed.get(stream)))
+        # The test that holds the service when it exits reports it.
+        self.ctx.pump.watch(os.dup(rs.process.pidfd), lambda: rs.owner._exited(rs) if rs.owner else None)
 
     def _exited(self, rs: RunningService) -> None:
         if rs.stopping or rs.exit_reported:
@@ -210,7 +237,8 @@ class ServiceSet:
         return [src for rs in self.running.values() for src in rs.sources]
 
     def stop_all(self) -> None:
-        """Stop in reverse start order. Never raises: teardown must always finish."""
+        """Stop in reverse start order (a reuse=True service that is still alive is kept for the
+        next test instead). Never raises: teardown must always finish."""
         for rs in self.running.values():
             for source in rs.sources:
                 try:
@@ -223,23 +251,20 @@ class ServiceSet:
             if rs.process is None:
                 self._stop_mock(rs)
                 continue
-            try:
-                code = rs.process.stop(rs.stop_grace, rs.stop_signal)
-            except OSError:
-                code = rs.process.exit_code or -1
-            self.ctx.pump.drain(1.0)
+            if rs.model.reuse and rs.alive():
+                self._keep(rs)
+                continue
+            code = _stop_process(self.ctx, rs)
             if not rs.exit_reported:
                 rs.exit_reported = True
                 self.emit("service_exited", rs.name, _exit_fields(code, "stopped"))
-            self.ctx.reaper.forget_group(rs.process.pgid)
-            if rs.process.cgroup is not None:
-                self.ctx.reaper.forget_cgroup(str(rs.process.cgroup.path))
-            if rs.svc_id is not None and self.ctx.supervisor is not None:
-                try:
-                    self.ctx.supervisor.unregister(rs.svc_id)
-                except Exception:
-                    pass
         self.running.clear()
+
+    def _keep(self, rs: RunningService) -> None:
+        self.ctx.pump.drain(1.0)  # what it printed during the test belongs to the test
+        rs.owner, rs.reused = None, False
+        rs.emit = _nowhere  # between tests its output is recorded nowhere (its tail still fills)
+        self.ctx.kept[rs.name] = Kept(self.ctx, rs)
 
     def _stop_mock(self, rs: RunningService) -> None:
         for mock in rs.mocks:
@@ -247,6 +272,63 @@ class ServiceSet:
         rs.mocks.clear()
         rs.exit_reported = True
         self.emit("service_exited", rs.name, {"reason": "stopped", "kind": "mock"})
+
+
+def _nowhere(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+class Kept:
+    """A reuse=True service between tests, held by the RunContext (which stops it when the run or
+    the worker ends)."""
+
+    def __init__(self, ctx: RunContext, service: RunningService) -> None:
+        self.ctx = ctx
+        self.service = service
+
+    def stop(self) -> None:
+        _stop_process(self.ctx, self.service)
+
+
+def _stop_process(ctx: RunContext, rs: RunningService) -> int | None:
+    assert rs.process is not None
+    rs.stopping = True
+    try:
+        code = rs.process.stop(rs.stop_grace, rs.stop_signal)
+    except OSError:
+        code = rs.process.exit_code or -1
+    ctx.pump.drain(1.0)
+    ctx.reaper.forget_group(rs.process.pgid)
+    if rs.process.cgroup is not None:
+        ctx.reaper.forget_cgroup(str(rs.process.cgroup.path))
+    if rs.svc_id is not None and ctx.supervisor is not None:
+        try:
+            ctx.supervisor.unregister(rs.svc_id)
+        except Exception:
+            pass
+    return code
+
+
+def _still_ready(rs: RunningService) -> bool:
+    """A kept service passes its healthcheck again (quickly: it was ready when its test ended)."""
+    assert rs.process is not None
+    process = rs.process
+    probe: Probe | None = (
+        rs.plan.probe if rs.plan else (probe_for(rs.model.healthcheck) if rs.model.healthcheck else None)
+    )
+    if probe is None:
+        return process.alive()
+    return wait_ready(probe, time.monotonic() + _READY_AGAIN, lambda: not process.alive()) is None
+
+
+def _line_handler(rs: RunningService, stream: str, tail: deque[str], observe: Observe | None) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        tail.append(line)
+        if observe is not None:
+            fields, data = decode(line, observe.decoder)
+            rs.emit(stream, rs.name, fields, data)  # the test holding it now, if any
+
+    return on_line
 
 
 def _exit_fields(code: int | None, reason: str) -> dict[str, str]:

@@ -34,6 +34,17 @@ register_type("healthcheck", lambda v: isinstance(v, Healthcheck), "a healthchec
 register_type("decoder", lambda v: isinstance(v, Decoder), 'a decoder (decoder("json"), ...)')
 
 
+def _check_reuse(name: str, reuse: bool, depends_on: tuple[str, ...]) -> None:
+    # A kept process keeps the environment it started with, and that names the proxies of the
+    # services it depends on, which every test opens anew.
+    if reuse and depends_on:
+        raise ArgError(
+            f'service("{name}"): reuse=True on a service that depends on others '
+            f"({', '.join(depends_on)}): a kept process would still talk to the first test's proxies",
+            "keep servers that call nobody (databases, caches, brokers); start the services that use them fresh",
+        )
+
+
 def _module_dir() -> str:
     module = current_module(2)
     return module.directory if module is not None else os.getcwd()
@@ -44,7 +55,7 @@ def _module_dir() -> str:
     "name: str, *binary_or_interfaces, binary: any = None, args: strlist = [], env: dict = {}, "
     "depends_on: list = [], healthcheck: healthcheck? = None, observe: list = [], cwd: str? = None, "
     "user: str? = None, ops: dict = {}, stop_timeout: duration = '2s', seed: callable? = None, "
-    "reset: callable? = None, image: str? = None",
+    "reset: callable? = None, reuse: bool = False, image: str? = None",
 )
 def service(
     builder: SpecBuilder,
@@ -62,6 +73,7 @@ def service(
     stop_timeout: float,
     seed: Any,
     reset: Any,
+    reuse: bool,
     image: str | None,
 ) -> ServiceValue:
     _check_name(name)
@@ -86,6 +98,8 @@ def service(
     if positional_binary and binary is not None:
         raise ArgError(f'service("{name}"): the binary is given twice (positionally and as binary=)')
     argv = _argv(name, positional_binary[0] if positional_binary else binary, args)
+    deps = tuple(_dep_name(name, d) for d in depends_on)
+    _check_reuse(name, reuse, deps)
     base = _module_dir()
     workdir = os.path.normpath(os.path.join(base, cwd)) if cwd else base
     if not os.path.isdir(workdir):
@@ -97,7 +111,7 @@ def service(
         argv=(resolved, *argv[1:]),
         interfaces=tuple(interfaces),
         env=_env(name, env),
-        depends_on=tuple(_dep_name(name, d) for d in depends_on),
+        depends_on=deps,
         healthcheck=healthcheck,
         observe=tuple(_observe(name, o) for o in observe),
         cwd=workdir,
@@ -106,6 +120,7 @@ def service(
         stop_grace=stop_timeout,
         seed=seed,
         reset=reset,
+        reuse=reuse,
         location=current_location(2),
     )
     builder.add_service(svc)
@@ -115,8 +130,8 @@ def service(
 @builtin(
     "managed_service",
     "kind: str, name: str, *interfaces, options: dict = {}, env: dict = {}, depends_on: list = [], "
-    "observe: list = [], seed: callable? = None, reset: callable? = None, healthcheck_timeout: duration = '30s', "
-    "stop_timeout: duration = '5s'",
+    "observe: list = [], seed: callable? = None, reset: callable? = None, reuse: bool = False, "
+    "healthcheck_timeout: duration = '30s', stop_timeout: duration = '5s'",
     stdlib_only=True,
 )
 def managed_service(
@@ -130,11 +145,14 @@ def managed_service(
     observe: list[Any],
     seed: Any,
     reset: Any,
+    reuse: bool,
     healthcheck_timeout: float,
     stop_timeout: float,
 ) -> ServiceValue:
     """A real server (postgres, redis, kafka) whose process the runner prepares itself."""
     _check_name(name)
+    deps = tuple(_dep_name(name, d) for d in depends_on)
+    _check_reuse(name, reuse, deps)
     ifaces = [_with_port(i) for i in interfaces if isinstance(i, Interface)]
     _check_ports(name, ifaces)
     svc = Service(
@@ -142,7 +160,7 @@ def managed_service(
         argv=(),
         interfaces=tuple(ifaces),
         env=_env(name, env),
-        depends_on=tuple(_dep_name(name, d) for d in depends_on),
+        depends_on=deps,
         healthcheck=Healthcheck("protocol", kind, healthcheck_timeout),
         observe=tuple(_observe(name, o) for o in observe),
         cwd=_module_dir(),
@@ -150,6 +168,7 @@ def managed_service(
         stop_grace=stop_timeout,
         seed=seed,
         reset=reset,
+        reuse=reuse,
         location=current_location(3),
     )
     builder.add_service(svc)
