@@ -1,5 +1,6 @@
--- The shop's database. Applied to a fresh PostgreSQL for every test by the spec's seed
--- (shop.star: db = postgres("db", seed = ...) runs load_file("schema.sql")).
+-- The shop's database. Applied to a fresh PostgreSQL by the spec's seed (shop.star:
+-- db = postgres("db", seed = ..., reuse = True) runs load_file("schema.sql"), then data.sql); later
+-- tests get the same server back, emptied by its reset and given data.sql again.
 
 -- Orders accepted by the api. A row exists only once its transaction committed.
 CREATE TABLE orders (
@@ -22,8 +23,7 @@ CREATE TABLE processed (
     processed_at timestamptz NOT NULL DEFAULT now()
 );
 
-INSERT INTO stock (sku, quantity) VALUES ('widget', 100), ('gadget', 5);
-
--- Note for fault design: `orders` starts empty, so the first INSERT of a test extends its file.
+-- Note for fault design: `orders` starts empty (TRUNCATE gives it a new, empty file), so the first
+-- INSERT of a test extends its file.
 -- A failed write there is an ordinary ERROR ("could not extend file"), not a PANIC: PostgreSQL
 -- stays up and the test can look at what it left behind.

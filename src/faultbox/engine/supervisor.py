@@ -141,14 +141,18 @@ class Supervisor:
                 self._fire_timers()
             if self.pending:
                 self._send_pending()
-            if self._flush_due():
+            if self._flush_due(woke_for_flush=not (slow or control or closed)):
                 self._flush()
         self._shutdown()
 
-    def _flush_due(self) -> bool:
+    def _flush_due(self, woke_for_flush: bool) -> bool:
+        """The C loop returns with nothing else to report when its buffered events are due (their
+        count, or the oldest one's age): they must be sent then, or every later wait returns at
+        once and the loop spins until the buffer fills."""
         if self.out and (len(self.out) >= _BATCH or time.monotonic() >= self.out_since + _FLUSH_AFTER):
             return True
-        return int(self.loop.stats()["buffered"]) >= _BATCH
+        buffered = int(self.loop.stats()["buffered"])
+        return buffered >= _BATCH or (woke_for_flush and buffered > 0)
 
     def _emit(self, event: tuple[Any, ...]) -> None:
         if not self.out:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from faultbox._util.frozen import FrozenDict, thaw
+from faultbox._util.tls import client_context
 from faultbox.model.response import Response, decode_body
 
 _MAX_BODY = 1 << 20
@@ -20,7 +21,9 @@ class HttpClient:
         self.base = f"http://{host}:{port}"
         # No pooling across steps: each step opens its own connection, like a fresh client would,
         # so a fault on connect or accept is seen by every step.
-        self._client = httpx.Client(follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0))
+        self._client = httpx.Client(
+            follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0), verify=client_context()
+        )
 
     def call(self, method: str, args: Mapping[str, Any]) -> Response:
         path = args.get("path") or "/"

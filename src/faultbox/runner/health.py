@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
+from faultbox._util.tls import client_context
 from faultbox.model.service import Healthcheck
 
 Probe = Callable[[float], None]  # one attempt with a timeout; raises with the reason when not ready
@@ -29,10 +30,12 @@ def probe_for(hc: Healthcheck) -> Probe:
 
         return tcp_probe
     if hc.kind == "http":
+        # One client for every attempt (no connection kept between them: each attempt is a new one).
+        client = httpx.Client(verify=client_context(), limits=httpx.Limits(max_keepalive_connections=0))
 
         def http_probe(timeout: float) -> None:
             try:
-                resp = httpx.get(hc.target, timeout=timeout)
+                resp = client.get(hc.target, timeout=timeout)
             except httpx.HTTPError as exc:
                 raise NotReady(f"GET {hc.target}: {type(exc).__name__}: {exc}") from None
             if not 200 <= resp.status_code < 400:
