@@ -109,7 +109,7 @@ class Supervisor:
         self.timers: list[tuple[float, int, Listener, int, tuple[Any, ...]]] = []
         self.timer_seq = 0
         self.held: dict[str, list[tuple[Listener, int, tuple[Any, ...]]]] = {}
-        self.stats = dict.fromkeys(("slow", "dropped", "denied", "delayed", "held", "unresolved"), 0)
+        self.stats = dict.fromkeys(("slow", "dropped", "denied", "delayed", "held", "unresolved", "wakeups"), 0)
         self.running = True
 
     # -- main loop -----------------------------------------------------------------------------
@@ -127,6 +127,7 @@ class Supervisor:
             if self.pending:
                 timeout = 0.005 if timeout < 0 else min(timeout, 0.005)  # retry a full socket soon
             slow, control, closed = wait(timeout, _FLUSH_AFTER, _BATCH)
+            self.stats["wakeups"] += 1
             for fd, nid, tid, nr, args in slow:
                 lst = self.listeners.get(fd)
                 if lst is not None:
