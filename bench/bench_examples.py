@@ -1,7 +1,7 @@
 """How fast suites run: the shop suite serially and with --jobs 2, the speedup on a suite of
 CPU-light tests, the per-test overhead beyond each test's own body, and sharding.
 
-    .venv/bin/python bench/bench_examples.py               # ~5 min on 2 cores (the shop three times)
+    .venv/bin/python bench/bench_examples.py               # ~6 min on 2 cores (the shop three times)
     .venv/bin/python bench/bench_examples.py --no-shop     # the CPU-light suite and shards only, ~90 s
 
 Every figure comes from this one run, side by side:
