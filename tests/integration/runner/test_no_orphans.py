@@ -9,29 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from support import FIXTURES, descendants_alive, free_port
+from support import FIXTURES, cmdline, descendants_alive, free_port, process_tree
 
 
-def _children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            out.append(int(entry.name))
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+def _children(pid: int) -> list[int]:
+    return [p for p in process_tree(pid) if p != pid]
 
 
 def _wait(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -70,12 +52,12 @@ def test_forever():
         assert _wait(lambda: (tmp_path / "a.pids").exists() and (tmp_path / "b.pids").exists(), 20)
         time.sleep(0.5)  # the fault is being applied; the body sleeps
         services = [int(p) for f in ("a.pids", "b.pids") for p in (tmp_path / f).read_text().split()]
-        helpers = _children_of(runner.pid)
-        supervisor = [p for p in helpers if "faultbox.engine.supervisor" in _cmdline(p)]
+        helpers = _children(runner.pid)
+        supervisor = [p for p in helpers if "faultbox.engine.supervisor" in cmdline(p)]
         assert supervisor, "a filtered service runs under the supervisor process"
-        reaper = [p for p in helpers if "faultbox.engine.reaper" in _cmdline(p)]
+        reaper = [p for p in helpers if "faultbox.engine.reaper" in cmdline(p)]
         assert reaper, "the reaper runs beside the runner"
-        proxy = [p for p in helpers if "faultbox.proxy.worker" in _cmdline(p)]
+        proxy = [p for p in helpers if "faultbox.proxy.worker" in cmdline(p)]
         assert proxy, "the tcp interfaces' proxies run in the proxy worker"
         assert len(descendants_alive(services)) == 5
         assert list(tmpdir.glob("faultbox-run-*")), "the run works in a temporary directory"
@@ -83,7 +65,7 @@ def test_forever():
         runner.wait()
         gone = _wait(lambda: not descendants_alive(services + supervisor + proxy), 10)
         survivors = descendants_alive(services + supervisor + proxy)
-        assert gone, f"survivors: {[(p, _cmdline(p)) for p in survivors]}"
+        assert gone, f"survivors: {[(p, cmdline(p)) for p in survivors]}"
         assert _wait(lambda: not descendants_alive(reaper), 10), "the reaper exits once its work is done"
         leftover = list(Path("/sys/fs/cgroup/unified").glob(f"faultbox-{runner.pid}*"))
         assert leftover == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import FIXTURES, descendants_alive, faultbox_cli, free_port, wait_until
+from support import FIXTURES, cmdline, descendants_alive, faultbox_cli, free_port, process_tree, wait_until
 
 FIXED = "/tmp/faultbox-parallel-test.wal"  # the same path in every test: each worker has its own
 
@@ -80,33 +80,8 @@ def test_{n}():
     assert [o[1] for o in outcomes["3"]] == ["passed", "failed", "passed", "failed"]
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants, now."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def _workers(runner: int) -> list[int]:
-    return [p for p in _tree(runner) if "faultbox.runner.worker" in _cmdline(p)]
+    return [p for p in process_tree(runner) if "faultbox.runner.worker" in cmdline(p)]
 
 
 def _cgroups(pids: list[int]) -> list[Path]:
@@ -128,7 +103,7 @@ def _both_waiting(marks: Path, runner: subprocess.Popen[str]) -> list[int]:
     """Both tests' services started (both marks written); the whole process tree then."""
     wait_until(lambda: len(list(marks.glob("start-*"))) == 2 or runner.poll() is not None, "both tests started", 60)
     assert runner.poll() is None, runner.communicate()[0]
-    return _tree(runner.pid)
+    return process_tree(runner.pid)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
@@ -176,9 +151,9 @@ def test_more():
     try:
         wait_until(lambda: list(marks.glob("victim-*")), "the victim test is running", 60)
         service = int(next(iter(marks.glob("victim-*"))).name.split("-")[1])
-        victim = [w for w in _workers(runner.pid) if service in _tree(w)]
+        victim = [w for w in _workers(runner.pid) if service in process_tree(w)]
         assert len(victim) == 1
-        services = _tree(victim[0])
+        services = process_tree(victim[0])
         os.kill(victim[0], signal.SIGKILL)
         text, _ = runner.communicate(timeout=120)
         assert runner.returncode == 2, text
