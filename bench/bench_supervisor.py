@@ -435,6 +435,27 @@ class FaultboxBench:
                 pipe.close()
         return code
 
+    def sparse_connects(self, port: int, calls: int, gap_s: float, filtered: bool) -> tuple[list[float], float]:
+        """A client making one short TCP exchange with a local server every `gap_s`, with `connect`
+        in its filter (no rule: every call allowed and recorded) or with no filter. Returns each
+        exchange's latency (us) and the supervisor process's CPU seconds meanwhile: between sparse
+        calls, an idle supervisor must sleep."""
+        self._next_id += 1
+        svc = self._next_id
+        syscalls = frozenset({"connect"}) if filtered else frozenset()
+        argv = [sys.executable, "-c", _SPARSE_CLIENT, str(port), str(calls), str(gap_s)]
+        spec = LaunchSpec(f"sparse{svc}", argv, dict(os.environ), str(self.tools.workdir), None, syscalls)
+        cpu0 = _process_cpu(self.client.proc.pid)
+        proc = spawn(spec, self.client if filtered else None, svc, None)
+        try:
+            assert proc.proc.stdout is not None
+            line = proc.proc.stdout.readline().decode()
+            if not proc.wait_exit(_RUN_TIMEOUT) or proc.peek_exit_code() != 0:
+                raise RuntimeError(f"sparse client failed: {self._stderr(proc)}")
+        finally:
+            self._finish(proc)
+        return [float(v) for v in line.split()], _process_cpu(self.client.proc.pid) - cpu0
+
     def run(self, syscall: str, calls: int, warmup: int, action: Action | None = None, procs: int = 1) -> list[Sample]:
         """`procs` targets under the same rule, started together; one Sample each."""
         started: list[tuple[int, ServiceProcess, Path]] = []
@@ -467,6 +488,70 @@ class FaultboxBench:
             sample.go_ns, sample.drained_ns = go_ns, drained_ns
             samples.append(sample)
         return samples
+
+
+_SPARSE_CLIENT = """
+import socket, sys, time
+port, calls, gap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+out = []
+for _ in range(calls):
+    time.sleep(gap)
+    t = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"x")
+        s.recv(16)
+    out.append((time.perf_counter() - t) * 1e6)
+print(" ".join(f"{v:.1f}" for v in out), flush=True)
+"""
+
+_ECHO_SERVER = """
+import socket
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+while True:
+    c, _ = srv.accept()
+    with c:
+        c.sendall(c.recv(16))
+"""
+
+
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def echo_server() -> Iterator[int]:
+    """A local TCP server outside every filter, answering each connection's first bytes."""
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def print_idle_filter(runs: dict[bool, list[tuple[list[float], float]]], gap_s: float) -> bool:
+    """Sparse connects with and without `connect` in the filter: latency percentiles, and the
+    supervisor's CPU per second of the filtered runs (an idle filter must cost microseconds)."""
+    print(f"\nidle filter: one TCP exchange every {gap_s * 1000:.0f} ms, `connect` filtered (no rule) or not")
+    print(f"  {'':<14}{'p50 us':>9}{'p99 us':>9}{'max us':>9}{'supervisor CPU':>17}")
+    p99 = {}
+    for filtered in (False, True):
+        lat = sorted(v for values, _ in runs[filtered] for v in values)
+        wall = sum(len(values) for values, _ in runs[filtered]) * gap_s
+        cpu = sum(c for _, c in runs[filtered])
+        p99[filtered] = pct(lat, 0.99)
+        share = f"{cpu / wall * 100:6.1f}% of a core" if filtered else ""
+        label = "filtered" if filtered else "not filtered"
+        print(f"  {label:<14}{pct(lat, 0.5):>9.0f}{p99[filtered]:>9.0f}{lat[-1]:>9.0f}{share:>17}")
+    ok = p99[True] <= p99[False] + 1000
+    print(f"  target: filtered p99 within 1 ms of unfiltered: {verdict(ok)}")
+    return ok
 
 
 @contextmanager
@@ -668,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delay-calls", type=int, default=400, help="timed calls per delay run")
     parser.add_argument("--delay-reps", type=int, default=3)
     parser.add_argument("--supervisor", type=Path, help="measure this supervisor.py instead of src's")
+    parser.add_argument("--sparse-calls", type=int, default=150, help="exchanges per idle-filter run")
     args = parser.parse_args(argv)
 
     delay_s = 0.001
@@ -691,6 +777,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in range(args.delay_reps):
                 solo += fbx.run("getppid", args.delay_calls, 20, delay)
                 duo.append(fbx.run("getppid", args.delay_calls, 20, delay, procs=2))
+            print("idle filter runs ...", file=sys.stderr, flush=True)
+            sparse: dict[bool, list[tuple[list[float], float]]] = {False: [], True: []}
+            gap_s = 0.02
+            with echo_server() as port:
+                for _ in range(args.delay_reps):
+                    for filtered in (False, True):
+                        sparse[filtered].append(fbx.sparse_connects(port, args.sparse_calls, gap_s, filtered))
             stats = fbx.client.stats()
 
         source = args.supervisor or "src/faultbox/engine/supervisor.py"
@@ -700,11 +793,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         targets = print_table(cfgs, args.calls, args.warmup, args.reps)
         delay_ok = print_delay(solo, duo, delay_s)
+        idle_ok = print_idle_filter(sparse, gap_s)
         print(f"\nfaultbox supervisor counters: {stats}")
         met = sum(ok for _, ok in targets)
         print(
             f"(measured in {time.monotonic() - t_start:.0f} s; targets met: {met}/{len(targets)} cost lines, "
-            f"delay concurrency {verdict(delay_ok)})"
+            f"delay concurrency {verdict(delay_ok)}, idle filter {verdict(idle_ok)})"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
