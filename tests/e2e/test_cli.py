@@ -240,3 +240,30 @@ def test_an_unknown_kafka_error_code_is_refused_before_any_test_runs(tmp_path: P
     assert "spec.star:3" in r.stderr and "'NOT_A_CODE' is not a Kafka error code" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert "test_x" not in r.stdout
+
+
+def test_usage_mistakes_exit_1_and_version_is_a_command(tmp_path: Path) -> None:
+    bad = faultbox_cli("test", "--jobs", "0", str(write(tmp_path, PASSING)))
+    assert bad.returncode == 1 and "--jobs" in bad.stderr, bad.stderr  # 2 would read as "a test failed"
+    unknown = faultbox_cli("test", "--no-such-flag")
+    assert unknown.returncode == 1 and "unrecognized arguments" in unknown.stderr
+    version = faultbox_cli("version")
+    assert version.returncode == 0 and version.stdout.startswith("faultbox ")
+    bare = faultbox_cli()
+    assert bare.returncode == 0 and "usage:" in bare.stderr
+
+
+def test_without_a_spec_the_directory_s_faultbox_star_runs(tmp_path: Path) -> None:
+    none = faultbox_cli("test", cwd=tmp_path)
+    assert none.returncode == 1 and "faultbox.star" in none.stderr and "Traceback" not in none.stderr
+    (tmp_path / "faultbox.star").write_text(PASSING)
+    out = faultbox_cli("test", cwd=tmp_path)
+    assert out.returncode == 0 and "faultbox faultbox.star" in out.stdout and "3 passed" in out.stdout
+
+
+def test_test_by_regular_expression(tmp_path: Path) -> None:
+    spec = str(write(tmp_path, PASSING))
+    out = faultbox_cli("test", spec, "--test", "~(alpha|check)$")
+    assert out.returncode == 0 and "2 passed" in out.stdout and "test_beta" not in out.stdout
+    bad = faultbox_cli("test", spec, "--test", "~(unclosed")
+    assert bad.returncode == 1 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,14 +1,17 @@
 """`faultbox test spec.star` and friends. Exit codes (DECISIONS §12): 0 all passed, 1 usage or load
-error (a spec without tests, or --test matched nothing), 2 any failure, 3 inconclusive only."""
+error (a mistyped option, a spec without tests, or --test matched nothing), 2 any failure, 3
+inconclusive only."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from faultbox import __version__
 from faultbox._util.durations import DurationError, parse_duration
@@ -16,15 +19,29 @@ from faultbox.errors import FaultboxError, SpecError
 from faultbox.model.result import ExitCode, RunResult
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake exiting 1 as every other usage error does: 2 means a test failed."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+DEFAULT_SPEC = "faultbox.star"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faultbox", description="Fault-injection tests for distributed systems.")
+    parser = _Parser(prog="faultbox", description="Fault-injection tests for distributed systems.")
     parser.add_argument("--version", action="version", version=f"faultbox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    sub.add_parser("version", help="print faultbox's version")
     test = sub.add_parser("test", help="run the tests of a spec")
-    test.add_argument("spec", help="the .star spec file")
+    test.add_argument("spec", nargs="?", help=f"the .star spec file (default: ./{DEFAULT_SPEC})")
     test.add_argument(
-        "--test", metavar="NAME", help="run only this test (exact name, with or without test_, or a glob)"
+        "--test",
+        metavar="NAME",
+        help="run only this test: an exact name (with or without test_), a matrix group, ~REGEX, or a glob",
     )
     test.add_argument("--seed", type=int, help="seed for every random fault decision (default: random, printed)")
     test.add_argument(
@@ -66,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
-    check.add_argument("spec")
+    check.add_argument("spec", nargs="?", help=f"the .star spec file (default: ./{DEFAULT_SPEC})")
 
     report = sub.add_parser(
         "report",
@@ -97,6 +114,9 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"faultbox {__version__}")
+        return ExitCode.OK
     if args.command == "test":
         return _test(args)
     if args.command == "check":
@@ -108,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return recipes(args.action, args.name)
     _parser().print_help(sys.stderr)
-    return ExitCode.USAGE
+    return ExitCode.OK
 
 
 def _load(path: str, variables: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -127,7 +147,23 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _default_spec(args: argparse.Namespace) -> bool:
+    """No spec named: ./faultbox.star, as the reference does; False (said why) when there is none."""
+    if args.spec is not None:
+        return True
+    if not os.path.exists(DEFAULT_SPEC):
+        print(
+            f"error: name the spec (faultbox {args.command} SPEC.star), or put a {DEFAULT_SPEC} in this directory",
+            file=sys.stderr,
+        )
+        return False
+    args.spec = DEFAULT_SPEC
+    return True
+
+
 def _check(args: argparse.Namespace) -> int:
+    if not _default_spec(args):
+        return ExitCode.USAGE
     try:
         spec = _load(args.spec)
     except SpecError as exc:
@@ -152,6 +188,8 @@ def _test(args: argparse.Namespace) -> int:
     from faultbox.runner.listeners import RunListener
     from faultbox.runner.run import NoTestMatched, RunOptions, run_spec
 
+    if not _default_spec(args):
+        return ExitCode.USAGE
     try:
         timeout = parse_duration(args.timeout)
     except DurationError as exc:

@@ -1,15 +1,28 @@
-"""Which tests a run runs: --test NAME (exact, with or without the test_ prefix, a matrix group, or
-a glob), then --shard K/N (this machine's part of a suite spread over N machines)."""
+"""Which tests a run runs: --test NAME (exact, with or without the test_ prefix, a matrix group,
+~REGEX, or a glob), then --shard K/N (this machine's part of a suite spread over N machines)."""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
+
+from faultbox.errors import FaultboxError
+
+
+class SelectionError(FaultboxError):
+    """A --test pattern that cannot select anything as written."""
 
 
 def select_tests(names: list[str], pattern: str | None) -> list[str]:
     if not pattern:
         return list(names)
+    if pattern.startswith("~"):  # the reference's unanchored regular expression
+        try:
+            regex = re.compile(pattern[1:])
+        except re.error as exc:
+            raise SelectionError(f"--test {pattern}: not a regular expression ({exc})") from None
+        return [n for n in names if regex.search(n)]
     wanted = [pattern] if pattern.startswith("test_") else [pattern, f"test_{pattern}"]
     exact = [n for n in names if n in wanted]
     if exact:
