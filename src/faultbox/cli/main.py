@@ -238,6 +238,7 @@ def _test(args: argparse.Namespace) -> int:
         spec_arg=args.spec,
         jobs=args.jobs,
         shard=shard,
+        record_durations=True,
     )
     listeners: list[RunListener] = [reporter]
     if args.output:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from faultbox.engine.isolation import IsolationError, check_available
 from faultbox.errors import FaultboxError
 from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, Shard, TestResult
+from faultbox.runner import durations
 from faultbox.runner.cell import run_test
 from faultbox.runner.context import RunContext
 from faultbox.runner.listeners import RunListener
@@ -33,6 +34,9 @@ class RunOptions:
     # (one per core, one per four tests) where workers can isolate, what the command line does.
     jobs: int | None = 1
     shard: tuple[int, int] | None = None  # (K, N): run only the K-th of N parts of the suite
+    # Keep each test's duration beside the spec (.faultbox/durations.json): parallel runs start the
+    # longest tests first. The command line does; callers of run_spec opt in.
+    record_durations: bool = False
 
 
 class NoTestMatched(Exception):
@@ -78,11 +82,13 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     try:
         if jobs > 1:
             job = Job(spec.path, dict(spec.variables), options.seed, options.timeout, result.spec)
-            WorkerPool(job, jobs).run(selected, started, finished)
+            WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
             _run_serially(spec, options, result.spec, selected, started, finished)
     except KeyboardInterrupt:
         result.interrupted = True
+    if options.record_durations:
+        durations.save(spec.path, result.tests)
     result.duration_ms = int((time.monotonic() - began) * 1000)
     order = {name: i for i, name in enumerate(selected)}
     result.tests.sort(key=lambda t: order[t.name])  # the suite's order, however many ran at once
