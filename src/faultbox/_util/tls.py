@@ -10,4 +10,9 @@ import ssl
 
 @functools.cache
 def client_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
+    try:  # the CA bundle httpx itself would use, where the machine has none of its own
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        return ssl.create_default_context()

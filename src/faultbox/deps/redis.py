@@ -110,9 +110,9 @@ def state(endpoint: str, timeout: float = 10.0) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for db_name in _databases(endpoint, timeout):
-        db = redis_py.Redis.from_url(
-            endpoint, db=int(db_name[2:]), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        # The endpoint names database 0, and a URL's database wins over db=: name each in the URL.
+        url_n = endpoint.rsplit("/", 1)[0] + f"/{int(db_name[2:])}"
+        db = redis_py.Redis.from_url(url_n, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
             size = int(db.dbsize())
             if size > _STATE_KEYS:
@@ -120,7 +120,8 @@ def state(endpoint: str, timeout: float = 10.0) -> dict[str, str]:
                 continue
             for key in sorted(db.scan_iter(count=1000)):
                 digest = hashlib.sha256(db.dump(key) or b"").hexdigest()[:12]
-                out[f"{db_name} key {_text(key)}"] = f"{_text(db.type(key))} (digest {digest})"
+                expiry = "expires" if int(db.pttl(key)) >= 0 else "no expiry"
+                out[f"{db_name} key {_text(key)}"] = f"{_text(db.type(key))}, {expiry} (digest {digest})"
         finally:
             db.close()
     return out

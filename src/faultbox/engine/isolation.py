@@ -95,14 +95,18 @@ def check_available() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: try, report, leave without running any Python cleanup
-        os.close(read)
-        code = 0
+        code = 1
         try:
+            os.close(read)
             isolate()
-        except (IsolationError, OSError) as exc:
-            os.write(write, str(exc).encode()[:4000])
-            code = 1
-        os._exit(code)
+            code = 0
+        except BaseException as exc:  # whatever happens, this copy of the runner goes no further
+            try:
+                os.write(write, str(exc).encode()[:4000] or type(exc).__name__.encode())
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
     os.close(write)
     with os.fdopen(read, "rb") as f:
         why = f.read().decode(errors="replace")

@@ -46,6 +46,17 @@ def merge_runs(runs: Sequence[tuple[str, RunResult]]) -> RunResult:
         raise MergeError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} of {count} missing")
     order = {name: i for i, name in enumerate(first.shard.suite)}
     tests = sorted((t for _, run in runs for t in run.tests), key=lambda t: order.get(t.name, len(order)))
+    names = [t.name for t in tests]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise MergeError(f"test{'s' if len(twice) > 1 else ''} {', '.join(twice)} ran in more than one shard")
+    interrupted = any(run.interrupted for _, run in runs)
+    missing = [n for n in first.shard.suite if n not in set(names)]
+    if missing and not interrupted:  # shards split by another faultbox, or edited files
+        raise MergeError(
+            f"no shard ran {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: run every shard "
+            "with the same faultbox version"
+        )
     start = min(run.started for _, run in runs)
     end = max(run.started + run.duration_ms / 1000 for _, run in runs)
     return RunResult(
@@ -55,7 +66,7 @@ def merge_runs(runs: Sequence[tuple[str, RunResult]]) -> RunResult:
         duration_ms=int((end - start) * 1000),
         tests=tests,
         matrix=_merged_matrix([run.matrix for _, run in runs]),
-        interrupted=any(run.interrupted for _, run in runs),
+        interrupted=interrupted,
         variables=dict(first.variables),
         environment=dict(first.environment),
     )

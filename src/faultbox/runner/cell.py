@@ -182,15 +182,13 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
 
 
 def _run_seeds(host: TestHost) -> None:
-    """service(seed=fn, reset=fn): a freshly started service gets its seed, then its reset. With
-    reuse=True, a fresh start gets its seed only, and a service kept from an earlier test its reset
-    (its seed when it has none); it must then hold the data a fresh start's seed gave it, where
-    faultbox can read its data."""
+    """service(seed=fn, reset=fn): a freshly started service gets its seed, then its reset. One
+    kept from an earlier test (reuse=True) gets its reset (its seed when it has none), and must then
+    hold the data a fresh start's seed and reset gave it, where faultbox can read its data. Only a
+    service whose hooks (and check) succeeded is kept for the next test."""
     for rs in list(host.services.running.values()):
         if rs.reused:
             hooks = [("reset", rs.model.reset)] if rs.model.reset is not None else [("seed", rs.model.seed)]
-        elif rs.model.reuse:
-            hooks = [("seed", rs.model.seed)]
         else:
             hooks = [("seed", rs.model.seed), ("reset", rs.model.reset)]
         for what, hook in hooks:
@@ -208,6 +206,7 @@ def _run_seeds(host: TestHost) -> None:
             host.barrier()
         if rs.model.reuse:
             _check_reset(host, rs, hooks[0][0])
+            rs.clean = True
 
 
 def _check_reset(host: TestHost, rs: RunningService, how: str) -> None:
@@ -218,9 +217,11 @@ def _check_reset(host: TestHost, rs: RunningService, how: str) -> None:
         raise SpecFailure(f"cannot read the data of service {rs.name} to check its {how}: {exc}") from None
     if state is None:
         return
-    if not rs.reused or rs.baseline is None:
+    if not rs.reused:
         rs.baseline = state
         return
+    if rs.baseline is None:  # it was kept without a baseline: nothing to compare with, keep none
+        raise SpecFailure(f"cannot check the {how} of service {rs.name}: no fresh start recorded its data")
     changed = _state_changes(rs.baseline, state)
     host.emit("service_reset", rs.name, {"reused": "true", "checked": "true", "leaked": str(len(changed))})
     if changed:

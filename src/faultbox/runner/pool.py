@@ -27,7 +27,8 @@ from faultbox._util.frames import FrameReader, send_frame
 from faultbox.model.result import Outcome, TestResult
 
 _STOP_WAIT = 30.0  # seconds a worker gets to stop its services after being told to
-_HANG_MARGIN = 120.0  # beyond a test's own deadline and abandonment, before its worker is killed
+_HANG_MARGIN = 120.0  # beyond a test's own budget and abandonment, before its worker is killed
+_READY_WITHIN = 120.0  # seconds a new worker has to load the spec and report ready
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Job:
     seed: int
     timeout: float
     spec_arg: str
+    budget: float = 0.0  # seconds a test may take beyond its deadline: healthchecks, stops
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -49,7 +51,7 @@ class _Worker:
     reader: FrameReader = field(default_factory=FrameReader)
     ready: bool = False
     test: str | None = None
-    since: float = 0.0
+    since: float = field(default_factory=time.monotonic)  # started, then given its current test
     failure: str = ""  # why it could not run tests (it said so before closing)
 
 
@@ -78,7 +80,10 @@ class WorkerPool:
                         name = waiting.popleft()
                         w.test, w.since = name, time.monotonic()
                         started(name)
-                        send_frame(w.sock, {"test": name})
+                        try:
+                            send_frame(w.sock, {"test": name})
+                        except OSError:  # it died between tests: retired below, its test errored
+                            w.reader.closed = True
                 for w, message in self._receive(timeout=1.0):
                     if "ready" in message:
                         w.ready = True
@@ -93,7 +98,8 @@ class WorkerPool:
                         self._retire(w, finished)
                         if not w.ready:
                             start_failures += 1
-                if start_failures >= 2:  # workers cannot start here: say why on every test left
+                if start_failures >= 2 and not any(w.ready for w in self._workers):
+                    # workers cannot start here: say why on every test left
                     why = self._last_failure or "test workers exit as they start"
                     while waiting:
                         name = waiting.popleft()
@@ -130,8 +136,13 @@ class WorkerPool:
             out.extend((w, m) for m in w.reader.feed(data))
         return out
 
+    def _limit(self) -> float:
+        return self.job.timeout + self.job.budget + _HANG_MARGIN
+
     def _hung(self, w: _Worker) -> bool:
-        return w.test is not None and time.monotonic() - w.since > self.job.timeout + _HANG_MARGIN
+        if not w.ready:
+            return time.monotonic() - w.since > _READY_WITHIN
+        return w.test is not None and time.monotonic() - w.since > self._limit()
 
     def _retire(self, w: _Worker, finished: Callable[[TestResult], None]) -> None:
         hung = not w.reader.closed
@@ -144,10 +155,11 @@ class WorkerPool:
         if w.failure:
             self._last_failure = w.failure
         elif not w.ready:
-            self._last_failure = f"a worker {_status(status)}"
+            waited = f"did not load the spec within {_READY_WITHIN:.0f}s" if hung else _status(status)
+            self._last_failure = f"a worker {waited}"
         if w.test is not None:
             if hung:
-                why = f"the test did not end within {self.job.timeout + _HANG_MARGIN:.0f}s; its worker was killed"
+                why = f"the test did not end within {self._limit():.0f}s; its worker was killed"
             else:
                 why = w.failure or f"the worker running it {_status(status)}"
             finished(_errored(w.test, why))

@@ -81,7 +81,7 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     began = time.monotonic()
     try:
         if jobs > 1:
-            job = Job(spec.path, dict(spec.variables), options.seed, options.timeout, result.spec)
+            job = Job(spec.path, dict(spec.variables), options.seed, options.timeout, result.spec, _budget(spec))
             WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
             _run_serially(spec, options, result.spec, selected, started, finished)
@@ -140,7 +140,7 @@ def workers_for(options: RunOptions, tests: int) -> int:
             except IsolationError as exc:
                 raise WorkersUnavailable(str(exc)) from None
         return max(1, min(options.jobs, tests))
-    wanted = min(os.cpu_count() or 1, tests // _TESTS_PER_WORKER)
+    wanted = min(_cores(), tests // _TESTS_PER_WORKER)
     if wanted < 2:
         return 1
     try:
@@ -148,6 +148,19 @@ def workers_for(options: RunOptions, tests: int) -> int:
     except IsolationError:
         return 1
     return wanted
+
+
+def _cores() -> int:
+    """The cores this process may run on (a pinned container's, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _budget(spec: Spec) -> float:
+    """What a test may spend beyond its deadline: every service's healthcheck and stop grace."""
+    return sum((s.healthcheck.timeout if s.healthcheck else 0.0) + s.stop_grace for s in spec.services.values())
 
 
 class WorkersUnavailable(FaultboxError):

@@ -54,6 +54,7 @@ class RunningService:
     emit: Emit = field(default=lambda *args, **kwargs: None)  # where its output goes: its test's trace
     owner: ServiceSet | None = None  # the test holding it (None while a kept service waits)
     reused: bool = False  # kept from an earlier test rather than started for this one
+    clean: bool = False  # seeded (and its reset checked) in this test: fit to be kept for the next
     baseline: dict[str, str] | None = None  # its data after a fresh start's seed (reuse=True)
 
     @property
@@ -141,6 +142,14 @@ class ServiceSet:
             own_env = rewrite_env(svc.env, self.proxy_aliases, (iface.port for iface in svc.interfaces), self.proxied)
         except UnknownProxy as exc:
             raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
+        if svc.reuse and own_env != dict(svc.env):
+            names = ", ".join(sorted(k for k in own_env if own_env[k] != svc.env.get(k)))
+            raise StartFailure(
+                Code.SPEC_BAD_ARGUMENT,
+                f"{svc.name}: reuse=True, but its env ({names}) names other services' addresses, which go "
+                "through proxies opened anew for every test: a kept process would keep the first test's. "
+                "Keep only servers that call nobody, or drop reuse=True",
+            )
         # A service's own FAULTBOX_* variables name its real interfaces: those are what it binds.
         own_wiring = wiring_env([svc], {})
         env = {**os.environ, **wiring, **own_wiring, **(managed.env if managed else {}), **own_env}
@@ -251,7 +260,7 @@ class ServiceSet:
             if rs.process is None:
                 self._stop_mock(rs)
                 continue
-            if rs.model.reuse and rs.alive():
+            if rs.model.reuse and rs.clean and rs.alive():
                 self._keep(rs)
                 continue
             code = _stop_process(self.ctx, rs)
@@ -262,7 +271,7 @@ class ServiceSet:
 
     def _keep(self, rs: RunningService) -> None:
         self.ctx.pump.drain(1.0)  # what it printed during the test belongs to the test
-        rs.owner, rs.reused = None, False
+        rs.owner, rs.reused, rs.clean = None, False, False
         rs.emit = _nowhere  # between tests its output is recorded nowhere (its tail still fills)
         self.ctx.kept[rs.name] = Kept(self.ctx, rs)
 

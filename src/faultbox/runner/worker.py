@@ -34,10 +34,16 @@ def _die_with(parent: int) -> None:
 
 
 def _sigterm_as_interrupt() -> None:
+    """The runner stops a worker with one SIGTERM. A Ctrl-C at the terminal reaches the worker too
+    (same process group): ignored here, so that the runner's SIGTERM is the only interruption and
+    the teardown it starts is not cut short by a second one. (A Python handler, not SIG_IGN, which
+    the services started from here would inherit.)"""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +83,10 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
     seed = int(job["seed"])  # type: ignore[call-overload]
     ctx = RunContext(spec, seed)
     try:
-        send_frame(sock, {"ready": True})
+        try:
+            send_frame(sock, {"ready": True})
+        except OSError:
+            return 0  # the run ended before this worker was needed
         while True:
             message = recv_frame(sock)
             if message is None:

@@ -200,3 +200,44 @@ def test_probe_rejects_a_stale_server_on_the_port(workdir: str, serve: Serve, mo
     serve(stale)
     with pytest.raises(DependencyNotReady, match="another"):
         ours.probe(2.0)
+
+
+def test_redis_state_reads_every_database_and_expiry(workdir: str, serve: Serve) -> None:
+    """What a kept Redis's reset is checked against: keys of every database, types, values, expiry."""
+    plan = redis.prepare(workdir, free_port(), appendonly=False)
+    serve(plan)
+    assert redis.state(plan.endpoint) == {}
+    zero = redis_py.Redis(host="127.0.0.1", port=plan.port, db=0)
+    two = redis_py.Redis(host="127.0.0.1", port=plan.port, db=2)
+    zero.set("config", "v1")
+    two.rpush("queue", "job")
+    first = redis.state(plan.endpoint)
+    assert sorted(first) == ["db0 key config", "db2 key queue"]
+    assert first["db2 key queue"].startswith("list, no expiry")
+    two.expire("queue", 600)
+    assert redis.state(plan.endpoint)["db2 key queue"].startswith("list, expires")
+    two.persist("queue")
+    two.rpush("queue", "another")
+    assert redis.state(plan.endpoint)["db2 key queue"] != first["db2 key queue"]  # the value changed
+    zero.close()
+    two.close()
+
+
+def test_postgres_state_leaves_out_what_a_reload_renews(workdir: str, serve: Serve) -> None:
+    plan = postgres.prepare(workdir, free_port())
+    serve(plan)
+    with psycopg.connect(plan.endpoint, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE t (id serial PRIMARY KEY, sku text, status text DEFAULT 'new', "
+            "token text DEFAULT md5(random()::text), at timestamptz DEFAULT now())"
+        )
+        conn.execute("INSERT INTO t (sku) VALUES ('a')")
+        before = postgres.state(plan.endpoint)
+        # the same row loaded again: new token, new time, same id after RESTART IDENTITY
+        conn.execute("TRUNCATE t RESTART IDENTITY")
+        conn.execute("INSERT INTO t (sku) VALUES ('a')")
+        assert postgres.state(plan.endpoint) == before
+        conn.execute("UPDATE t SET status = 'paid'")
+        after = postgres.state(plan.endpoint)
+    assert after["table public.t"] != before["table public.t"] and after["table public.t"].startswith("1 row")
+    assert before["sequence public.t_id_seq"] == "at 1"

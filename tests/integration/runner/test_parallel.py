@@ -131,6 +131,7 @@ def test_stopping_the_runner_leaves_nothing_behind(tmp_path: Path, marks: Path, 
 
 
 def test_a_dead_worker_errs_its_test_and_the_run_goes_on(tmp_path: Path, marks: Path) -> None:
+    # test_after and test_more may share a worker (and its /tmp): they check only that they ran.
     spec = tmp_path / "spec.star"
     spec.write_text(
         _service(marks, peers=0, fixed="/tmp/faultbox-parallel-dead.wal")
@@ -140,10 +141,10 @@ def test_victim():
     sleep("600s")
 
 def test_after():
-    assert_eq(s.main.send(data = "n").strip(), "1")
+    assert_eq(s.main.send(data = "n").strip() != "", True)
 
 def test_more():
-    assert_eq(s.main.send(data = "n").strip(), "1")
+    assert_eq(s.main.send(data = "n").strip() != "", True)
 """
     )
     out = tmp_path / "r.json"

@@ -122,3 +122,15 @@ def test_the_merge_command_writes_reports_and_exits_as_the_run_would(tmp_path: P
     assert junit.read_text().count("<testcase") == len(SUITE)
     assert "test_matrix_s2_f1" in html.read_text()
     assert main(["report", "merge", *files[:2]]) == 1
+
+
+def test_shards_that_do_not_cover_the_suite_exactly_once_are_refused() -> None:
+    one, two = _shards(2)
+    doubled = _run([two.tests[0].name, *[t.name for t in one.tests]], one.shard, 100.0)
+    with pytest.raises(MergeError, match="ran in more than one shard"):
+        merge_runs([("a.json", doubled), ("b.json", two)])
+    short = _run([t.name for t in two.tests][1:], two.shard, 101.0)
+    with pytest.raises(MergeError, match=f"no shard ran {two.tests[0].name}"):
+        merge_runs([("a.json", one), ("b.json", short)])
+    short.interrupted = True  # a shard cut short: what it ran still merges, marked interrupted
+    assert merge_runs([("a.json", one), ("b.json", short)]).interrupted

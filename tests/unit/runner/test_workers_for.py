@@ -23,7 +23,7 @@ def namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_one_per_core_by_default_and_one_per_four_tests(namespaces: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(run, "_cores", lambda: 8)
     assert workers_for(RunOptions(seed=1, jobs=None), 40) == 8
     assert workers_for(RunOptions(seed=1, jobs=None), 20) == 5
     assert workers_for(RunOptions(seed=1, jobs=None), 7) == 1  # a worker costs more than a few short tests save
