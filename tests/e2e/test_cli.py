@@ -267,3 +267,29 @@ def test_test_by_regular_expression(tmp_path: Path) -> None:
     assert out.returncode == 0 and "2 passed" in out.stdout and "test_beta" not in out.stdout
     bad = faultbox_cli("test", spec, "--test", "~(unclosed")
     assert bad.returncode == 1 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_check_as_json_with_findings(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path, 'a = service("a", "/bin/cat")\ndef test_x():\n    fault(a, write = deny("EIO"), run = lambda: None)\n'
+    )
+    out = faultbox_cli("check", str(spec), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["ok"] is True and report["tests"] == ["test_x"] and report["findings"] == []
+    assert report["schema_version"] == 1 and report["plan_instances"] == 1
+    [svc] = report["services"]
+    assert svc["name"] == "a" and svc["kind"] == "process" and "write" in svc["intercepts"]
+
+    empty = faultbox_cli("check", str(write(tmp_path, "x = 1\n")), "--format", "json")
+    assert empty.returncode == 1
+    report = json.loads(empty.stdout)
+    assert report["ok"] is False and report["tests"] == []
+    assert [f["code"] for f in report["findings"]] == ["NO_TESTS_DISCOVERED"]
+
+    broken = faultbox_cli("check", str(write(tmp_path, "def f(:\n")), "--format", "json")
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    report = json.loads(broken.stdout)
+    assert report["ok"] is False and report["tests"] is None
+    [finding] = report["findings"]
+    assert finding["code"] == "SPEC_SYNTAX" and finding["location"].endswith("spec.star:1:7") and finding["suggestion"]

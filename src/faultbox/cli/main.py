@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from faultbox import __version__
 from faultbox._util.durations import DurationError, parse_duration
@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
     check.add_argument("spec", nargs="?", help=f"the .star spec file (default: ./{DEFAULT_SPEC})")
+    check.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: {schema_version, spec, ok, tests, plan_instances, services, findings} on stdout",
+    )
 
     report = sub.add_parser(
         "report",
@@ -161,15 +167,70 @@ def _default_spec(args: argparse.Namespace) -> bool:
     return True
 
 
+_NO_TESTS = (
+    "defines no tests: write a function named test_..., or declare scenario(), fault_scenario() or fault_matrix()"
+)
+
+
 def _check(args: argparse.Namespace) -> int:
+    """The spec loaded and described, nothing started. Exit 0 when it has no error finding, 1 when
+    it does (it did not load, or it defines no test: what `faultbox test` refuses too)."""
     if not _default_spec(args):
         return ExitCode.USAGE
     try:
         spec = _load(args.spec)
     except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
+        if args.format == "json":
+            finding = {"level": "error", "code": exc.code.value, "message": exc.message, "suggestion": exc.hint or ""}
+            if exc.location is not None:
+                finding["location"] = str(exc.location)
+            _check_json(args.spec, None, [finding])
+        else:
+            print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE
-    print(f"{args.spec}: {len(spec.services)} services, {len(spec.tests)} tests")
+    findings = []
+    if not spec.tests:
+        findings.append({"level": "error", "code": "NO_TESTS_DISCOVERED", "message": f"{args.spec} {_NO_TESTS}"})
+    if args.format == "json":
+        _check_json(args.spec, spec, findings)
+    else:
+        _check_text(args.spec, spec, findings)
+    return ExitCode.USAGE if findings else ExitCode.OK
+
+
+def _services(spec: Any) -> list[dict[str, Any]]:
+    out = []
+    for svc in spec.services.values():
+        out.append(
+            {
+                "name": svc.name,
+                "kind": "mock" if svc.is_mock else (svc.managed.kind if svc.managed else "process"),
+                "interfaces": [{"name": i.name, "protocol": i.protocol, "port": i.port} for i in svc.interfaces],
+                "intercepts": sorted(spec.syscalls.get(svc.name, ())),
+                "reuse": svc.reuse,
+            }
+        )
+    return out
+
+
+def _check_json(path: str, spec: Any, findings: list[dict[str, str]]) -> None:
+    import json
+
+    tests = [t.name for t in spec.tests] if spec is not None else None
+    report = {
+        "schema_version": 1,
+        "spec": path,
+        "ok": not any(f["level"] == "error" for f in findings),
+        "tests": tests,
+        "plan_instances": len(tests or []),
+        "services": _services(spec) if spec is not None else [],
+        "findings": findings,
+    }
+    print(json.dumps(report, indent=2))
+
+
+def _check_text(path: str, spec: Any, findings: list[dict[str, str]]) -> None:
+    print(f"{path}: {len(spec.services)} services, {len(spec.tests)} tests")
     for svc in spec.services.values():
         if svc.is_mock:
             routes = sum(len(c.routes) + len(c.line_routes) for c in svc.mocks.values())
@@ -177,10 +238,12 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  mock {svc.name}: {ifaces}, {routes} route{'' if routes == 1 else 's'}")
             continue
         filt = ", ".join(sorted(spec.syscalls.get(svc.name, ()))) or "none"
-        print(f"  service {svc.name}: intercepts {filt}")
+        kept = " (kept between tests)" if svc.reuse else ""
+        print(f"  service {svc.name}: intercepts {filt}{kept}")
     for t in spec.tests:
         print(f"  {t.name}")
-    return ExitCode.OK
+    for f in findings:
+        print(f"{f['level']}: [{f['code']}] {f['message']}", file=sys.stderr)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -204,11 +267,7 @@ def _test(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE
     if not spec.tests:
-        print(
-            f"error: {args.spec} defines no tests: write a function named test_..., or declare "
-            "scenario(), fault_scenario() or fault_matrix()",
-            file=sys.stderr,
-        )
+        print(f"error: {args.spec} {_NO_TESTS}", file=sys.stderr)
         return ExitCode.USAGE
     shard = None
     if args.shard:
