@@ -7,14 +7,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any, NoReturn
 
 from faultbox import __version__
 from faultbox._util.durations import DurationError, parse_duration
+from faultbox._util.threads import sigterm_as_interrupt
 from faultbox.errors import FaultboxError, SpecError
 from faultbox.model.result import ExitCode, RunResult
 
@@ -50,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         metavar="N",
         help="run up to N tests at once, each worker with its own loopback network and /tmp "
-        "(default: one per core; 1 runs them one after another)",
+        "(default: one per core, at most one per four tests; 1 runs them one after another)",
     )
     test.add_argument(
         "--shard",
@@ -288,7 +287,7 @@ def _test(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     stream = sys.stderr if args.format == "json" else sys.stdout
     reporter = ConsoleReporter(stream, verbose=args.verbose)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     options = RunOptions(
         seed=seed,
         test=args.test,
@@ -376,13 +375,6 @@ def _write_reports(
 
         html_page.write(result, html)
         print(f"report: {html}", file=sys.stderr)
-
-
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def entry() -> None:

@@ -37,6 +37,10 @@ class StartFailure(InfraError):
     """A service did not come up; the test fails with this message."""
 
 
+def _nowhere(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
 @dataclass(eq=False)
 class RunningService:
     model: Service
@@ -51,7 +55,7 @@ class RunningService:
     plan: ServerPlan | None = None
     sources: list[Source] = field(default_factory=list)
     mocks: list[RemoteMock] = field(default_factory=list)
-    emit: Emit = field(default=lambda *args, **kwargs: None)  # where its output goes: its test's trace
+    emit: Emit = _nowhere  # where its output goes: its test's trace (nowhere between tests)
     owner: ServiceSet | None = None  # the test holding it (None while a kept service waits)
     reused: bool = False  # kept from an earlier test rather than started for this one
     clean: bool = False  # seeded (and its reset checked) in this test: fit to be kept for the next
@@ -281,10 +285,6 @@ class ServiceSet:
         rs.mocks.clear()
         rs.exit_reported = True
         self.emit("service_exited", rs.name, {"reason": "stopped", "kind": "mock"})
-
-
-def _nowhere(*args: Any, **kwargs: Any) -> None:
-    pass
 
 
 class Kept:

@@ -15,41 +15,35 @@ The worker dies with its runner (PR_SET_PDEATHSIG); its reaper then cleans what 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import sys
-from types import FrameType
 
 from faultbox._util.frames import recv_frame, send_frame
-
-_PR_SET_PDEATHSIG = 1
+from faultbox._util.threads import sigterm_as_interrupt
+from faultbox.engine._abi import die_with_parent
 
 
 def _die_with(parent: int) -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:  # the runner was already gone before the line above
         os._exit(1)
 
 
-def _sigterm_as_interrupt() -> None:
+def _interrupted_by_the_runner_only() -> None:
     """The runner stops a worker with one SIGTERM. A Ctrl-C at the terminal reaches the worker too
     (same process group): ignored here, so that the runner's SIGTERM is the only interruption and
     the teardown it starts is not cut short by a second one. (A Python handler, not SIG_IGN, which
     the services started from here would inherit.)"""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+    sigterm_as_interrupt()
     signal.signal(signal.SIGINT, lambda signum, frame: None)
 
 
 def main(argv: list[str]) -> int:
     fd, parent = int(argv[1]), int(argv[2])
     _die_with(parent)
-    _sigterm_as_interrupt()
+    _interrupted_by_the_runner_only()
     sock = socket.socket(fileno=fd)
     job = recv_frame(sock)
     if job is None:
