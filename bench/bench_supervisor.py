@@ -13,8 +13,11 @@ configuration alike), the per-call latency of a tiny C target that calls one che
 * under faultbox's supervisor (engine/launch.spawn + engine/client.SupervisorClient), with no rule,
   with an allow() rule (the rule-matching cost), and with a deny("EIO") rule; every event the
   supervisor emits is drained by the client callback, so that work is part of the measurement;
-* a 1 ms delay rule: per-call excess over 1 ms (accuracy), alone and with two targets at once (a delay
-  must never block other notifications).
+* a 1 ms delay rule: per-call excess over 1 ms (accuracy; target: a median within 10 us, p95 shown),
+  alone and with two targets at once (a delay must never block other notifications), beside the C
+  supervisor answering the same delay as well as a process can (blocking RECV, then asleep until
+  shortly before the deadline and polling the clock to it, under the scheduling policy faultbox's
+  supervisor gets): the machine's floor, which a loaded machine raises.
 
 Two syscalls, chosen for what they isolate:
 * getppid -- no argument resolution in faultbox (it is in none of FD_ARG0 / PATH_ARG / SOCKADDR_ARG1),
@@ -148,7 +151,9 @@ CSUP_C = r"""
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
@@ -195,7 +200,7 @@ static int install(unsigned nr, unsigned arch) {
 
 int main(int argc, char **argv) {
     if (argc < 8 || strcmp(argv[6], "--") != 0) {
-        fprintf(stderr, "usage: csup <nr> <arch> <errno|0> <block|poll|readlink> <stats-file> -- argv...\n");
+        fprintf(stderr, "usage: csup <nr> <arch> <errno|0> <block|poll|readlink|delay:US> <stats-file> -- argv...\n");
         return 2;
     }
     unsigned nr = (unsigned)strtoul(argv[1], NULL, 0), arch = (unsigned)strtoul(argv[2], NULL, 0);
@@ -203,6 +208,8 @@ int main(int argc, char **argv) {
     /* "readlink": also resolve args[0] as an fd of the target, the work faultbox does to record the
        path of an fd syscall, so the two supervisors can be compared doing the same job */
     int resolve = strcmp(argv[4], "readlink") == 0;
+    /* "delay:US": answer each call US microseconds after receiving it (a delay fault, done in C) */
+    long delay_ns = strncmp(argv[4], "delay:", 6) == 0 ? atol(argv[4] + 6) * 1000L : 0;
     char link[4096], proc[64];
     alarm(300); /* safety net: never outlive a broken run */
     int up[2], down[2];
@@ -234,6 +241,12 @@ int main(int argc, char **argv) {
     if (ioctl(lfd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) != 0)
         perror("NOTIF_SET_FLAGS (continuing without sync wake-up)");
     if (write(down[1], "k", 1) != 1) return 2;
+    if (delay_ns) {
+        /* as faultbox's supervisor: 1 us of timer slack, SCHED_FIFO when allowed (not the target's) */
+        struct sched_param sp = {.sched_priority = 1};
+        prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+        sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
+    }
     struct seccomp_notif req;
     struct seccomp_notif_resp resp;
     unsigned long answered = 0, failed = 0;
@@ -248,6 +261,17 @@ int main(int argc, char **argv) {
             if (errno == EINTR || errno == ENOENT) { if (exited) break; continue; }
             perror("NOTIF_RECV");
             break;
+        }
+        if (delay_ns) {
+            /* asleep until 50 us before the deadline (a sleep ends tens of us late), then the clock */
+            struct timespec now, due, wake;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long long due_ns = now.tv_sec * 1000000000LL + now.tv_nsec + delay_ns, wake_ns = due_ns - 50000;
+            due.tv_sec = due_ns / 1000000000LL, due.tv_nsec = due_ns % 1000000000LL;
+            wake.tv_sec = wake_ns / 1000000000LL, wake.tv_nsec = wake_ns % 1000000000LL;
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) == EINTR) {}
+            do clock_gettime(CLOCK_MONOTONIC, &now);
+            while (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec));
         }
         if (resolve) {
             snprintf(proc, sizeof proc, "/proc/%u/fd/%d", req.pid, (int)req.data.args[0]);
@@ -717,18 +741,34 @@ def print_table(cfgs: list[Config], calls: int, warmup: int, reps: int) -> list[
     return targets
 
 
-def print_delay(solo: list[Sample], duo: list[list[Sample]], delay_s: float) -> bool:
+DELAY_TARGET_US = 10.0  # median excess of a delay over what the rule says (issue 13)
+
+
+def print_delay(solo: list[Sample], duo: list[list[Sample]], floor: list[Sample], delay_s: float) -> tuple[bool, bool]:
+    """The delay table; returns (a delay never blocks other notifications, the accuracy target met)."""
+
     def excess(samples: Sequence[Sample]) -> list[float]:
         return sorted(v / 1e3 - delay_s * 1e6 for s in samples for v in s.lat_ns)
 
-    print(f"\nDelay {delay_s * 1e3:g} ms (faultbox, getppid): per-call latency − {delay_s * 1e3:g} ms, µs")
+    print(f"\nDelay {delay_s * 1e3:g} ms (getppid): per-call latency − {delay_s * 1e3:g} ms, µs")
     print(f"  {'':<36}{'median':>8}{'p95':>8}{'max':>9}{'sup. lateness p50/p95/max (ms)':>34}")
     all_duo = [s for pair in duo for s in pair]
-    for label, samples in (("one target", solo), ("two targets at once (each)", all_duo)):
+    medians = {}
+    rows = (("faultbox, one target", solo), ("faultbox, two targets at once (each)", all_duo), ("C floor", floor))
+    for label, samples in rows:
+        if not samples:
+            continue
         ex = excess(samples)
+        medians[label] = pct(ex, 0.5)
         late = sorted(v for s in samples for v in s.lateness_ms)
         late_txt = f"{pct(late, 0.5):.3f} / {pct(late, 0.95):.3f} / {late[-1]:.3f}" if late else "-"
         print(f"  {label:<36}{pct(ex, 0.5):8.1f}{pct(ex, 0.95):8.1f}{ex[-1]:9.1f}{late_txt:>34}")
+    accurate = medians["faultbox, one target"] <= DELAY_TARGET_US
+    floor_txt = f" (C floor now: {medians['C floor']:.1f} µs)" if "C floor" in medians else ""
+    print(
+        f"  accuracy: faultbox's median excess {medians['faultbox, one target']:.1f} µs, target ≤ "
+        f"{DELAY_TARGET_US:g} µs{floor_txt}: {verdict(accurate)}"
+    )
     # A supervisor that served delays one at a time would make each of two concurrent targets wait for
     # the other's delay too: ~2x the delay per call. Overlap says the two loops really ran together.
     overlaps = []
@@ -742,7 +782,7 @@ def print_delay(solo: list[Sample], duo: list[list[Sample]], delay_s: float) -> 
         f"{duo_median_ms:.3f} ms (serialized would be ≈{2 * delay_s * 1e3:g} ms): "
         f"a delay never blocks other notifications: {verdict(ok)}"
     )
-    return ok
+    return ok, accurate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -754,6 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delay-reps", type=int, default=3)
     parser.add_argument("--supervisor", type=Path, help="measure this supervisor.py instead of src's")
     parser.add_argument("--sparse-calls", type=int, default=150, help="exchanges per idle-filter run")
+    parser.add_argument("--delay-only", action="store_true", help="only the delay runs")
     args = parser.parse_args(argv)
 
     delay_s = 0.001
@@ -764,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfgs = configs()
         with faultbox_bench(tools, args.supervisor) as fbx:
             # Interleave: each rep runs every configuration once, so drift and noise spread evenly.
-            for rep in range(args.reps):
+            for rep in range(0 if args.delay_only else args.reps):
                 print(f"rep {rep + 1}/{args.reps} ...", file=sys.stderr, flush=True)
                 for syscall in SYSCALLS:
                     for cfg in cfgs:
@@ -774,14 +815,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             delay = Action(ActionKind.DELAY, delay=delay_s)
             solo: list[Sample] = []
             duo: list[list[Sample]] = []
+            floor: list[Sample] = []
             for _ in range(args.delay_reps):
                 solo += fbx.run("getppid", args.delay_calls, 20, delay)
                 duo.append(fbx.run("getppid", args.delay_calls, 20, delay, procs=2))
+                floor.append(run_c(tools, "getppid", args.delay_calls, 20, 0, f"delay:{round(delay_s * 1e6)}"))
             print("idle filter runs ...", file=sys.stderr, flush=True)
             sparse: dict[bool, list[tuple[list[float], float]]] = {False: [], True: []}
             gap_s = 0.02
             with echo_server() as port:
-                for _ in range(args.delay_reps):
+                for _ in range(0 if args.delay_only else args.delay_reps):
                     for filtered in (False, True):
                         sparse[filtered].append(fbx.sparse_connects(port, args.sparse_calls, gap_s, filtered))
             stats = fbx.client.stats()
@@ -791,14 +834,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"faultbox supervisor benchmark: {platform.node()}, kernel {platform.release()}, "
             f"{os.cpu_count()} CPUs, Python {platform.python_version()}, supervisor {source}"
         )
-        targets = print_table(cfgs, args.calls, args.warmup, args.reps)
-        delay_ok = print_delay(solo, duo, delay_s)
-        idle_ok = print_idle_filter(sparse, gap_s)
+        targets = [] if args.delay_only else print_table(cfgs, args.calls, args.warmup, args.reps)
+        delay_ok, accurate = print_delay(solo, duo, floor, delay_s)
+        idle = "" if args.delay_only else f", idle filter {verdict(print_idle_filter(sparse, gap_s))}"
         print(f"\nfaultbox supervisor counters: {stats}")
         met = sum(ok for _, ok in targets)
         print(
             f"(measured in {time.monotonic() - t_start:.0f} s; targets met: {met}/{len(targets)} cost lines, "
-            f"delay concurrency {verdict(delay_ok)}, idle filter {verdict(idle_ok)})"
+            f"delay concurrency {verdict(delay_ok)}, delay accuracy {verdict(accurate)}{idle})"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

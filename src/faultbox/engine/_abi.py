@@ -64,3 +64,13 @@ PR_SET_TIMERSLACK = 29
 def set_timer_slack_ns(ns: int) -> None:
     """How late the kernel may wake this process's timers (default 50 µs)."""
     _libc.prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0)
+
+
+def set_realtime(priority: int = 1) -> bool:
+    """Run the calling thread under SCHED_FIFO (not inherited by children): it then never waits for
+    the CPU behind ordinary tasks. False when not allowed (no CAP_SYS_NICE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError:
+        return False
+    return True

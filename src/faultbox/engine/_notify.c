@@ -16,10 +16,27 @@
  *   loop.take_hits(fd) -> {rule_id: hits}
  *   loop.process_of(tid) -> pid            the same per-thread cache, for the Python slow path
  *   loop.stats() -> dict
+ *   loop.delay(fd, id, due, token)         answer CONTINUE at monotonic time `due` (a delay fault)
+ *   loop.take_fired() -> [(token, ts, lateness), ...]   delays answered since the last call
+ *   loop.release_delays() -> [token, ...]  answer every pending delay now (shutdown)
+ *   loop.set_spin(seconds)                 how long before a delay's deadline to stop sleeping
  *
  * wait() returns when the control socket is readable, a slow notification arrived, a listener hung
  * up, `flush_count` events are buffered or the oldest buffered event is `flush_after` seconds old,
- * or the timeout passed (a negative timeout waits without limit).
+ * or the timeout passed (a negative timeout waits without limit). A slow notification carries the
+ * monotonic time it was received, so that a delay is measured from then, not from Python's decision.
+ *
+ * Delays are answered here, with the GIL released, the moment they are due: a heap of deadlines
+ * (ties in the order they were added) is consulted whenever the loop wakes, before the notifications
+ * that woke it, and wait() sleeps no longer than the earliest one. A timed sleep ends tens of
+ * microseconds late however small the timer slack (a virtual machine's idle CPU takes that long to
+ * come back), so the loop sleeps until shortly before a deadline (by how late its sleeps have been
+ * ending, see WAKE_STEP) and then polls the listeners without blocking until the deadline: other
+ * notifications are still answered meanwhile. An answered delay becomes a "fired" record that counts
+ * as a buffered event (wait() returns for it like for the fast path's records) and Python, from
+ * take_fired(), makes it the syscall's event; a flush is never the reason to leave just before a
+ * delay is due or just after one was answered. Delays of a removed listener are never answered (its
+ * fd number may be reused) but still fire, so that their events are recorded.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,7 +48,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -44,6 +61,18 @@
 #define MEM_CACHE 64
 #define TGID_CACHE 4096 /* direct-mapped, by thread id */
 #define PATH_CAP 4096
+/* Waking up before a delay is due (see the module's comment): the loop learns how late its timed
+   sleeps end (a streaming estimate of their 80th percentile: up 4 steps when a sleep ended later than
+   the estimate, down 1 step otherwise), and sleeps until that long plus a margin before the deadline,
+   then polls. Never more than `spin` (set_spin) before it: a spinning task that uses up its share of
+   a busy CPU is preempted for milliseconds, so the polling must stay short. */
+#define DEFAULT_SPIN 200e-6
+#define WAKE_EST0 50e-6
+#define WAKE_STEP 1e-6
+#define WAKE_MARGIN 5e-6
+/* After answering a delay the loop sleeps rather than go back to Python for a flush for this long:
+   the task it woke (on this CPU, with FD_SYNC_WAKE_UP) runs first. */
+#define QUIET_AFTER_ANSWER 50e-6
 
 /* argument kinds, one byte per syscall number (the Python side computes them) */
 #define K_FD 1        /* args[0] is an fd: readlink /proc/<tid>/fd/<n> */
@@ -77,8 +106,21 @@ typedef struct {
 } Tgid;
 
 typedef struct {
+    double due; /* monotonic */
+    uint64_t seq; /* ties: first added, first answered */
+    uint64_t id;
+    long long token;
+    int fd; /* -1 once its listener was removed: fire without answering */
+} Delay;
+
+typedef struct {
+    long long token;
+    double ts;       /* wall-clock time of the answer */
+    double lateness; /* seconds after the deadline */
+} Fired;
+
+typedef struct {
     PyObject_HEAD
-    int epfd;
     int ctl_fd;
     uint8_t kinds[MAX_NR];
     Listener listeners[MAX_LISTENERS];
@@ -90,6 +132,15 @@ typedef struct {
     size_t len, cap;
     size_t count;
     double first_ts; /* monotonic time of the oldest unflushed record */
+    Delay *delays;   /* a binary min-heap by (due, seq) */
+    size_t ndelays, delays_cap;
+    uint64_t delay_seq;
+    Fired *fired;
+    size_t nfired, fired_cap;
+    double fired_first; /* monotonic time of the oldest fired record */
+    double spin;     /* the most time spent polling before a delay */
+    double wake_est; /* how late a timed sleep ends (see WAKE_STEP) */
+    double quiet_until; /* monotonic: no return to Python for a flush before (QUIET_AFTER_ANSWER) */
     unsigned long long n_fast, n_denied, n_slow, n_dropped, n_send_failed;
 } Loop;
 
@@ -283,10 +334,110 @@ static int append(Loop *self, int svc_id, int pid, int tid, int nr, int rule, do
     return 0;
 }
 
+/* -- delays ------------------------------------------------------------------------------------ */
+
+static int delay_before(const Delay *a, const Delay *b) {
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static int delay_push(Loop *self, Delay d) {
+    if (self->ndelays == self->delays_cap) {
+        size_t cap = self->delays_cap ? self->delays_cap * 2 : 64;
+        Delay *grown = realloc(self->delays, cap * sizeof *grown);
+        if (!grown) return -1;
+        self->delays = grown;
+        self->delays_cap = cap;
+    }
+    Delay *h = self->delays;
+    size_t i = self->ndelays++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!delay_before(&d, &h[parent])) break;
+        h[i] = h[parent];
+        i = parent;
+    }
+    h[i] = d;
+    return 0;
+}
+
+static Delay delay_pop(Loop *self) {
+    Delay *h = self->delays, top = h[0], last = h[--self->ndelays];
+    size_t n = self->ndelays, i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && delay_before(&h[child + 1], &h[child])) child++;
+        if (!delay_before(&h[child], &last)) break;
+        h[i] = h[child];
+        i = child;
+    }
+    if (n) h[i] = last;
+    return top;
+}
+
+static int fired_append(Loop *self, long long token, double lateness) {
+    if (self->nfired == self->fired_cap) {
+        size_t cap = self->fired_cap ? self->fired_cap * 2 : 64;
+        Fired *grown = realloc(self->fired, cap * sizeof *grown);
+        if (!grown) return -1;
+        self->fired = grown;
+        self->fired_cap = cap;
+    }
+    if (self->nfired == 0) self->fired_first = monotonic();
+    self->fired[self->nfired++] = (Fired){token, walltime(), lateness};
+    return 0;
+}
+
+static int send_continue(Loop *self, int fd, uint64_t id) {
+    struct seccomp_notif_resp r;
+    memset(&r, 0, sizeof r);
+    r.id = id;
+    r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &r) != 0) {
+        self->n_send_failed++;
+        return -1;
+    }
+    return 0;
+}
+
+/* Answer every delay that is due (the answer is sent even if memory for its record runs out). */
+static void fire_due(Loop *self) {
+    while (self->ndelays) {
+        double now = monotonic();
+        if (self->delays[0].due > now) return;
+        Delay d = delay_pop(self);
+        if (d.fd >= 0 && send_continue(self, d.fd, d.id) == 0) self->quiet_until = now + QUIET_AFTER_ANSWER;
+        fired_append(self, d.token, now - d.due);
+    }
+}
+
+/* records waiting for Python: the fast path's events and the fired delays */
+static size_t buffered(Loop *self) { return self->count + self->nfired; }
+
+static double buffered_since(Loop *self) {
+    if (self->count && self->nfired) return self->first_ts < self->fired_first ? self->first_ts : self->fired_first;
+    return self->count ? self->first_ts : self->fired_first;
+}
+
+/* When wait() returns to Python with no notification for it: at Python's own deadline, or when the
+   buffered records are due (their number, or the oldest one's age), not in the quiet time after an
+   answer; -1: not before something happens. */
+static double back_at(Loop *self, double deadline, double flush_after, Py_ssize_t flush_count) {
+    double back = deadline;
+    size_t nbuf = buffered(self);
+    if (nbuf) {
+        double due = (Py_ssize_t)nbuf >= flush_count ? 0 : buffered_since(self) + flush_after;
+        if (back < 0 || due < back) back = due;
+    }
+    if (back >= 0 && back < self->quiet_until) back = self->quiet_until;
+    return back;
+}
+
 /* -- the loop --------------------------------------------------------------------------------- */
 
 typedef struct {
     int fd;
+    double received; /* monotonic */
     struct seccomp_notif n;
 } Slow;
 
@@ -308,6 +459,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
     int deny_rule = is_slow ? l->deny_rule[nr] : -1;
     if (is_slow && deny_rule < 0) {
         slow->fd = l->fd;
+        slow->received = monotonic();
         slow->n = n;
         self->n_slow++;
         return 1;
@@ -336,6 +488,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
     if (deny_rule >= 0 && has_path && is_system_path(path)) {
         /* a rule without a path glob leaves system files alone: let Python consult the next rule */
         slow->fd = l->fd;
+        slow->received = monotonic();
         slow->n = n;
         self->n_slow++;
         return 1;
@@ -362,58 +515,68 @@ static PyObject *Loop_wait(Loop *self, PyObject *args) {
     Py_ssize_t flush_count;
     if (!PyArg_ParseTuple(args, "ddn", &timeout, &flush_after, &flush_count)) return NULL;
     enum { CAP = 64 };
-    struct epoll_event evs[CAP];
+    struct pollfd pfds[MAX_LISTENERS + 1];
     Slow slow[CAP];
     int nslow = 0, control = 0, closed[CAP], nclosed = 0, failed = 0;
     double deadline = timeout < 0 ? -1 : monotonic() + timeout;
 
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        /* epoll_pwait2 takes a timespec: a 1 ms delay is not rounded up to the next millisecond */
-        double wait = -1, now = monotonic();
-        if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
-        if (self->count) {
-            double left = self->first_ts + flush_after - now;
-            if (left < 0) left = 0;
-            if (wait < 0 || left < wait) wait = left;
+        fire_due(self);
+        double now = monotonic(), wake = back_at(self, deadline, flush_after, flush_count);
+        double early = self->wake_est + WAKE_MARGIN; /* how long before a delay is due to stop sleeping */
+        if (early > self->spin) early = self->spin;
+        int aimed = 0; /* a sleep that ends before a delay is due: learn how late it really ends */
+        if (self->ndelays) {
+            double poll_from = self->delays[0].due - early;
+            if (wake < 0 || poll_from < wake) wake = poll_from, aimed = poll_from > now;
         }
+        double wait = wake < 0 ? -1 : wake > now ? wake - now : 0;
         struct timespec ts, *tsp = NULL;
         if (wait >= 0) {
             ts.tv_sec = (time_t)wait;
             ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
             tsp = &ts;
         }
-        int n = (int)syscall(SYS_epoll_pwait2, self->epfd, evs, CAP, tsp, NULL, 0);
-        if (n < 0 && errno == ENOSYS) { /* kernels before 5.11 */
-            int ms = wait < 0 ? -1 : (int)(wait * 1000 + 0.999);
-            n = epoll_wait(self->epfd, evs, CAP, ms);
-        }
+        /* ppoll, not epoll: its timeout is a timespec (a 1 ms delay is not rounded up to the next
+           millisecond), and a listener's sync wake-up (FD_SYNC_WAKE_UP: the caller's CPU) reaches a
+           poll waiter, whereas epoll wakes its waiter on any CPU, often an idle one that takes tens of
+           microseconds to come back. A few listeners: building the set each time costs nothing. */
+        int npfds = 0;
+        pfds[npfds++] = (struct pollfd){.fd = self->ctl_fd, .events = POLLIN};
+        for (int i = 0; i < self->nlisteners; i++)
+            pfds[npfds++] = (struct pollfd){.fd = self->listeners[i].fd, .events = POLLIN};
+        int n = ppoll(pfds, (nfds_t)npfds, tsp, NULL);
         if (n < 0) {
             if (errno == EINTR) continue;
             failed = errno;
             break;
         }
-        for (int i = 0; i < n; i++) {
-            int fd = evs[i].data.fd;
-            if (fd == self->ctl_fd) {
-                control = 1;
-                continue;
-            }
-            Listener *l = find(self, fd);
-            if (!l) continue;
-            if (evs[i].events & EPOLLIN) {
-                int r = handle(self, l, &slow[nslow]);
+        if (n == 0 && aimed) {
+            double late = monotonic() - wake;
+            self->wake_est += late > self->wake_est ? 4 * WAKE_STEP : -WAKE_STEP;
+            if (self->wake_est < 0) self->wake_est = 0;
+            if (self->wake_est > self->spin) self->wake_est = self->spin;
+        }
+        fire_due(self); /* first: a due delay is answered before the notifications that woke us */
+        if (n > 0 && pfds[0].revents) control = 1;
+        for (int i = 1; n > 0 && i < npfds && nslow < CAP; i++) {
+            /* listeners[i - 1]: the set was built from them and nothing changed them since */
+            int fd = pfds[i].fd;
+            short ev = pfds[i].revents;
+            if (ev & POLLIN) {
+                int r = handle(self, &self->listeners[i - 1], &slow[nslow]);
                 if (r == 1) nslow++;
                 else if (r < 0 && nclosed < CAP) closed[nclosed++] = fd;
-            } else if (evs[i].events & (EPOLLHUP | EPOLLERR)) {
+            } else if (ev & (POLLHUP | POLLERR | POLLNVAL)) {
                 if (nclosed < CAP) closed[nclosed++] = fd;
             }
-            if (nslow == CAP) break;
         }
         if (control || nslow || nclosed) break;
         now = monotonic();
-        if (self->count && ((Py_ssize_t)self->count >= flush_count || now >= self->first_ts + flush_after)) break;
-        if (deadline >= 0 && now >= deadline) break;
+        if (self->ndelays && self->delays[0].due - early <= now) continue; /* Python waits for that answer */
+        double back = back_at(self, deadline, flush_after, flush_count);
+        if (back >= 0 && now >= back) break;
     }
     Py_END_ALLOW_THREADS
 
@@ -425,10 +588,11 @@ static PyObject *Loop_wait(Loop *self, PyObject *args) {
     if (!slow_list) return NULL;
     for (int i = 0; i < nslow; i++) {
         struct seccomp_notif *s = &slow[i].n;
-        PyObject *t = Py_BuildValue("(iKIi(KKKKKK))", slow[i].fd, (unsigned long long)s->id, s->pid, s->data.nr,
+        PyObject *t = Py_BuildValue("(iKIi(KKKKKK)d)", slow[i].fd, (unsigned long long)s->id, s->pid, s->data.nr,
                                     (unsigned long long)s->data.args[0], (unsigned long long)s->data.args[1],
                                     (unsigned long long)s->data.args[2], (unsigned long long)s->data.args[3],
-                                    (unsigned long long)s->data.args[4], (unsigned long long)s->data.args[5]);
+                                    (unsigned long long)s->data.args[4], (unsigned long long)s->data.args[5],
+                                    slow[i].received);
         if (!t) {
             Py_DECREF(slow_list);
             return NULL;
@@ -492,6 +656,57 @@ static PyObject *Loop_drain(Loop *self, PyObject *Py_UNUSED(ignored)) {
     return out;
 }
 
+static PyObject *Loop_delay(Loop *self, PyObject *args) {
+    int fd;
+    unsigned long long id;
+    double due;
+    long long token;
+    if (!PyArg_ParseTuple(args, "iKdL", &fd, &id, &due, &token)) return NULL;
+    Delay d = {due, self->delay_seq++, id, token, fd};
+    if (delay_push(self, d) != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Loop_take_fired(Loop *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyList_New((Py_ssize_t)self->nfired);
+    if (!out) return NULL;
+    for (size_t i = 0; i < self->nfired; i++) {
+        Fired *f = &self->fired[i];
+        PyObject *t = Py_BuildValue("(Ldd)", f->token, f->ts, f->lateness);
+        if (!t) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, t);
+    }
+    self->nfired = 0;
+    return out;
+}
+
+static PyObject *Loop_release_delays(Loop *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    while (self->ndelays) {
+        Delay d = delay_pop(self);
+        if (d.fd >= 0) send_continue(self, d.fd, d.id);
+        PyObject *token = PyLong_FromLongLong(d.token);
+        if (!token || PyList_Append(out, token) != 0) {
+            Py_XDECREF(token);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(token);
+    }
+    return out;
+}
+
+static PyObject *Loop_set_spin(Loop *self, PyObject *args) {
+    double spin;
+    if (!PyArg_ParseTuple(args, "d", &spin)) return NULL;
+    self->spin = spin > 0 ? spin : 0;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Loop_respond(Loop *self, PyObject *args) {
     int fd, error;
     unsigned long long id;
@@ -521,11 +736,6 @@ static PyObject *Loop_add(Loop *self, PyObject *args) {
     l->fd = fd;
     l->svc_id = svc_id;
     for (int i = 0; i < MAX_NR; i++) l->deny_rule[i] = -1;
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        self->nlisteners--;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
     Py_RETURN_NONE;
 }
 
@@ -534,8 +744,9 @@ static PyObject *Loop_remove(Loop *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
     for (int i = 0; i < self->nlisteners; i++) {
         if (self->listeners[i].fd == fd) {
-            epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
             self->listeners[i] = self->listeners[--self->nlisteners];
+            for (size_t j = 0; j < self->ndelays; j++) /* its fd number may be reused: never answer them */
+                if (self->delays[j].fd == fd) self->delays[j].fd = -1;
             forget_tgids(self); /* its threads are gone; their ids may be reused */
             break;
         }
@@ -621,9 +832,10 @@ static PyObject *Loop_take_hits(Loop *self, PyObject *args) {
 }
 
 static PyObject *Loop_stats(Loop *self, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("{sKsKsKsKsKsn}", "fast", self->n_fast, "denied", self->n_denied, "slow", self->n_slow,
+    return Py_BuildValue("{sKsKsKsKsKsnsnsn}", "fast", self->n_fast, "denied", self->n_denied, "slow", self->n_slow,
                          "dropped", self->n_dropped, "send_failed", self->n_send_failed, "buffered",
-                         (Py_ssize_t)self->count);
+                         (Py_ssize_t)buffered(self), "delays", (Py_ssize_t)self->ndelays, "wake_late_ns",
+                         (Py_ssize_t)(self->wake_est * 1e9));
 }
 
 static int Loop_init(Loop *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
@@ -634,25 +846,18 @@ static int Loop_init(Loop *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
     memcpy(self->kinds, kinds.buf, kinds.len < MAX_NR ? (size_t)kinds.len : MAX_NR);
     PyBuffer_Release(&kinds);
     for (int i = 0; i < MEM_CACHE; i++) self->mem[i].fd = -1;
-    self->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (self->epfd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    self->spin = DEFAULT_SPIN;
+    self->wake_est = WAKE_EST0;
     self->ctl_fd = ctl_fd;
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = ctl_fd};
-    if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, ctl_fd, &ev) != 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
     return 0;
 }
 
 static void Loop_dealloc(Loop *self) {
-    if (self->epfd > 0) close(self->epfd);
     for (int i = 0; i < MEM_CACHE; i++)
         if (self->mem[i].fd >= 0) close(self->mem[i].fd);
     free(self->buf);
+    free(self->delays);
+    free(self->fired);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -673,6 +878,10 @@ static PyMethodDef Loop_methods[] = {
     {"take_hits", (PyCFunction)Loop_take_hits, METH_VARARGS, "take_hits(fd) -> {rule_id: hits}"},
     {"process_of", (PyCFunction)Loop_process_of, METH_VARARGS, "process_of(tid) -> the thread's process id"},
     {"stats", (PyCFunction)Loop_stats, METH_NOARGS, "counters"},
+    {"delay", (PyCFunction)Loop_delay, METH_VARARGS, "delay(fd, id, due, token): answer CONTINUE at monotonic `due`"},
+    {"take_fired", (PyCFunction)Loop_take_fired, METH_NOARGS, "[(token, ts, lateness)] of the delays answered"},
+    {"release_delays", (PyCFunction)Loop_release_delays, METH_NOARGS, "answer every pending delay: [token]"},
+    {"set_spin", (PyCFunction)Loop_set_spin, METH_VARARGS, "set_spin(seconds): poll, not sleep, so close to a delay"},
     {NULL, NULL, 0, NULL},
 };
 

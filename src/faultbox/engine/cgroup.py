@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -77,15 +78,18 @@ class Cgroup:
 
 
 class CgroupTree:
-    """faultbox-<runner pid>/ with one child per service start."""
+    """faultbox-<runner pid>/ with one child per service start. `announce` is told the base's path
+    before it is made (the reaper's watch: a runner killed right after the mkdir leaves nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
         self.base: Path | None = None
         self._count = 0
         root = _cgroup2_root()
         if root is None:
             return
         base = root / _own_path().lstrip("/") / f"faultbox-{os.getpid()}"
+        if announce is not None:
+            announce(str(base))
         try:
             base.mkdir()
             self.base = base

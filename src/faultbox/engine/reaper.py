@@ -56,12 +56,25 @@ def main() -> None:
         except (ProcessLookupError, PermissionError):
             pass
     for path in sorted(cgroups, key=len, reverse=True):
-        group = Cgroup(Path(path))
-        group.kill()
-        group.remove(timeout=5.0)
+        _remove_tree(Path(path))
     if not clean_exit:
         for path in dirs:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Kill a cgroup's processes and remove it with every cgroup below it, deepest first: a service's
+    cgroup is made before the runner can announce it, so a runner killed in between leaves one the
+    reaper was never told about inside the run's own."""
+    group = Cgroup(path)
+    group.kill()  # cgroup.kill reaches the cgroups below too
+    try:
+        children = [child for child in path.iterdir() if child.is_dir()]
+    except OSError:
+        children = []
+    for child in children:
+        _remove_tree(child)
+    group.remove(timeout=5.0)
 
 
 class ReaperClient:
@@ -100,6 +113,9 @@ class ReaperClient:
     def watch_dir(self, path: str) -> None:
         """Remove this directory if the runner dies (it removes it itself otherwise)."""
         self._send(f"+dir {path}")
+
+    def forget_dir(self, path: str) -> None:
+        self._send(f"-dir {path}")
 
     def close(self) -> None:
         """A clean goodbye: everything it watched was already stopped by the runner."""

@@ -9,8 +9,11 @@ here and is decided in Python:
 
     resolve path / address -> first matching rule (newest first) -> deny, or delay (a timer), or hold
 
-A delay is a timer in the loop, so it never blocks other notifications; a held syscall waits in a
-queue until released. Every decision becomes an event, sent to the runner in batches (at most every
+A delay is handed to the C loop, which answers it when due, counted from when the notification was
+received: it never blocks other notifications, and no Python work stands between its deadline and
+its answer. A held syscall waits in a queue until released. The process runs under SCHED_FIFO when
+allowed (every intercepted call waits for it; a busy machine's other tasks made delays late by
+milliseconds). Every decision becomes an event, sent to the runner in batches (at most every
 2 ms, or every 256 events) over a SOCK_SEQPACKET socket after the kernel has been answered. A `sync`
 request is answered only after every earlier event was sent: the runner's trace barrier. The
 supervisor never blocks on the runner: unsent batches wait in memory.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import heapq
 import marshal
 import os
 import random
@@ -106,8 +108,8 @@ class Supervisor:
         self.out: list[tuple[Any, ...]] = []  # decided here, waiting to be sent
         self.out_since = 0.0
         self.pending: list[bytes] = []  # could not be sent yet (the runner is slow)
-        self.timers: list[tuple[float, int, Listener, int, tuple[Any, ...]]] = []
-        self.timer_seq = 0
+        self.delays: dict[int, tuple[Any, ...]] = {}  # token -> the event of a delay pending in the C loop
+        self.delay_seq = 0
         self.held: dict[str, list[tuple[Listener, int, tuple[Any, ...]]]] = {}
         self.stats = dict.fromkeys(("slow", "dropped", "denied", "delayed", "held", "unresolved", "wakeups"), 0)
         self.running = True
@@ -117,29 +119,23 @@ class Supervisor:
     def run(self) -> None:
         wait = self.loop.wait
         while self.running:
-            timeout = -1.0
-            now = time.monotonic()
-            if self.timers:
-                timeout = max(self.timers[0][0] - now, 0.0)
+            timeout = -1.0  # the C loop adds its own deadlines: delays, its buffered records
             if self.out:
-                due = max(self.out_since + _FLUSH_AFTER - now, 0.0)
-                timeout = due if timeout < 0 else min(timeout, due)
+                timeout = max(self.out_since + _FLUSH_AFTER - time.monotonic(), 0.0)
             if self.pending:
                 timeout = 0.005 if timeout < 0 else min(timeout, 0.005)  # retry a full socket soon
             slow, control, closed = wait(timeout, _FLUSH_AFTER, _BATCH)
             self.stats["wakeups"] += 1
-            for fd, nid, tid, nr, args in slow:
+            for fd, nid, tid, nr, args, received in slow:
                 lst = self.listeners.get(fd)
                 if lst is not None:
-                    self._on_slow(lst, nid, tid, nr, args)
+                    self._on_slow(lst, nid, tid, nr, args, received)
             for fd in closed:
                 lst = self.listeners.get(fd)
                 if lst is not None:
                     self._close_listener(lst, "closed")
             if control:
                 self._on_control()
-            if self.timers:
-                self._fire_timers()
             if self.pending:
                 self._send_pending()
             if self._flush_due(woke_for_flush=not (slow or control or closed)):
@@ -162,7 +158,7 @@ class Supervisor:
 
     # -- notifications with a rule ---------------------------------------------------------------
 
-    def _on_slow(self, lst: Listener, nid: int, tid: int, nr: int, args: tuple[int, ...]) -> None:
+    def _on_slow(self, lst: Listener, nid: int, tid: int, nr: int, args: tuple[int, ...], received: float) -> None:
         self.stats["slow"] += 1
         a0, a1, a2, _a3, a4, a5 = args
         name = self.names.get(nr) or f"syscall_{nr}"
@@ -201,8 +197,9 @@ class Supervisor:
             self.stats["denied"] += 1
             self._emit(event)
         elif rule.kind == K_DELAY:
-            self.timer_seq += 1
-            heapq.heappush(self.timers, (time.monotonic() + rule.delay, self.timer_seq, lst, nid, event))
+            self.delay_seq += 1
+            self.delays[self.delay_seq] = event
+            self.loop.delay(lst.fd, nid, received + rule.delay, self.delay_seq)
             self.stats["delayed"] += 1
         else:  # K_HOLD
             self.held.setdefault(rule.tag, []).append((lst, nid, event))
@@ -247,15 +244,12 @@ class Supervisor:
         except OSError:
             return False
 
-    def _fire_timers(self) -> None:
-        now = time.monotonic()
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            due, _, lst, nid, event = heapq.heappop(timers)
-            if self.listeners.get(lst.fd) is lst:  # not a reused fd number of a closed listener
-                self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
+    def _take_fired(self) -> None:
+        """The events of the delays the C loop answered (a closed listener's were not answered)."""
+        for token, ts, lateness in self.loop.take_fired():
+            event = self.delays.pop(token)
             # Recorded when it proceeds: the event's time is the end of the delay.
-            self._emit((event[0], time.time(), *event[2:9], round((now - due) * 1000.0, 3)))
+            self._emit((event[0], ts, *event[2:9], round(lateness * 1000.0, 3)))
 
     # -- control -------------------------------------------------------------------------------
 
@@ -323,7 +317,8 @@ class Supervisor:
                 denied=self.stats["denied"] + fast["denied"],
                 dropped=self.stats["dropped"] + fast["dropped"],
                 send_failed=fast["send_failed"],
-                pending_delays=len(self.timers),
+                pending_delays=fast["delays"],
+                wake_late_us=fast["wake_late_ns"] // 1000,
                 held_now=sum(len(v) for v in self.held.values()),
             )
         if op == "shutdown":
@@ -406,6 +401,7 @@ class Supervisor:
 
     def _flush(self) -> None:
         """Send every event decided so far (C fast path and Python), in time order."""
+        self._take_fired()
         names, rules = self.names, self.rules
         fast = [
             (svc_id, ts, pid, tid, names.get(nr) or f"syscall_{nr}",
@@ -455,8 +451,8 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         # Never leave a syscall parked: answer delays and holds, then let every listener go.
-        for _, _, lst, nid, _ in self.timers:
-            self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
+        self.loop.release_delays()  # those of a closed listener are dropped, not answered
+        self.delays.clear()
         for queue in self.held.values():
             for lst, nid, _ in queue:
                 self.loop.respond(lst.fd, nid, 0, _abi.FLAG_CONTINUE)
@@ -485,6 +481,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     _abi.die_with_parent()
     _abi.set_timer_slack_ns(1000)  # delays are timers: 1 µs of slack, not the default 50 µs
+    _abi.set_realtime()  # every intercepted call waits for us: never behind a busy machine's other tasks
     runner = int(os.environ.get("FAULTBOX_RUNNER_PID", "0"))
     if runner and os.getppid() != runner:
         sys.exit("faultbox supervisor: the runner is gone")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -28,9 +29,10 @@ class RunContext:
         self.spec = spec
         self.seed = seed
         self.keep_workdir = keep_workdir
-        self.workdir = tempfile.mkdtemp(prefix="faultbox-run-")
-        # Servers that refuse to run as root (PostgreSQL) must be able to reach their data dirs.
-        os.chmod(self.workdir, 0o711)
+        # The reaper first, told of every directory and cgroup before it is made: a runner killed at
+        # any moment leaves nothing behind.
+        self.reaper = ReaperClient()
+        self.workdir = self._make_workdir()
         self._svc_ids = itertools.count(1)
         self._lock = threading.Lock()
         # Where syscall events and supervisor notices go: the running test, if any.
@@ -38,12 +40,7 @@ class RunContext:
         self.closed_sink: Callable[[int, str], None] | None = None
         self.dead_sink: Callable[[str], None] | None = None
         self.supervisor_dead: str | None = None
-        self.reaper = ReaperClient()
-        if not keep_workdir:
-            self.reaper.watch_dir(self.workdir)
-        self.cgroups = CgroupTree()
-        if self.cgroups.base is not None:
-            self.reaper.watch_cgroup(str(self.cgroups.base))
+        self.cgroups = CgroupTree(announce=self.reaper.watch_cgroup)
         self.pump = IoPump()
         self.managed = ManagedServers(self.workdir)
         self._proxy_hub: RemoteHub | None = None
@@ -53,7 +50,22 @@ class RunContext:
         self.kept: dict[str, Any] = {}
         self.supervisor: SupervisorClient | None = None
         if any(spec.syscalls.values()):
-            self.supervisor = SupervisorClient(self._on_events, self._on_closed, self._on_dead)
+            self.supervisor = self._new_supervisor()
+
+    def _make_workdir(self) -> str:
+        """mkdtemp's faultbox-run-XXXX, with the reaper told of it before it exists."""
+        while True:
+            path = os.path.join(tempfile.gettempdir(), f"faultbox-run-{secrets.token_hex(6)}")
+            if not self.keep_workdir:
+                self.reaper.watch_dir(path)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:  # someone else's: not ours to remove
+                self.reaper.forget_dir(path)
+                continue
+            # Servers that refuse to run as root (PostgreSQL) must be able to reach their data dirs.
+            os.chmod(path, 0o711)
+            return path
 
     def proxy_hub(self) -> RemoteHub:
         """The run's proxy worker, started on first use."""
@@ -142,9 +154,38 @@ class RunContext:
                 step()
             except Exception:
                 pass
-        self.reaper.close()
+        # The directory goes before the reaper's goodbye: after "bye" it no longer removes it.
         if not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.reaper.close()
+
+    def renew_supervisor(self) -> None:
+        """A supervisor that died errored the test it died in; the next test gets a new one (as it
+        gets a new proxy worker). A kept service it supervised is stopped, not adopted: nothing is
+        left to answer its intercepted syscalls."""
+        old = self.supervisor
+        if old is None or (self.supervisor_dead is None and old.dead is None and old.proc.poll() is None):
+            return  # alive (its reader may not have seen it die yet: its process tells)
+        for name, kept in list(self.kept.items()):
+            if kept.service.svc_id is not None:
+                del self.kept[name]
+                try:
+                    kept.stop()
+                except Exception:
+                    pass
+        old.close()
+        self.supervisor = self._new_supervisor()
+        self.supervisor_dead = None
+
+    def _new_supervisor(self) -> SupervisorClient:
+        client: SupervisorClient | None = None
+
+        def on_dead(why: str) -> None:
+            if self.supervisor is client:  # not a replaced one's reader, late
+                self._on_dead(why)
+
+        client = SupervisorClient(self._on_events, self._on_closed, on_dead)
+        return client
 
     def _close_supervisor(self) -> None:
         if self.supervisor is not None:

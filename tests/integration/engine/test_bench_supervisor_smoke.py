@@ -108,6 +108,13 @@ def test_faultbox_delay_never_returns_early_and_runs_concurrently(fbx: Any) -> N
         assert all(ms >= 0 for ms in sample.lateness_ms)
 
 
+def test_c_floor_delay_answers_every_call_never_early(tools: Any) -> None:
+    sample = bench.run_c(tools, "getppid", 20, 2, 0, "delay:1000")
+    _check_sample(sample, 20)
+    assert sample.answered == 22
+    assert min(sample.lat_ns) >= 1_000_000  # a lower bound, not a timing threshold
+
+
 def test_summary_and_table_from_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--calls", "200", "--warmup", "10", "--reps", "1", "--delay-calls", "10", "--delay-reps", "1"]
     assert bench.main(argv) == 0
@@ -120,7 +127,10 @@ def test_summary_and_table_from_tiny_runs(capsys: pytest.CaptureFixture[str]) ->
         "target < 15 µs",
         "Delay 1 ms",
         "a delay never blocks other notifications",
+        "C floor",
+        "target ≤ 10 µs",
     )
     for text in expected:
         assert text in out
-    assert out.count("PASS") + out.count("MISS") >= 2 * 3 * 2 + 1  # 2 syscalls x 3 pairs x 2 targets, delay
+    # 2 syscalls x 3 pairs x 2 targets, delay concurrency and accuracy
+    assert out.count("PASS") + out.count("MISS") >= 2 * 3 * 2 + 2

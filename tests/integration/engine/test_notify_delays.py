@@ -1,0 +1,114 @@
+"""The C loop's delay timers (engine/_notify.c), driven without seccomp.
+
+A pipe stands in for a listener: answering it fails (it is no seccomp fd), and the loop counts every
+failed answer in stats()["send_failed"], which is how these tests see whether a delay was answered.
+No timing thresholds: only orders, counts and lower bounds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the C loop is Linux-only")
+
+from faultbox.engine import _notify  # noqa: E402
+
+_GUARD_S = 60.0  # only against a hang: a broken loop fails the test instead of blocking the suite
+
+
+@pytest.fixture
+def loop() -> Iterator[_notify.Loop]:
+    ctl, other = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        yield _notify.Loop(ctl.fileno(), bytes(1024))
+    finally:
+        ctl.close()
+        other.close()
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    try:
+        yield r, w
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _fired(loop: _notify.Loop, count: int) -> list[tuple[int, float, float]]:
+    """Wait in the loop until `count` delays have fired; their records, in firing order."""
+    got: list[tuple[int, float, float]] = []
+    give_up = time.monotonic() + _GUARD_S
+    while len(got) < count:
+        assert time.monotonic() < give_up, f"only {len(got)} of {count} delays fired"
+        slow, control, closed = loop.wait(1.0, 0.0, 1)  # return as soon as one record is buffered
+        assert (slow, control, closed) == ([], False, [])
+        got += loop.take_fired()
+    return got
+
+
+def test_delays_fire_by_deadline_and_ties_in_the_order_they_were_added(
+    loop: _notify.Loop, pipe: tuple[int, int]
+) -> None:
+    fd = pipe[0]
+    now = time.monotonic()
+    dues = {1: now + 0.020, 2: now + 0.005, 3: now + 0.010, 4: now + 0.010, 5: now - 1.0}
+    for token, due in dues.items():
+        loop.delay(fd, 100 + token, due, token)
+    assert loop.stats()["delays"] == 5
+    fired = _fired(loop, 5)
+    assert [token for token, _, _ in fired] == [5, 2, 3, 4, 1]
+    assert all(lateness >= 0 for _, _, lateness in fired)  # never before its deadline
+    assert [ts for _, ts, _ in fired] == sorted(ts for _, ts, _ in fired)  # wall time of each answer
+    stats = loop.stats()
+    assert (stats["delays"], stats["buffered"], stats["send_failed"]) == (0, 0, 5)  # each one answered once
+    assert loop.take_fired() == []
+
+
+def test_a_removed_listeners_delays_still_fire_but_are_never_answered(
+    loop: _notify.Loop, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    loop.add(r, 1)
+    now = time.monotonic()
+    loop.delay(r, 1, now + 0.002, 1)
+    loop.delay(w, 2, now + 0.004, 2)  # another "listener", still there
+    loop.remove(r)  # its fd number may be reused by the time the delay is due
+    fired = _fired(loop, 2)
+    assert [token for token, _, _ in fired] == [1, 2]
+    assert loop.stats()["send_failed"] == 1  # only the live one was answered
+
+
+def test_release_answers_every_pending_delay_at_once(loop: _notify.Loop, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    loop.add(r, 1)
+    far = time.monotonic() + 3600.0
+    loop.delay(r, 1, far + 2, 1)
+    loop.delay(w, 2, far + 1, 2)
+    loop.delay(r, 3, far, 3)
+    loop.remove(r)
+    loop.delay(w, 4, far + 3, 4)
+    assert loop.release_delays() == [3, 2, 1, 4]  # deadline order
+    stats = loop.stats()
+    assert (stats["delays"], stats["send_failed"]) == (0, 2)  # the removed listener's two were not answered
+    assert loop.take_fired() == []  # released, not fired: no lateness to report
+    assert loop.release_delays() == []
+
+
+def test_a_pending_delay_bounds_the_wait(loop: _notify.Loop, pipe: tuple[int, int]) -> None:
+    """wait() with no timeout of its own still returns once a delay fired (its record is buffered)."""
+    loop.delay(pipe[1], 1, time.monotonic() + 0.003, 7)
+    give_up = time.monotonic() + _GUARD_S
+    while loop.stats()["buffered"] == 0:
+        assert time.monotonic() < give_up
+        loop.wait(-1.0, 0.0, 1)
+    (token, _, lateness), *rest = loop.take_fired()
+    assert (token, rest) == (7, [])
+    assert lateness >= 0
