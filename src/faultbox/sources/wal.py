@@ -216,6 +216,14 @@ class WalSource:
         restarting) it raises ServerDown at once: nothing was committed since, and the stream catches
         up when the server is back. While the stream lags a live server it waits, up to `timeout`;
         then it raises SourceError with both LSNs.
+
+        "Restarting" includes a postmaster that answers but refuses connections (SQLSTATE 57P03:
+        starting up, in recovery, shutting down), and a commit acknowledged just before a crash
+        reset is then not in the trace yet: it arrives when the stream reconnects. Waiting through
+        recovery here would hold the runner's fault scope open: its barrier runs inside the scope of
+        the step that crashed the server, so recovery would run under that step's fault. A caller
+        that must see such a commit waits for the server to be back first (e.g. for
+        stats()["reconnects"] to grow), then calls barrier().
         """
         deadline = time.monotonic() + timeout
         self._raise_if_failed()

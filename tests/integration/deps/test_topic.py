@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +15,9 @@ from confluent_kafka.admin import AdminClient
 from depserver import Server
 
 from faultbox.deps import ServerPlan, free_port, kafka
-from faultbox.sources import SourceError
+from faultbox.sources import SourceError, topic
 from faultbox.sources.topic import TopicSource
+from support import cmdline, descendants_alive, process_tree, wait_until
 
 Serve = Callable[[ServerPlan], Server]
 
@@ -177,6 +180,49 @@ def test_barrier_reports_a_dead_broker(workdir: str, serve: Serve, sink: Sink) -
             src.barrier(0.5)
     finally:
         src.stop()
+
+
+def test_a_killed_reader_fails_its_source_not_the_runner(broker: str) -> None:
+    events: list[tuple[str, dict[str, str]]] = []
+
+    def sink(type: str, service: str, fields: dict[str, str], data: dict[str, object] | None) -> None:
+        events.append((type, fields))
+
+    src = TopicSource(broker, "bus", sink)
+    src.start()
+    pid = src.reader_pid
+    try:
+        # librdkafka runs in the reader, a child of this process; none of it here.
+        assert pid is not None and pid in process_tree(os.getpid())
+        assert "faultbox.sources.topic_reader" in cmdline(pid)
+        produce(broker, "orders", [(b"k", b"before")])
+        src.barrier(10)
+        assert [f["value"] for t, f in events if t == "topic"] == ["before"]
+
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: any(t == "source_error" for t, _ in events), "the source to report its reader's end")
+        [(_, failure)] = [(t, f) for t, f in events if t == "source_error"]
+        assert failure["fatal"] == "true"
+        assert f"topic source for 'bus': its reader process (pid {pid}) was killed by SIGKILL" in failure["error"]
+        with pytest.raises(SourceError, match="killed by SIGKILL"):
+            src.barrier(5)
+        assert descendants_alive([pid]) == [], "the dead reader was reaped"
+    finally:
+        src.stop()
+
+    # The next source starts a reader of its own, which sees what happens from then on.
+    again = TopicSource(broker, "bus", sink)
+    again.start()
+    try:
+        assert again.reader_pid != pid
+        produce(broker, "orders", [(b"k", b"after")])
+        again.barrier(10)
+        assert [f["value"] for t, f in events if t == "topic"] == ["before", "after"]
+    finally:
+        again.stop()
+    assert descendants_alive([pid, again.reader_pid or 0]) == []
+    readers = [p for p in process_tree(os.getpid()) if "faultbox.sources.topic_reader" in cmdline(p)]
+    assert set(readers) <= {topic._readers.spare_pid()}, "only the reader started ahead for the next source"
 
 
 def _poll(consumer: Consumer, n: int, timeout: float = 20.0) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from depserver import Server
 from faultbox.deps import ServerPlan, free_port, postgres
 from faultbox.sources import ServerDown, SourceError
 from faultbox.sources.wal import WalSource, parse_lsn
+from support import wait_until
 
 Serve = Callable[[ServerPlan], Server]
 
@@ -114,13 +115,20 @@ def test_events_come_in_commit_order(pg: Server, source: WalSource, sink: Sink) 
 
 
 def test_barrier_when_idle_returns_in_milliseconds(pg: Server, source: WalSource) -> None:
+    # Idle, a barrier costs one query: compared with a plain query's round trip measured alongside
+    # (a loaded machine slows both), never with a fixed budget. The margin stays far below the
+    # reader's idle tick (1 s), the wait this test exists to rule out.
     source.barrier(5)
-    timings = []
-    for _ in range(20):
-        start = time.perf_counter()
-        source.barrier(5)
-        timings.append(time.perf_counter() - start)
-    assert statistics.median(timings) < 0.02, timings
+    timings, round_trips = [], []
+    with psycopg.connect(pg.plan.endpoint, autocommit=True) as conn:
+        for _ in range(20):
+            start = time.perf_counter()
+            source.barrier(5)
+            timings.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            conn.execute("SELECT pg_current_wal_flush_lsn()")
+            round_trips.append(time.perf_counter() - start)
+    assert statistics.median(timings) < statistics.median(round_trips) + 0.1, (timings, round_trips)
 
 
 def test_barrier_passes_wal_without_row_changes(pg: Server, source: WalSource) -> None:
@@ -128,9 +136,7 @@ def test_barrier_passes_wal_without_row_changes(pg: Server, source: WalSource) -
     # flush LSN (through keepalives), or every later barrier would time out.
     before = source.stats()["decoded_lsn"]
     sql(pg, "CHECKPOINT", "SELECT pg_switch_wal()", "CHECKPOINT")
-    start = time.perf_counter()
-    source.barrier(2)
-    assert time.perf_counter() - start < 0.5
+    source.barrier(10)  # raises SourceError if the decoder never reaches the flush LSN
     assert source.stats()["decoded_lsn"] > before
     assert source.stats()["events"] == 0
 
@@ -158,8 +164,9 @@ def test_reconnects_after_sigkill_and_deduplicates_by_lsn(pg: Server, source: Wa
     pg.kill()  # SIGKILL to the whole group: no shutdown checkpoint, the slot's position on disk is old
     started = time.monotonic()
     with pytest.raises(ServerDown):  # a server that is down committed nothing: no waiting for it
-        source.barrier(5)
-    assert time.monotonic() - started < 1
+        source.barrier(30)
+    # ServerDown, not the SourceError of a timeout: it did not wait (no fixed budget: load slows it).
+    assert time.monotonic() - started < 30
     pg.start()  # same plan, same data dir: crash recovery
     for i in range(5, 10):
         sql(pg, f"INSERT INTO t VALUES ({i})")
@@ -182,14 +189,13 @@ def test_survives_a_crash_restart_of_the_cluster(pg: Server, source: WalSource, 
     assert row is not None
     os.kill(row[0], signal.SIGKILL)  # a process of the server this test started
     victim.close()
-    deadline = time.monotonic() + 15
-    while True:  # the cluster is back in well under a second
-        try:
-            sql(pg, "INSERT INTO t VALUES (2)")
-            break
-        except psycopg.OperationalError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    # An INSERT that succeeds does not mean the reset is over: the postmaster resets the cluster
+    # when it reaps the killed backend, and on a loaded machine a new connection can commit before
+    # that (the barrier then meets "the database system is in recovery mode": ServerDown, on
+    # purpose). The reset kills the reader's walsender, and a replication connection is accepted
+    # only once recovery is over: the reader reconnecting is the end of the crash-restart.
+    wait_until(lambda: source.stats()["reconnects"] >= 1, "the wal reader to reconnect after the reset", 60)
+    sql(pg, "INSERT INTO t VALUES (2)")
     source.barrier(15)
     assert [e["id"] for e in sink.rows("t")] == ["1", "2"]
     assert source.stats()["reconnects"] >= 1
