@@ -1,8 +1,11 @@
 """The error tree of faultbox.
 
-    FaultboxError                    root of everything faultbox raises on purpose
+    FaultboxError                    root of everything faultbox raises on purpose: a code, a fix
     ├── SpecError                    the spec is wrong: a stable code, a location, a fix hint
-    ├── InfraError                   the machine or a dependency broke (not the user's spec)
+    │   (ArgError, DurationError, RouteError, ... carry the code; the builtin adds the location)
+    ├── InfraError                   the machine or a dependency broke (not the user's spec):
+    │                                SupervisorError, LaunchError, SourceError, DependencyError, ...
+    ├── UsageError                   the command line, or a file named on it, is wrong
     └── InternalError                a bug in faultbox itself
 
     SpecFailure(BaseException)       raised by fail() and assert_* inside spec code
@@ -13,6 +16,11 @@
 SpecFailure derives from BaseException on purpose: spec code is Python underneath, and a failure
 must travel through any library code on the way up without being swallowed by `except Exception`.
 User mistakes are reported as text with a location; a traceback is never shown for them.
+
+Every error and every diagnostic a report shows has a code in `Code` and a fix in `HINTS`
+(docs/errors.md is the same table, and tests keep the three in step). Exceptions that never leave
+the module raising them (a proxy's "the peer hung up", a probe's "not ready yet") are signals, not
+errors, and stay outside the tree; tests/unit/test_errors.py lists them.
 """
 
 from __future__ import annotations
@@ -42,6 +50,22 @@ class Code(enum.Enum):
     SUPERVISOR_FAILED = "SUPERVISOR_FAILED"
     PROXY_FAILED = "PROXY_FAILED"
     IMAGE_UNSUPPORTED = "IMAGE_UNSUPPORTED"
+    SOURCE_FAILED = "SOURCE_FAILED"
+    WORKER_DIED = "WORKER_DIED"
+    ISOLATION_UNAVAILABLE = "ISOLATION_UNAVAILABLE"
+    SHIM_BUILD_FAILED = "SHIM_BUILD_FAILED"
+    NO_TESTS_DISCOVERED = "NO_TESTS_DISCOVERED"
+    BAD_OPTION = "BAD_OPTION"
+    RESULTS_UNREADABLE = "RESULTS_UNREADABLE"
+    MERGE_REFUSED = "MERGE_REFUSED"
+    INTERNAL = "INTERNAL"
+    # Diagnostics: attached to a test's result, they do not change its outcome.
+    FAULT_NOT_FIRED = "FAULT_NOT_FIRED"
+    SOURCE_LAGGED = "SOURCE_LAGGED"
+    TEST_NO_ASSERTIONS = "TEST_NO_ASSERTIONS"
+    PROXY_UNDECODED = "PROXY_UNDECODED"
+    # Static warnings (faultbox check, faultbox plan): something the spec asks for can never happen.
+    MONITOR_NEVER_MATCHES = "MONITOR_NEVER_MATCHES"
 
 
 HINTS: dict[Code, str] = {
@@ -66,6 +90,31 @@ HINTS: dict[Code, str] = {
     Code.PROXY_FAILED: "this is a bug or a resource problem; rerun with the same --seed and report it",
     Code.IMAGE_UNSUPPORTED: "there is no container engine here; use the local server helpers "
     "from @faultbox/services.star",
+    Code.SOURCE_FAILED: "the event source of a server (wal, topic) failed: read the reason; "
+    "if the server itself crashed, its stderr is in the trace",
+    Code.WORKER_DIED: "the test's worker process was killed (out of memory? a signal?); rerun the test "
+    "with the replay command, with --jobs 1 to run it in the runner itself",
+    Code.ISOLATION_UNAVAILABLE: "parallel tests need network and mount namespaces: run as root (or with "
+    "CAP_SYS_ADMIN), or pass --jobs 1",
+    Code.SHIM_BUILD_FAILED: "install a C compiler and the Python headers (apt-get install gcc python3-dev), "
+    "then run ./scripts/setup again",
+    Code.NO_TESTS_DISCOVERED: "write a function named test_..., or declare scenario(), fault_scenario() or "
+    "fault_matrix()",
+    Code.BAD_OPTION: "see faultbox COMMAND --help for the option's form",
+    Code.RESULTS_UNREADABLE: "name a file written by faultbox test --output (or --format json)",
+    Code.MERGE_REFUSED: "merge the results of every shard of one run: the same spec, seed and variables, "
+    "each shard once",
+    Code.INTERNAL: "this is a bug in faultbox; rerun with the same --seed and report it with the output",
+    Code.FAULT_NOT_FIRED: "the fault matched no call while it was active: check the syscall, path or "
+    "address it names, and that the step really makes the service perform it",
+    Code.SOURCE_LAGGED: "the server's event source fell behind a step; a check made right after that step "
+    "may not have seen its events: wait for them with an event-based assertion",
+    Code.TEST_NO_ASSERTIONS: "check the outcome with assert_*(), expect= or a monitor; a step's failure is "
+    "in its .ok and .status, not raised",
+    Code.PROXY_UNDECODED: "the proxy saw traffic it could not decode on the interface: check the "
+    "interface's protocol; its protocol faults cannot act on that traffic",
+    Code.MONITOR_NEVER_MATCHES: "fix the monitor's type= or service=, or make the service produce those "
+    "events (observe=, a fault or trace on it, wal=True); faultbox plan lists what each service produces",
 }
 
 
@@ -82,7 +131,23 @@ class SourceLocation:
 
 
 class FaultboxError(Exception):
-    """Root of the errors faultbox raises on purpose."""
+    """Root of the errors faultbox raises on purpose: a message, a stable code and a fix.
+
+    A subclass names its code once (`code = Code.X`); `str()` is the message alone, so that the
+    error reads well inside another message, and `render()` is what a user is shown."""
+
+    code: Code = Code.INTERNAL
+
+    def __init__(self, message: str = "", hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else HINTS[self.code]
+
+    def __str__(self) -> str:
+        return self.message
+
+    def render(self) -> str:
+        return f"error [{self.code.value}]: {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
 
 
 class SpecError(FaultboxError):
@@ -96,11 +161,9 @@ class SpecError(FaultboxError):
         hint: str | None = None,
         source_line: str | None = None,
     ) -> None:
-        super().__init__(message)
         self.code = code
-        self.message = message
+        super().__init__(message, hint)
         self.location = location
-        self.hint = hint if hint is not None else HINTS[code]
         self.source_line = source_line
 
     def render(self) -> str:
@@ -123,16 +186,19 @@ class SpecError(FaultboxError):
 
 
 class InfraError(FaultboxError):
-    """The environment broke: a server could not start, a port is taken, the supervisor died."""
+    """The environment broke: a server could not start, a port is taken, the supervisor died.
+
+    Raised directly with a code, or through a subclass that names its own (SupervisorError, ...)."""
 
     def __init__(self, code: Code, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
         self.code = code
-        self.message = message
-        self.hint = hint if hint is not None else HINTS[code]
+        super().__init__(message, hint)
 
-    def __str__(self) -> str:
-        return f"[{self.code.value}] {self.message}" + (f"\n  fix: {self.hint}" if self.hint else "")
+
+class UsageError(FaultboxError):
+    """The command line, or a file named on it, is wrong (an option's value, a results file)."""
+
+    code = Code.BAD_OPTION
 
 
 class InternalError(FaultboxError):

@@ -1,4 +1,5 @@
-"""Leaf helpers with no faultbox imports: globs, durations, spelling suggestions."""
+"""Leaf helpers with no faultbox imports but the error tree (faultbox.errors): globs, durations,
+spelling suggestions."""
 
 
 def display_path(path: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from faultbox.errors import Code, FaultboxError
+
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
@@ -13,8 +15,10 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 MAX_SECONDS = 7 * 24 * 3600.0
 
 
-class DurationError(ValueError):
-    pass
+class DurationError(FaultboxError, ValueError):
+    """Not a duration faultbox accepts (a ValueError too, for callers that parse several forms)."""
+
+    code = Code.SPEC_BAD_ARGUMENT
 
 
 def parse_duration(text: str) -> float:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from faultbox.errors import Code, FaultboxError
 
-class FrozenError(TypeError):
-    """A frozen value was mutated."""
+
+class FrozenError(FaultboxError, TypeError):
+    """A frozen value was mutated (a TypeError too, as mutating a tuple is in Python)."""
+
+    code = Code.SPEC_FROZEN
 
 
 def _refuse(kind: str) -> NoReturn:

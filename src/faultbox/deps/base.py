@@ -21,18 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from faultbox.errors import Code, InfraError
+
 LOCALHOST = "127.0.0.1"
 
 #: The project's setup command, named by every "missing dependency" message.
 SETUP_COMMAND = "./scripts/setup"
 
 
-class DependencyError(Exception):
+class DependencyError(InfraError):
     """A real data server cannot be prepared or does not answer."""
+
+    code = Code.LAUNCH_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 class DependencyMissing(DependencyError):
     """The server's binary is not installed. `package` names what to install."""
+
+    code = Code.DEPENDENCY_MISSING
 
     def __init__(self, message: str, package: str) -> None:
         super().__init__(message)
@@ -45,6 +54,8 @@ class DependencyNotReady(DependencyError):
 
 class PortInUse(DependencyError):
     """The port a server should listen on is already taken."""
+
+    code = Code.PORT_IN_USE
 
     def __init__(self, port: int, holder: str | None = None) -> None:
         who = f" by {holder}" if holder else ""

@@ -17,12 +17,19 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from faultbox.errors import Code, InfraError
+
 EventBatch = list[tuple[Any, ...]]
 _BUF = 4 * 1024 * 1024
 
 
-class SupervisorError(RuntimeError):
-    pass
+class SupervisorError(InfraError):
+    """The supervisor died, hung or answered what it should not."""
+
+    code = Code.SUPERVISOR_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 class _Pending:

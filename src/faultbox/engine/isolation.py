@@ -20,6 +20,8 @@ import os
 import socket
 import struct
 
+from faultbox.errors import Code, InfraError
+
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWNET = 0x40000000
 _MS_REC = 0x4000
@@ -33,8 +35,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
-class IsolationError(Exception):
+class IsolationError(InfraError):
     """This machine (or this user) cannot give a worker its own network and /tmp."""
+
+    code = Code.ISOLATION_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 def _check(ret: int, what: str) -> None:

@@ -21,13 +21,19 @@ from dataclasses import dataclass, field
 from faultbox.engine.cgroup import Cgroup
 from faultbox.engine.client import SupervisorClient, SupervisorError
 from faultbox.engine.shim_build import find_or_build
+from faultbox.errors import Code, InfraError
 from faultbox.model.syscalls import native_table
 
 _HANDSHAKE_TIMEOUT = 10.0
 
 
-class LaunchError(RuntimeError):
+class LaunchError(InfraError):
     """The service could not be started; the message says why in the user's terms."""
+
+    code = Code.LAUNCH_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 @dataclass

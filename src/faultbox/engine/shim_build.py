@@ -15,12 +15,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from faultbox.errors import Code, InfraError
+
 SOURCE = Path(__file__).resolve().parent / "shim.c"
 PACKAGE_BIN = Path(__file__).resolve().parent / "_bin"
 
 
-class ShimBuildError(RuntimeError):
-    pass
+class ShimBuildError(InfraError):
+    code = Code.SHIM_BUILD_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 def shim_name() -> str:

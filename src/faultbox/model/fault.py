@@ -12,6 +12,7 @@ import errno as _errno
 from dataclasses import dataclass
 
 from faultbox._util.durations import format_duration
+from faultbox.errors import Code, FaultboxError
 
 # The errno names a deny() accepts: the reference's list plus a few that programs commonly handle.
 ERRNO_NAMES: tuple[str, ...] = (
@@ -134,8 +135,8 @@ class SyscallRule:
         return f"{self.action.decision()}{prob}{where}{label} -> [{','.join(self.syscalls)}]"
 
 
-class ProbabilityError(ValueError):
-    pass
+class ProbabilityError(FaultboxError, ValueError):
+    code = Code.SPEC_BAD_ARGUMENT
 
 
 def parse_probability(value: object) -> float:

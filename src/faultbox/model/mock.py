@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from faultbox.errors import Code, FaultboxError
+
 MOCK_PROTOCOLS = ("http", "http2", "tcp")
 # The largest body a mock answers with, and the largest request body a dynamic handler is given:
 # both cross the proxy worker's socket in one message.
@@ -31,8 +33,10 @@ _END = 0.5  # where a pattern ends: more specific than `**` going on, less than 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
-class RouteError(ValueError):
+class RouteError(FaultboxError, ValueError):
     """A route pattern that does not parse; the message says what to write instead."""
+
+    code = Code.SPEC_BAD_ARGUMENT
 
 
 @dataclass(frozen=True, slots=True)

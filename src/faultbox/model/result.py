@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultbox.errors import HINTS, Code
 from faultbox.model.event import Event
 
 SCHEMA_VERSION = 1
@@ -88,10 +89,15 @@ class Violation:
 @dataclass
 class Diagnostic:
     level: str  # "error" | "warning" | "info"
-    code: str
+    code: str  # a faultbox.errors.Code value
     message: str
     service: str = ""
     syscall: str = ""
+    hint: str = ""  # what to do about it: the code's entry in the table of codes, unless given
+
+    def __post_init__(self) -> None:
+        if not self.hint and self.code in Code.__members__:
+            self.hint = HINTS[Code(self.code)]
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v != ""}

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultbox.errors import SourceLocation
+from faultbox.errors import Code, FaultboxError, SourceLocation
 from faultbox.model.mock import MockConfig
 
 
@@ -100,7 +100,9 @@ class Service:
         return None
 
 
-class DependencyCycle(ValueError):
+class DependencyCycle(FaultboxError, ValueError):
+    code = Code.SPEC_DEPENDENCY_CYCLE
+
     def __init__(self, cycle: list[str]) -> None:
         super().__init__(" -> ".join(cycle))
         self.cycle = cycle

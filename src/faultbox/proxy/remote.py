@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from faultbox.errors import Code, InfraError
 from faultbox.model.mock import MockConfig
 from faultbox.proxy.rules import Installed
 from faultbox.proxy.session import Endpoint, EventSink
@@ -32,8 +33,13 @@ MockHandler = Callable[[int, dict[str, Any]], tuple[str, Any]]
 Calls = queue.SimpleQueue[tuple[int, int, dict[str, Any]] | None]  # (call id, handler, request); None ends
 
 
-class ProxyWorkerError(RuntimeError):
-    pass
+class ProxyWorkerError(InfraError):
+    """The proxy worker died, hung or refused a request."""
+
+    code = Code.PROXY_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 class _Pending:

@@ -142,6 +142,8 @@ class ConsoleReporter:
             )
         for diag in r.diagnostics:
             p(f"    [yellow]{diag.level}[/] [{diag.code}] {escape(diag.message)}")
+            if diag.hint:
+                p(f"      [dim]fix: {escape(diag.hint)}[/]")
         printed = r.details.get("printed")
         if printed and r.verdict is not Verdict.PASS:
             p("    printed:")

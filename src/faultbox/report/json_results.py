@@ -9,11 +9,14 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from faultbox.errors import Code, UsageError
 from faultbox.model.result import SCHEMA_VERSION, RunResult, TestResult
 
 
-class ResultsError(Exception):
+class ResultsError(UsageError):
     """A file that is not a faultbox result this version can read."""
+
+    code = Code.RESULTS_UNREADABLE
 
 
 def dump(result: RunResult, out: IO[str], *, with_events: bool = True) -> None:
@@ -41,7 +44,9 @@ class PartialResults:
 
     The file is valid JSON after every test, and each test costs only its own bytes: the tests
     array is the file's last member, and a finished test is written in place of the closing
-    brackets, with the brackets after it, in one write (a kill cannot split it)."""
+    brackets, with the brackets after it, in one write. A kill can still cut a write short at a page
+    boundary (a fatal signal ends a long write there): each test is one line, so `read` recovers
+    such a file up to its last whole test."""
 
     _CLOSE = "\n]}\n"
 
@@ -82,12 +87,17 @@ class PartialResults:
 
 def read(path: str) -> RunResult:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
     except OSError as exc:
         raise ResultsError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+        recovered = _cut_short(text)
+        if recovered is None:
+            raise ResultsError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+        data = recovered
     if not isinstance(data, dict) or "tests" not in data or "schema" not in data:
         raise ResultsError(f"{path}: not a faultbox result (write one with faultbox test --output FILE)")
     if data["schema"] != SCHEMA_VERSION:
@@ -99,3 +109,21 @@ def read(path: str) -> RunResult:
         return RunResult.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: a faultbox result with a missing or malformed part ({exc!r})") from None
+
+
+def _cut_short(text: str) -> dict[str, Any] | None:
+    """The results a run killed in the middle of a write left: PartialResults' file up to its last
+    whole test (one line each), closed again; None when the text is not such a file."""
+    lines = text.split("\n")
+    if len(lines) < 2 or not lines[0].endswith('"tests": ['):
+        return None
+    for end in range(len(lines), 0, -1):  # the whole text closed, then without the torn line(s)
+        body = "\n".join(lines[:end]).rstrip().rstrip(",")
+        try:
+            data = json.loads(body + "\n]}")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("interrupted") is True:
+            return data
+        return None
+    return None

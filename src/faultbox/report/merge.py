@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from faultbox.errors import Code, UsageError
 from faultbox.model.result import MatrixCell, MatrixResult, RunResult
 
 
-class MergeError(ValueError):
-    pass
+class MergeError(UsageError):
+    """Shard results that do not make one run."""
+
+    code = Code.MERGE_REFUSED
 
 
 def merge_runs(runs: Sequence[tuple[str, RunResult]]) -> RunResult:

@@ -11,6 +11,7 @@ from typing import Any
 
 from faultbox._util.threads import raise_in_thread
 from faultbox.errors import (
+    Code,
     FaultboxError,
     Halted,
     InfraError,
@@ -46,15 +47,20 @@ class BodyOutcome:
 def _lagging_sources(events: list[Event]) -> list[Diagnostic]:
     """One warning per service whose event source (wal, topic) missed a step's barrier: its events
     may have entered the trace after the step returned, so a check made right then may not have
-    seen them (they are in the trace by the end of the test if the source caught up)."""
+    seen them (they are in the trace by the end of the test if the source caught up). One error per
+    service whose source ended during the test (its reader process died): the rest is missing."""
     missed: dict[str, list[Event]] = {}
+    failed: dict[str, Event] = {}  # a source that ended (fatal="true"): the barrier errors after it follow
     for e in events:
-        if e.type == SOURCE_ERROR:
-            missed.setdefault(e.service, []).append(e)
-    return [
+        if e.type == SOURCE_ERROR and e.service not in failed:
+            if e.fields.get("fatal") == "true":
+                failed[e.service] = e
+            else:
+                missed.setdefault(e.service, []).append(e)
+    lagged = [
         Diagnostic(
             "warning",
-            "SOURCE_LAGGED",
+            Code.SOURCE_LAGGED.value,
             f"the event source of {service!r} could not catch up at {len(errors)} step boundar"
             f"{'y' if len(errors) == 1 else 'ies'} (first at #{errors[0].seq}: {errors[0].fields.get('error', '')}); "
             "its events may have reached the trace after the step returned",
@@ -62,9 +68,20 @@ def _lagging_sources(events: list[Event]) -> list[Diagnostic]:
         )
         for service, errors in missed.items()
     ]
+    return lagged + [
+        Diagnostic(
+            "error",
+            Code.SOURCE_FAILED.value,
+            f"the event source of {service!r} stopped at #{e.seq} ({e.fields.get('error', '')}): "
+            "its events after that are missing from the trace",
+            service=service,
+        )
+        for service, e in failed.items()
+    ]
 
 
 def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> TestResult:
+    ctx.renew_supervisor()
     test_dir = os.path.join(ctx.workdir, case.name)
     os.makedirs(test_dir, exist_ok=True)
     host = TestHost(ctx, case.name, test_dir, deadline=float("inf"))
@@ -110,14 +127,20 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> Te
     result.diagnostics.extend(host.faults.diagnostics)
     result.diagnostics.extend(host.proxies.diagnostics())
     result.diagnostics.extend(_lagging_sources(result.events))
+    lost = [d for d in result.diagnostics if d.code == Code.SOURCE_FAILED.value]
+    if lost and result.outcome is Outcome.PASSED:
+        # A pass judged on a trace with a hole in it proves nothing: an assert_never() after the
+        # source died saw no event because none could arrive. A failure seen before it stands.
+        result.outcome = Outcome.ERRORED
+        result.reason = lost[0].message
+        result.code = Code.SOURCE_FAILED.value
     checked = host.assertions > 0 or host.monitors.calls_total > 0
     if result.outcome is Outcome.PASSED and not checked and not case.probe:
         result.diagnostics.append(
             Diagnostic(
                 "warning",
-                "TEST_NO_ASSERTIONS",
-                "passed without evaluating any assertion or monitor: it only shows that nothing raised "
-                "(a step's failure is in its .ok and .status, not raised); check it with assert_*() or expect=",
+                Code.TEST_NO_ASSERTIONS.value,
+                "passed without evaluating any assertion or monitor: it only shows that nothing raised",
             )
         )
     if case.fault_scenario is not None:
@@ -389,10 +412,10 @@ def _is_start(exc: BaseException) -> bool:
 def _text(exc: BaseException | None) -> str:
     if exc is None:
         return ""
-    if isinstance(exc, InfraError):
-        return f"[{exc.code.value}] {exc.message}" + (f" (fix: {exc.hint})" if exc.hint else "")
     if isinstance(exc, SpecError):
         return exc.render()
+    if isinstance(exc, InfraError):  # the machine's fault: its code and fix in the reason
+        return f"[{exc.code.value}] {exc.message}" + (f" (fix: {exc.hint})" if exc.hint else "")
     return describe_exception(exc)[0]
 
 

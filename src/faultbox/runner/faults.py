@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from faultbox.errors import Code
 from faultbox.model.fault import PARTITION_OP, ActionKind, SyscallRule
 from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic, FaultRecord
@@ -132,7 +133,7 @@ class FaultTable:
         self.diagnostics.append(
             Diagnostic(
                 "warning",
-                "FAULT_NOT_FIRED",
+                Code.FAULT_NOT_FIRED.value,
                 f"the partition of {sides} refused no connection while it was active: they may talk over "
                 "connections opened before it (a partition refuses new connections only), or not at all",
                 service=legs[0].rule.service,
@@ -249,7 +250,9 @@ class FaultTable:
         )
 
     def _not_fired(self, service: str, keyword: str, decision: str, message: str) -> None:
-        self.diagnostics.append(Diagnostic("warning", "FAULT_NOT_FIRED", message, service=service, syscall=keyword))
+        self.diagnostics.append(
+            Diagnostic("warning", Code.FAULT_NOT_FIRED.value, message, service=service, syscall=keyword)
+        )
         self.emit("fault_not_fired", service, {"keyword": keyword, "decision": decision})
 
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from faultbox.deps import DependencyError, DependencyMissing, PortInUse, ServerPlan
+from faultbox.deps import DependencyError, ServerPlan
 from faultbox.errors import Code, InfraError
 from faultbox.model.service import Service
 
@@ -59,12 +59,8 @@ class ManagedServers:
                 from faultbox.deps import kafka
 
                 return kafka.prepare(where, port)
-        except DependencyMissing as exc:
-            raise InfraError(Code.DEPENDENCY_MISSING, f"{svc.name}: {exc}") from None
-        except PortInUse as exc:
-            raise InfraError(Code.PORT_IN_USE, f"{svc.name}: {exc}") from None
-        except DependencyError as exc:
-            raise InfraError(Code.LAUNCH_FAILED, f"{svc.name}: {exc}") from None
+        except DependencyError as exc:  # its code says which: missing, port in use, ...
+            raise InfraError(exc.code, f"{svc.name}: {exc}") from None
         raise InfraError(Code.LAUNCH_FAILED, f"{svc.name}: unknown server kind {kind!r}")
 
     def sources(self, svc: Service, plan: ServerPlan, emit: Emit) -> list[Source]:

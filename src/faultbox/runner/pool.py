@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultbox._util.frames import FrameReader, send_frame
+from faultbox.errors import Code
 from faultbox.model.result import Outcome, TestResult
 
 _STOP_WAIT = 30.0  # seconds a worker gets to stop its services after being told to
@@ -214,4 +215,4 @@ def _status(code: int | None) -> str:
 
 
 def _errored(name: str, why: str) -> TestResult:
-    return TestResult(name=name, outcome=Outcome.ERRORED, reason=why, code="WORKER_DIED", started=time.time())
+    return TestResult(name=name, outcome=Outcome.ERRORED, reason=why, code=Code.WORKER_DIED.value, started=time.time())

@@ -102,7 +102,7 @@ class ProxySet:
                 out.append(
                     Diagnostic(
                         "warning",
-                        "PROXY_UNDECODED",
+                        Code.PROXY_UNDECODED.value,
                         f"{target}: {message}; the rest of that connection was relayed without faults",
                         service=listener.endpoint.service,
                     )

@@ -3,7 +3,13 @@
 Lines are handed to per-stream callbacks (which turn them into trace events). `drain()` is the stdio
 half of the trace barrier: it returns after the pump has read everything that was in the pipes when
 it was called, so a log line a service wrote before answering a step is in the trace before the step
-returns. Lines have no length limit; a service never blocks writing to its pipe because of us.
+returns. A line longer than MAX_LINE becomes several events of at most MAX_LINE bytes each; of a
+line longer than LINE_CAP, only its first LINE_CAP bytes are kept (the last piece ends with
+CUT_MARK) and the rest, up to its newline, is dropped, so output without newlines costs bounded
+memory. A stream is read at most _BURST bytes at a time (more than a pipe can hold, so a drain still
+reads everything that was in the pipe), and what was read is delivered before reading more: a
+service printing faster than its lines are handled waits on its pipe, instead of the runner holding
+its output.
 
 Lines read in one sweep are delivered together, after `before_lines(received)` has run: the host
 uses it to flush the syscall events that causally precede them (runner/causal.py).
@@ -20,8 +26,11 @@ from dataclasses import dataclass, field
 from typing import IO
 
 LineHandler = Callable[[str], None]
-MAX_LINE = 64 * 1024  # a longer line becomes several events of at most this many bytes (plus one read)
+MAX_LINE = 64 * 1024  # a longer line becomes several events of at most this many bytes
+LINE_CAP = 16 * MAX_LINE  # of a longer line, only this much is kept: the rest up to its newline is dropped
+CUT_MARK = b" [faultbox: line cut at 1 MiB]"
 _READ = 1 << 16
+_BURST = 1 << 20  # bytes read from one stream before delivering (>= the largest pipe, /proc/sys/fs/pipe-max-size)
 
 
 @dataclass(eq=False)
@@ -31,6 +40,8 @@ class _Stream:
     on_eof: Callable[[], None] | None
     buffer: bytearray = field(default_factory=bytearray)
     watch_only: bool = False
+    kept: int = 0  # bytes of the current line delivered already (as pieces)
+    dropping: bool = False  # past LINE_CAP: drop up to the next newline
 
 
 class IoPump:
@@ -114,7 +125,8 @@ class IoPump:
         if stream.watch_only:
             self._finish(stream)
             return
-        while True:
+        budget = _BURST
+        while budget > 0:
             try:
                 chunk = os.read(stream.fd, _READ)
             except BlockingIOError:
@@ -124,14 +136,46 @@ class IoPump:
             if not chunk:
                 self._finish(stream)
                 return
-            stream.buffer += chunk
-            if b"\n" in chunk:
-                *lines, rest = bytes(stream.buffer).split(b"\n")
-                stream.buffer = bytearray(rest)
-                self._pending.extend((stream, line) for line in lines)
-            if len(stream.buffer) > MAX_LINE:  # output without newlines must not grow without bound
-                self._pending.append((stream, bytes(stream.buffer)))
-                stream.buffer = bytearray()
+            budget -= len(chunk)
+            self._split(stream, chunk)
+
+    def _split(self, stream: _Stream, chunk: bytes) -> None:
+        if stream.dropping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                return
+            stream.dropping = False
+            chunk = chunk[end + 1 :]
+        stream.buffer += chunk
+        if b"\n" in chunk:
+            # Only the first line can be longer than a read (_READ <= MAX_LINE): it began earlier.
+            first, *lines, rest = bytes(stream.buffer).split(b"\n")
+            if stream.kept or len(first) > MAX_LINE:
+                self._cut(stream, first, ended=True)
+            else:
+                self._pending.append((stream, first))
+            stream.kept = 0
+            self._pending.extend((stream, line) for line in lines)
+            stream.buffer = bytearray(rest)
+        if len(stream.buffer) > MAX_LINE:  # output without newlines must not grow without bound
+            stream.buffer = bytearray(self._cut(stream, bytes(stream.buffer), ended=False))
+
+    def _cut(self, stream: _Stream, line: bytes, ended: bool) -> bytes:
+        """Queue pieces of MAX_LINE bytes of a long line (all of it once `ended`, else while more
+        than MAX_LINE is left); past LINE_CAP, mark the last piece and drop the rest. Returns what
+        is left of an open line."""
+        at = 0
+        while len(line) - at > MAX_LINE or (ended and at < len(line)):
+            piece = line[at : at + MAX_LINE]
+            at += len(piece)
+            stream.kept += len(piece)
+            if stream.kept >= LINE_CAP and at < len(line):  # and more of the line follows
+                self._pending.append((stream, piece + CUT_MARK))
+                stream.kept = 0
+                stream.dropping = not ended
+                return b""
+            self._pending.append((stream, piece))
+        return line[at:]
 
     def _deliver_pending(self) -> None:
         if not self._pending:

@@ -7,20 +7,19 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from faultbox.engine.isolation import IsolationError, check_available
-from faultbox.errors import FaultboxError
+from faultbox.errors import Code, UsageError
 from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, Shard, TestResult
 from faultbox.runner import durations
-from faultbox.runner.cell import run_test
-from faultbox.runner.context import RunContext
 from faultbox.runner.listeners import RunListener
 from faultbox.runner.pool import Job, WorkerPool
 from faultbox.runner.proxies import check_assumptions
 from faultbox.runner.select import select_tests, shard_of
-from faultbox.spec import Spec
+from faultbox.runner.serial import SpecRunner
+from faultbox.spec import NoTestsDiscovered, Spec
 
 
 @dataclass
@@ -39,14 +38,18 @@ class RunOptions:
     record_durations: bool = False
 
 
-class NoTestMatched(Exception):
+class NoTestMatched(UsageError):
+    code = Code.NO_TEST_MATCHED
+
     def __init__(self, pattern: str, available: list[str]) -> None:
-        super().__init__(pattern)
+        super().__init__(f'no test matched "{pattern}"')
         self.pattern = pattern
         self.available = available
 
 
 def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] = ()) -> RunResult:
+    if not spec.tests:
+        raise NoTestsDiscovered(options.spec_arg or spec.path)
     check_assumptions(spec.assumptions.values())
     names = [t.name for t in spec.tests]
     selected = select_tests(names, options.test)
@@ -106,21 +109,10 @@ def _run_serially(
     started: Callable[[str], None],
     finished: Callable[[TestResult], None],
 ) -> None:
-    ctx = RunContext(spec, options.seed, keep_workdir=options.keep_workdir)
-    try:
+    with SpecRunner(spec, options.seed, options.timeout, spec_arg=spec_arg, keep_workdir=options.keep_workdir) as tests:
         for name in selected:
-            case = spec.test(name)
-            assert case is not None
             started(name)
-            replay = replay_command(spec_arg, name, options.seed, spec.variables)
-            finished(run_test(ctx, case, options.timeout, replay))
-    finally:
-        ctx.close()
-
-
-def replay_command(spec_arg: str, name: str, seed: int, variables: Mapping[str, str]) -> str:
-    extra = "".join(f" --var {k}={v}" for k, v in sorted(variables.items()))
-    return f"faultbox test {spec_arg} --test {name} --seed {seed}{extra}"
+            finished(tests.run(name))
 
 
 _TESTS_PER_WORKER = 4  # by default: a worker costs about half a second to start; fewer tests run serially
@@ -163,11 +155,13 @@ def _budget(spec: Spec) -> float:
     return sum((s.healthcheck.timeout if s.healthcheck else 0.0) + s.stop_grace for s in spec.services.values())
 
 
-class WorkersUnavailable(FaultboxError):
+class WorkersUnavailable(UsageError):
+    code = Code.ISOLATION_UNAVAILABLE
+
     def __init__(self, why: str) -> None:
         super().__init__(
             f"--jobs: tests cannot run in parallel workers here: {why}. Each worker needs its own network "
-            "namespace and /tmp; run as root, or pass --jobs 1"
+            "namespace and /tmp"
         )
 
 

@@ -7,10 +7,10 @@ import fnmatch
 import hashlib
 import re
 
-from faultbox.errors import FaultboxError
+from faultbox.errors import UsageError
 
 
-class SelectionError(FaultboxError):
+class SelectionError(UsageError):
     """A --test pattern that cannot select anything as written."""
 
 
@@ -35,7 +35,7 @@ def select_tests(names: list[str], pattern: str | None) -> list[str]:
     return []
 
 
-class ShardError(ValueError):
+class ShardError(UsageError):
     pass
 
 

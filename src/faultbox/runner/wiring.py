@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from faultbox.errors import Code, FaultboxError
 from faultbox.model.service import Service
 
 Aliases = Mapping[int, str]  # real port on 127.0.0.1 -> the proxy's "host:port"
@@ -57,8 +58,10 @@ def rewrite_env(
     return {key: _placeholders(key, rewrite(value, usable), proxied or {}) for key, value in env.items()}
 
 
-class UnknownProxy(ValueError):
-    pass
+class UnknownProxy(FaultboxError, ValueError):
+    """An env value names a proxy address the spec does not have."""
+
+    code = Code.SPEC_BAD_ARGUMENT
 
 
 _PLACEHOLDER = re.compile(r"__FB_PROXY_(ADDR|HOST|PORT)_([A-Za-z][\w-]*?)__([A-Za-z][\w-]*?)__")

@@ -63,9 +63,7 @@ def main(argv: list[str]) -> int:
 
 def _serve(sock: socket.socket, job: dict[str, object]) -> int:
     from faultbox.errors import SpecError
-    from faultbox.runner.cell import run_test
-    from faultbox.runner.context import RunContext
-    from faultbox.runner.run import replay_command
+    from faultbox.runner.serial import SpecRunner, UnknownTest
     from faultbox.spec import load_spec
 
     variables = {str(k): str(v) for k, v in dict(job["variables"]).items()}  # type: ignore[call-overload]
@@ -75,8 +73,8 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
         send_frame(sock, {"error": exc.render()})
         return 1
     seed = int(job["seed"])  # type: ignore[call-overload]
-    ctx = RunContext(spec, seed)
-    try:
+    timeout = float(job["timeout"])  # type: ignore[arg-type]
+    with SpecRunner(spec, seed, timeout, spec_arg=str(job["spec_arg"])) as tests:
         try:
             send_frame(sock, {"ready": True})
         except OSError:
@@ -85,16 +83,12 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
             message = recv_frame(sock)
             if message is None:
                 return 0
-            name = str(message["test"])
-            case = spec.test(name)
-            if case is None:
-                send_frame(sock, {"error": f"no test named {name} in {spec.path}"})
+            try:
+                result = tests.run(str(message["test"]))
+            except UnknownTest as exc:
+                send_frame(sock, {"error": exc.message})
                 return 1
-            replay = replay_command(str(job["spec_arg"]), name, seed, variables)
-            result = run_test(ctx, case, float(job["timeout"]), replay)  # type: ignore[arg-type]
             send_frame(sock, {"result": result.to_dict()})
-    finally:
-        ctx.close()
 
 
 if __name__ == "__main__":

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from faultbox.errors import Code, InfraError
+
 #: emit(type, service, fields, data): fields are all strings; data keeps native values (or None).
 Emit = Callable[[str, str, dict[str, str], dict[str, object] | None], None]
 
 
-class SourceError(Exception):
+class SourceError(InfraError):
     """An event source failed: it could not start, lost its stream for good, or a barrier timed out."""
+
+    code = Code.SOURCE_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.code, message)
 
 
 class ServerDown(SourceError):

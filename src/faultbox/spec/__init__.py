@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from faultbox.errors import Code, SpecError
+from faultbox.errors import Code, SpecError, UsageError
 from faultbox.model.service import DependencyCycle, start_order
 from faultbox.spec.filterset import plan_filters
 from faultbox.spec.loader import Loader
@@ -58,4 +58,13 @@ def _check_dependencies(builder: SpecBuilder) -> None:
         ) from None
 
 
-__all__ = ["Spec", "SpecError", "load_spec"]
+class NoTestsDiscovered(UsageError):
+    """A spec with nothing to run: `faultbox test` refuses it, and `faultbox check` reports it."""
+
+    code = Code.NO_TESTS_DISCOVERED
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} defines no tests")
+
+
+__all__ = ["NoTestsDiscovered", "Spec", "SpecError", "load_spec"]

@@ -19,18 +19,13 @@ from typing import Any
 
 from faultbox._util.durations import DurationError, parse_duration
 from faultbox._util.spell import did_you_mean
+from faultbox.errors import Code, FaultboxError
 
 
-class ArgError(Exception):
+class ArgError(FaultboxError):
     """A builtin was called with bad arguments or values; the caller adds the spec location."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message
+    code = Code.SPEC_BAD_ARGUMENT
 
 
 _TYPE_NAMES: dict[type, str] = {}

@@ -20,8 +20,7 @@ from typing import Any
 from faultbox._util.frozen import FrozenError, freeze
 from faultbox._util.hints import WHERE_HINTS, WhereHint
 from faultbox._util.spell import did_you_mean
-from faultbox.errors import Code, SourceLocation, SpecError, SpecFailure
-from faultbox.spec.args import ArgError
+from faultbox.errors import Code, FaultboxError, SourceLocation, SpecError, SpecFailure
 from faultbox.spec.dialect import CheckedModule
 
 # filename -> source lines, for every compiled spec file
@@ -257,14 +256,20 @@ def current_module(depth: int = 1) -> Module | None:
 
 
 def location_of(exc: BaseException) -> SourceLocation | None:
-    """The innermost spec frame in an exception's traceback."""
+    """The innermost spec frame in an exception's traceback (as current_location: a stdlib helper's
+    own line only when no user line is there)."""
     found: SourceLocation | None = None
+    fallback: SourceLocation | None = None
     tb: TracebackType | None = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename in SPEC_FILES:
-            found = SourceLocation(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in SPEC_FILES:
+            if filename.startswith(_STDLIB):
+                fallback = SourceLocation(filename, tb.tb_lineno)
+            else:
+                found = SourceLocation(filename, tb.tb_lineno)
         tb = tb.tb_next
-    return found
+    return found or fallback
 
 
 def source_line(loc: SourceLocation | None) -> str | None:
@@ -293,7 +298,7 @@ def exception_message(exc: BaseException) -> str:
 
 
 def _exception_message(exc: BaseException) -> str:
-    if isinstance(exc, (SpecFailure, ArgError, FrozenError, SpecError)):
+    if isinstance(exc, (SpecFailure, FaultboxError, FrozenError)):
         return str(exc)
     if isinstance(exc, AttributeError):
         obj = getattr(exc, "obj", None)
@@ -310,6 +315,8 @@ def _exception_message(exc: BaseException) -> str:
         return "recursion is not allowed in Starlark (a function called itself)"
     if isinstance(exc, ZeroDivisionError):
         return "division by zero"
+    if isinstance(exc, MemoryError):
+        return 'out of memory: a value here is too large to build (a huge repetition such as "x" * n?)'
     if isinstance(exc, (TypeError, ValueError, IndexError)):
         return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}"
@@ -322,11 +329,9 @@ def as_spec_error(exc: BaseException, fallback: SourceLocation | None = None) ->
     if isinstance(exc, SpecError):
         return exc
     loc = getattr(exc, "fb_location", None) or location_of(exc) or fallback
-    hint = getattr(exc, "hint", None)
-    code = Code.SPEC_BAD_ARGUMENT if isinstance(exc, ArgError) else Code.SPEC_LOAD_FAILED
-    if isinstance(exc, FrozenError):
-        code = Code.SPEC_FROZEN
-    return SpecError(code, exception_message(exc), loc, hint, source_line(loc))
+    if isinstance(exc, FaultboxError):  # ArgError, DurationError, FrozenError, ...: their own code
+        return SpecError(exc.code, exception_message(exc), loc, exc.hint, source_line(loc))
+    return SpecError(Code.SPEC_LOAD_FAILED, exception_message(exc), loc, None, source_line(loc))
 
 
 __all__ = [

@@ -9,6 +9,7 @@ an error before anything runs.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,17 @@ class _Errors:
 
 
 def parse(source: str, filename: str) -> ast.Module:
+    dotted = _LONG_IMPORT.search(source)
+    if dotted is not None:  # refused below anyway, but CPython parses a long dotted name in quadratic time
+        line = source.count("\n", 0, dotted.start()) + 1
+        what, fix = _REFUSED[ast.Import]
+        raise SpecError(
+            Code.SPEC_NOT_STARLARK,
+            f"{what} is not allowed in Starlark",
+            SourceLocation(filename, line, 1),
+            fix,
+            source.splitlines()[line - 1][:200],
+        )
     try:
         return ast.parse(source, filename=filename, type_comments=False)
     except SyntaxError as exc:
@@ -92,6 +104,36 @@ def parse(source: str, filename: str) -> ast.Module:
             SourceLocation(filename, line, exc.offset or 0),
             source_line=src,
         ) from None
+    except (MemoryError, RecursionError):  # the parser's own limits: "too complex", "during ast construction"
+        lines = source.splitlines()
+        busiest = max(range(len(lines)), key=lambda i: len(_TOKEN.findall(lines[i])), default=0)
+        raise _too_deep(filename, lines, busiest + 1, 0, "thousands of") from None
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_LONG_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t]+(?:\w+[ \t]*\.[ \t]*){200}", re.MULTILINE)
+
+
+def _too_deep(filename: str, lines: list[str], line: int, col: int, depth: str) -> SpecError:
+    return SpecError(
+        Code.SPEC_SYNTAX,
+        f"an expression here is nested {depth} levels deep: more than a spec may nest",
+        SourceLocation(filename, line, col),
+        hint="split it: give the inner parts names (x = ...) and build the whole from them",
+        source_line=lines[line - 1] if 0 < line <= len(lines) else None,
+    )
+
+
+def _deepest(tree: ast.AST) -> tuple[ast.AST, int]:
+    """The most deeply nested node that has a position, and its depth (without recursion)."""
+    best, best_depth = tree, 0
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > best_depth and hasattr(node, "lineno"):
+            best, best_depth = node, depth
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return best, best_depth
 
 
 def check(source: str, filename: str, universe: Iterable[str]) -> CheckedModule:
@@ -100,9 +142,14 @@ def check(source: str, filename: str, universe: Iterable[str]) -> CheckedModule:
     lines = source.splitlines()
     errors = _Errors(filename, lines)
     module = CheckedModule(tree, filename, lines)
-    _check_top_level(tree, module, errors)
-    _Gate(errors).visit(tree)
-    _Resolver(errors, set(universe), module.top_level).run(tree)
+    try:
+        _check_top_level(tree, module, errors)
+        _Gate(errors).visit(tree)
+        _Resolver(errors, set(universe), module.top_level).run(tree)
+    except RecursionError:  # the visitors recurse: a tree this deep is refused where it is deepest
+        node, depth = _deepest(tree)
+        col = getattr(node, "col_offset", -1) + 1
+        raise _too_deep(filename, lines, getattr(node, "lineno", 0), col, str(depth)) from None
     if errors.items:
         errors.items.sort(key=lambda e: e.location.line if e.location else 0)
         first = errors.items[0]

@@ -44,3 +44,31 @@ def test_the_file_parses_after_every_test_and_grows_by_each_test_only(tmp_path: 
     partial.run_finished(RunResult("spec.star", 7, 0.0, tests=loaded.tests))
     json_results.write(RunResult("spec.star", 7, 0.0, tests=loaded.tests), str(path))
     assert json_results.read(str(path)).interrupted is False
+
+
+def test_a_file_cut_short_in_a_write_reads_up_to_its_last_whole_test(tmp_path: Path) -> None:
+    """A kill can end a long write at a page boundary: whatever byte the file ends at, reading it
+    gives the run's tests up to the last one written whole, marked interrupted."""
+    path = tmp_path / "r.json"
+    partial = json_results.PartialResults(str(path))
+    partial.run_started("spec.star", 7, [])
+    for i in range(3):
+        partial.test_finished(_test(i))
+    whole = path.read_bytes()
+    third = whole.rindex(b"\n", 0, whole.rindex(b"test_002")) + 1  # where the third test's line starts
+    cut = tmp_path / "cut.json"
+    for end in range(third - 2, len(whole) - len(b"\n]}\n")):
+        cut.write_bytes(whole[:end])
+        result = json_results.read(str(cut))
+        assert result.interrupted and result.seed == 7
+        kept = [t.name for t in result.tests]
+        assert kept in (["test_000", "test_001"], ["test_000", "test_001", "test_002"]), end
+    cut.write_bytes(whole[:third])
+    assert [t.name for t in json_results.read(str(cut)).tests] == ["test_000", "test_001"]
+    cut.write_bytes(b'{"schema": 1, "tests": [\n{"name": ')  # not a partial results file's header
+    try:
+        json_results.read(str(cut))
+    except json_results.ResultsError as exc:
+        assert "not JSON" in str(exc)
+    else:
+        raise AssertionError("a torn file that is not a run's partial results is refused")

@@ -35,6 +35,26 @@ def _dir(value: Any) -> list[str]:
     return sorted(a for a in dir(value) if not a.startswith("_"))
 
 
+RANGE_LIMIT = 10_000_000
+
+
+def _range(*args: Any) -> range:
+    """Python's range, refusing more than RANGE_LIMIT numbers: a loop over billions never ends (and
+    a C-level one, such as max(range(n)), cannot even be interrupted)."""
+    numbers = range(*args)
+    try:
+        size = len(numbers)
+    except OverflowError:
+        size = RANGE_LIMIT + 1
+    if size > RANGE_LIMIT:
+        asked = ", ".join(str(a) if a.bit_length() <= 64 else "a huge number" for a in args)
+        raise ArgError(
+            f"range() of more than {RANGE_LIMIT:,} numbers (asked: range({asked}))",
+            "a spec loops over a few values; check the bounds",
+        )
+    return numbers
+
+
 def _hash(value: Any) -> int:
     """Deterministic across runs (Python's str hash is salted per process)."""
     if isinstance(value, str):
@@ -58,7 +78,7 @@ PLAIN_VALUES: dict[str, Any] = {
     "list": list,
     "max": max,
     "min": min,
-    "range": range,
+    "range": _range,
     "reversed": lambda seq: list(reversed(seq)),
     "sorted": sorted,
     "tuple": tuple,

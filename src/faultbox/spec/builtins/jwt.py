@@ -8,16 +8,16 @@ adds no claims of its own (no iat, no exp): a test states every claim its scenar
 from __future__ import annotations
 
 import base64
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING, Any
 
 from faultbox.model.mock import json_body
 from faultbox.spec.args import ArgError, register_type, register_type_name, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.builtins.mocks import json_arg
 from faultbox.spec.registry import SpecBuilder
+
+if TYPE_CHECKING:  # cryptography takes longer to import than the rest of the spec language: on first use
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ALGORITHM = "EdDSA"
 
@@ -51,6 +51,8 @@ class JwtKeypair:
         return self._private.sign(data)
 
     def public_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
@@ -64,6 +66,8 @@ def jwt_keypair(builder: SpecBuilder, kid: str) -> JwtKeypair:
         raise ArgError(
             "jwt_keypair(): kid must not be empty", "tokens name their key by kid; give any non-empty string"
         )
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return JwtKeypair(kid, Ed25519PrivateKey.generate())
 
 
