@@ -4,12 +4,11 @@ determinism; and the refusals (FAULT_NOT_FILTERABLE) and reports (FAULT_NOT_FIRE
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from support import free_port, svc_decl
+from support import cmdline, free_port, process_tree, svc_decl, wait_until
 
 
 @pytest.fixture
@@ -131,12 +130,14 @@ def test_hold_and_release(run, port: int, tmp_path: Path) -> None:
 def test_hold():
     fault_start(svc, write = hold("disk", path = "{f}"))
     svc.main.send(data = "BGWRITE {f}")
-    sleep("200ms")
-    assert_eventually(type = "syscall", decision = "hold(disk)")
+    # the background thread reaches write() when it is scheduled: wait for the held call
+    assert_eventually(type = "syscall", decision = "hold(disk)", timeout = "30s")
     assert_eq(release("disk"), 1)
     assert_eq(svc.main.send(data = "WAITBG"), "ok")
+    first = events(type = "syscall", decision = "hold(disk)")[-1].seq
     svc.main.send(data = "BGWRITE {f}")
-    assert_eventually(type = "syscall", decision = "hold(disk)", timeout = "2s")
+    # the second write's own hold (the first one's event would satisfy a plain filter at once)
+    assert_eventually(type = "syscall", decision = "hold(disk)", where = lambda e: e.seq > first, timeout = "30s")
     assert_eq(release("disk", errno = "EIO"), 1)
     assert_eq(svc.main.send(data = "WAITBG"), "EIO")
     fault_stop(svc)
@@ -204,19 +205,21 @@ def test_load():
                  run = lambda: svc.main.send(data = "THREADS {tmp_path}/t 4 20", timeout = "60s"))
 """
     )
-    started = time.monotonic()
+    # No stall: a write that never returned would keep THREADS from replying within the step's 60 s,
+    # and the test would not pass. How late the delays end is a benchmark's claim
+    # (bench/bench_supervisor.py), not this test's: it depends on the machine's load.
     res = run(spec, timeout=90)
-    took = time.monotonic() - started
     t = res.test("load")
     assert t.outcome.value == "passed", t.reason
     calls = int(t.return_value.strip('"').split()[0].split("=")[1])
     assert "errors=0" in t.return_value
-    delayed = sum(1 for e in t.events if e.type == "syscall" and e.fields["decision"] == "delay(1ms)")
-    assert delayed == calls, "every write was intercepted, delayed and recorded"
+    delayed = [e for e in t.events if e.type == "syscall" and e.fields["decision"] == "delay(1ms)"]
+    assert len(delayed) == calls, "every write was intercepted, delayed and recorded"
     assert calls > 4 * 20 * 100, f"the threads kept going ({calls} writes)"
-    assert took < 50, f"no stall: {took:.1f}s"
-    late = [float(e.fields.get("late_ms", 0)) for e in t.events if e.type == "syscall" and "late_ms" in e.fields]
-    assert late and sorted(late)[len(late) // 2] < 2.0, "median lateness of a 1ms delay under load"
+    # Each write waited at least its 1 ms: a thread starts at most 20 s / 1 ms writes in its 20 s.
+    assert calls <= 4 * 20_000, f"{calls} writes: some were not delayed for the whole 1 ms"
+    late = [float(e.fields.get("late_ms", 0)) for e in delayed]
+    assert min(late) >= 0, "no delay was answered before it was due"
 
 
 def test_supervisor_death_errors_the_test(run, port: int, tmp_path: Path) -> None:
@@ -224,36 +227,45 @@ def test_supervisor_death_errors_the_test(run, port: int, tmp_path: Path) -> Non
     import os
     import signal
 
-    def kill_supervisor_soon() -> None:
-        time.sleep(1.5)
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmd = (entry / "cmdline").read_bytes()
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if b"faultbox.engine.supervisor" in cmd and ppid == os.getpid():
-                    os.kill(int(entry.name), signal.SIGKILL)
+    inside = tmp_path / "inside"  # written by the service once the body is inside the fault's scope
+    run_over = threading.Event()
+    killed: list[int] = []
 
-    killer = threading.Thread(target=kill_supervisor_soon)
+    def kill_supervisor_once_inside() -> None:
+        wait_until(lambda: inside.exists() or run_over.is_set(), "the body to enter the fault's scope", 120)
+        if run_over.is_set():
+            return  # the body never got there: nothing killed, and the test fails below
+        found = [p for p in process_tree(os.getpid()) if "faultbox.engine.supervisor" in cmdline(p)]
+        if len(found) == 1:
+            os.kill(found[0], signal.SIGKILL)
+            killed.append(found[0])
+
+    killer = threading.Thread(target=kill_supervisor_once_inside)
     killer.start()
+    # The body sleeps 120 s inside the scope: the kill lands there however slowly the run starts,
+    # and the test ending long before that shows the death was noticed, not waited out.
     spec = (
         svc_decl("svc", port)
         + f"""
+def inside_the_scope():
+    svc.main.send(data = "WRITE {inside} 1")
+    sleep("120s")
+
 def test_doomed():
-    fault(svc, write = delay("1ms", path = "{tmp_path}/d"), run = lambda: sleep("4s"))
+    fault(svc, write = delay("1ms", path = "{tmp_path}/d"), run = inside_the_scope)
     svc.main.send(data = "WRITE {tmp_path}/d 1")
 """
     )
-    started = time.monotonic()
-    res = run(spec, timeout=30)
-    killer.join()
+    try:
+        res = run(spec, timeout=600)
+    finally:
+        run_over.set()
+        killer.join()
+    assert killed, "the supervisor was killed while the body was inside the fault's scope"
     t = res.test("doomed")
-    assert t.outcome.value == "errored"
+    assert t.outcome.value == "errored", t.reason
     assert "supervisor" in t.reason
-    assert time.monotonic() - started < 20
+    assert t.duration_ms < 60_000, f"{t.duration_ms} ms: the body's 120 s sleep was not cut short"
 
 
 def test_named_ops_fault_all_and_imperative_trace(run, tmp_path: Path) -> None:

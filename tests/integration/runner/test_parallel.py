@@ -150,7 +150,8 @@ def test_more():
     out = tmp_path / "r.json"
     runner = _start(spec, "--output", str(out))
     try:
-        wait_until(lambda: list(marks.glob("victim-*")), "the victim test is running", 60)
+        wait_until(lambda: list(marks.glob("victim-*")) or runner.poll() is not None, "the victim test is running", 60)
+        assert runner.poll() is None, runner.communicate()[0]
         service = int(next(iter(marks.glob("victim-*"))).name.split("-")[1])
         victim = [w for w in _workers(runner.pid) if service in process_tree(w)]
         assert len(victim) == 1

@@ -3,6 +3,7 @@ file:line and a fix."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,69 @@ def test_a_monitor_that_acts_is_refused_when_the_spec_loads(tmp_path: Path) -> N
     assert "the monitor calls fault_start() (line 4)" in rendered and f"{spec}:5" in rendered, rendered
     spec.write_text('n = monitor("s", on = lambda e: True, check = lambda e, s: [service("x", "sleep")])\n')
     assert "calls service()" in _error(spec).render()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "-" * 50_000 + "1",  # the parser gives up: MemoryError ("too complex")
+        "(1" + " + 1" * 10_000 + ")",  # RecursionError during ast construction
+        "(" + "lambda: " * 3_000 + "1)",
+    ],
+)
+def test_an_expression_too_deep_to_parse_is_a_syntax_error_at_its_line(tmp_path: Path, expression: str) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(f"x = 1\ny = {expression}\nz = 2\n")
+    err = _error(spec)
+    assert err.code is Code.SPEC_SYNTAX and "nested thousands of levels deep" in err.message, err.render()
+    assert err.location is not None and err.location.line == 2 and err.hint
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["-" * 400 + "1", "(1" + " + 1" * 300 + ")", "x" + ".y" * 300, "(1" + " if True else 1" * 400 + ")"],
+)
+def test_an_expression_too_deep_to_check_is_a_syntax_error_where_it_is_deepest(tmp_path: Path, expression: str) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(f"x = 1\ndef f():\n    return {expression}\n")
+    err = _error(spec)
+    assert err.code is Code.SPEC_SYNTAX and "levels deep" in err.message, err.render()
+    assert err.location is not None and err.location.line == 3 and err.location.col > 0 and err.hint
+
+
+def test_a_long_dotted_import_is_refused_before_the_parser_spends_seconds_on_it(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text("x = 1\nimport " + ".".join(["os"] * 50_000) + "\n")
+    started = time.monotonic()
+    err = _error(spec)
+    assert time.monotonic() - started < 2.0
+    assert err.code is Code.SPEC_NOT_STARLARK and "`import`" in err.message
+    assert err.location is not None and err.location.line == 2
+
+
+def test_a_range_of_billions_is_refused_instead_of_looping_for_ever(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text("x = 1\ny = [i for i in range(9999999999)]\nz = max(range(10 * 1000000000000000000000000000000))\n")
+    started = time.monotonic()
+    err = _error(spec)
+    assert time.monotonic() - started < 2.0
+    assert err.code is Code.SPEC_BAD_ARGUMENT and "range() of more than 10,000,000 numbers" in err.message
+    assert err.location is not None and err.location.line == 2
+    spec.write_text("z = max(range(10 * 1000000000000000000000000000000))\n")
+    assert "range(a huge number)" in _error(spec).message
+    spec.write_text("def test_x():\n    pass\nn = len([i for i in range(1000)]) + max(range(-5, 5, 2))\n")
+    assert load_spec(str(spec)).root.globals["n"] == 1003
+
+
+def test_a_bad_argument_to_a_stdlib_helper_is_reported_at_the_users_call(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text('load("@faultbox/services.star", "kafka")\n\nbus = kafka("", topics = ["t"])\n')
+    err = _error(spec)
+    assert err.code is Code.SPEC_BAD_ARGUMENT and "invalid name ''" in err.message
+    assert err.location is not None and (err.location.file, err.location.line) == (str(spec), 3), err.render()
+
+
+def test_running_out_of_memory_while_loading_says_so() -> None:
+    from faultbox.spec.compile import exception_message
+
+    assert exception_message(MemoryError()).startswith("out of memory: a value here is too large to build")
