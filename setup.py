@@ -1,6 +1,7 @@
 """Builds the seccomp shim (a small C program) and the supervisor's C loop when faultbox is installed."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -8,10 +9,16 @@ from setuptools.command.build_py import build_py
 
 
 def _shim_builder():
-    path = Path(__file__).parent / "src/faultbox/engine/shim_build.py"
+    src = Path(__file__).resolve().parent / "src"
+    path = src / "faultbox/engine/shim_build.py"
     spec = importlib.util.spec_from_file_location("_faultbox_shim_build", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # It imports faultbox.errors, which an isolated build (pip wheel .) has not installed: the source's.
+    sys.path.insert(0, str(src))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(src))
     return module
 
 

@@ -41,7 +41,7 @@ LAYERS = {
     "spec": 2, "trace": 2, "engine": 2, "protocols": 2, "sources": 2, "deps": 2, "proxy": 2,
     "runner": 3,
     "report": 4,
-    "cli": 5,
+    "cli": 5, "pytest_plugin": 5,
 }  # fmt: skip
 L2 = {k for k, v in LAYERS.items() if v == 2}
 

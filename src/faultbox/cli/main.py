@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from faultbox import __version__
 from faultbox._util.durations import DurationError, parse_duration
 from faultbox._util.threads import sigterm_as_interrupt
-from faultbox.errors import FaultboxError, SpecError
+from faultbox.errors import FaultboxError, SpecError, UsageError
 from faultbox.model.result import ExitCode, RunResult
 
 
@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
+    test.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="json: the run's progress as JSON lines (run started, each test started and finished, run finished)",
+    )
+    test.add_argument(
+        "--dry-run", action="store_true", help="load the spec and list its services and tests; start nothing"
+    )
     test.add_argument("--keep-workdir", action="store_true", help="keep the run's temporary directory")
     test.add_argument(
         "--var",
@@ -89,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="json: {schema_version, spec, ok, tests, plan_instances, services, findings} on stdout",
     )
+    check.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a spec variable, as for test")
+
+    plan = sub.add_parser(
+        "plan",
+        help="what a spec will do, without running it: services and the syscalls each intercepts, tests, "
+        "cells and their faults, monitors, and warnings about what can never happen",
+    )
+    plan.add_argument("spec", nargs="?", help=f"the .star spec file (default: ./{DEFAULT_SPEC})")
+    plan.add_argument("--format", choices=("text", "json"), default="text", help="json: the plan as data on stdout")
+    plan.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a spec variable, as for test")
 
     report = sub.add_parser(
         "report",
@@ -101,9 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     report.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
 
+    sub.add_parser(
+        "mcp", help="serve the Model Context Protocol on stdin/stdout: check, plan and run specs from a coding agent"
+    )
     recipes = sub.add_parser("recipes", help="list the stdlib's protocol fault recipes, or show one file")
     recipes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     recipes.add_argument("name", nargs="?", help="the protocol (for show)")
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check this machine (kernel, seccomp, pidfd_getfd, shim, servers) and say how to fix what is missing",
+    )
+    doctor.add_argument("spec", nargs="?", help="narrow the checks to what this spec needs (servers it starts)")
+    doctor.add_argument("--format", choices=("text", "json"), default="text", help="json: the checks as data")
+    doctor.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a spec variable, as for test")
     return parser
 
 
@@ -126,12 +156,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _test(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "plan":
+        return _plan(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "mcp":
+        from faultbox.cli.mcp import serve
+
+        return serve()
     if args.command == "recipes":
         from faultbox.cli.recipes import recipes
 
         return recipes(args.action, args.name)
+    if args.command == "doctor":
+        from faultbox.cli.doctor import command
+
+        return command(args)
     _parser().print_help(sys.stderr)
     return ExitCode.OK
 
@@ -147,9 +187,15 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise ValueError(f"--var {pair!r}: write NAME=VALUE")
+            raise UsageError(f"--var {pair!r}: write NAME=VALUE")
         out[name] = value
     return out
+
+
+def _fail(exc: FaultboxError) -> int:
+    """Every error faultbox raises on purpose reads the same: where, code, what, and the fix."""
+    print(exc.render(), file=sys.stderr)
+    return ExitCode.USAGE
 
 
 def _default_spec(args: argparse.Namespace) -> bool:
@@ -166,35 +212,95 @@ def _default_spec(args: argparse.Namespace) -> bool:
     return True
 
 
-_NO_TESTS = (
-    "defines no tests: write a function named test_..., or declare scenario(), fault_scenario() or fault_matrix()"
-)
-
-
 def _check(args: argparse.Namespace) -> int:
     """The spec loaded and described, nothing started. Exit 0 when it has no error finding, 1 when
     it does (it did not load, or it defines no test: what `faultbox test` refuses too)."""
     if not _default_spec(args):
         return ExitCode.USAGE
     try:
-        spec = _load(args.spec)
-    except SpecError as exc:
+        spec = _load(args.spec, _variables(args.var))
+    except FaultboxError as exc:
         if args.format == "json":
             finding = {"level": "error", "code": exc.code.value, "message": exc.message, "suggestion": exc.hint or ""}
-            if exc.location is not None:
+            if isinstance(exc, SpecError) and exc.location is not None:
                 finding["location"] = str(exc.location)
             _check_json(args.spec, None, [finding])
         else:
             print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE
+    from faultbox.spec import NoTestsDiscovered
+    from faultbox.spec.plan import static_findings
+
     findings = []
     if not spec.tests:
-        findings.append({"level": "error", "code": "NO_TESTS_DISCOVERED", "message": f"{args.spec} {_NO_TESTS}"})
+        none = NoTestsDiscovered(args.spec)
+        findings.append({"level": "error", "code": none.code.value, "message": none.message, "suggestion": none.hint})
+    findings += [f.to_dict() for f in static_findings(spec)]
     if args.format == "json":
         _check_json(args.spec, spec, findings)
     else:
         _check_text(args.spec, spec, findings)
-    return ExitCode.USAGE if findings else ExitCode.OK
+    return ExitCode.USAGE if any(f["level"] == "error" for f in findings) else ExitCode.OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """The plan of a spec; exit 0 when it loads (warnings included), 1 when it does not."""
+    import json
+
+    from faultbox.spec.plan import describe
+
+    if not _default_spec(args):
+        return ExitCode.USAGE
+    try:
+        spec = _load(args.spec, _variables(args.var))
+    except FaultboxError as exc:
+        return _fail(exc)
+    plan = describe(spec)
+    plan["spec"] = args.spec
+    if args.format == "json":
+        print(json.dumps(plan, indent=2))
+    else:
+        _plan_text(plan)
+    return ExitCode.OK
+
+
+def _plan_text(plan: dict[str, Any]) -> None:
+    services, tests = plan["services"], plan["tests"]
+    print(f"plan of {plan['spec']}: {len(services)} services, {len(tests)} tests")
+    print("\nservices")
+    width = max((len(s["name"]) for s in services), default=0)
+    for s in services:
+        ifaces = ", ".join(f"{i['name']} {i['protocol']} :{i['port']}" for i in s["interfaces"]) or "no interface"
+        print(f"  {s['name']:<{width}}  {s['kind']}, {ifaces}" + ("  (kept between tests)" if s["reuse"] else ""))
+        if s["depends_on"]:
+            print(f"  {'':<{width}}  depends on {', '.join(s['depends_on'])}")
+        print(f"  {'':<{width}}  intercepts {', '.join(s['intercepts']) or 'nothing (runs without a filter)'}")
+        if s["events"]:
+            print(f"  {'':<{width}}  also produces {', '.join(s['events'])} events")
+    print("\ntests")
+    width = max((len(t["name"]) for t in tests), default=0)
+    for t in tests:
+        where = t["location"].rsplit("/", 1)[-1]
+        if "cell" in t:
+            what = f"cell {t['cell']['scenario']} × {t['cell']['fault']}"
+        else:
+            what = t["kind"] + (f" under {', '.join(t['assumptions'])}" if t.get("assumptions") else "")
+        print(f"  {t['name']:<{width}}  {what}  [{where}]")
+        if t.get("faults"):
+            print(f"  {'':<{width}}    faults: {'; '.join(t['faults'])}")
+    if plan["assumptions"]:
+        print("\nassumptions")
+        for fa in plan["assumptions"]:
+            monitors = f"  monitors: {', '.join(fa['monitors'])}" if fa["monitors"] else ""
+            print(f"  {fa['name']}: {'; '.join(fa['faults']) or 'no faults'}{monitors}")
+    if plan["monitors"]:
+        print("\nmonitors")
+        for m in plan["monitors"]:
+            filters = ", ".join(f'{k}="{v}"' for k, v in m["filters"].items()) or "every event"
+            print(f"  {m['name']}: {filters}  [{m['location'].rsplit('/', 1)[-1]}]")
+    for f in plan["findings"]:
+        where = f"{f['location']}: " if f.get("location") else ""
+        print(f"\n{where}{f['level']} [{f['code']}]: {f['message']}\n  fix: {f['suggestion']}")
 
 
 def _services(spec: Any) -> list[dict[str, Any]]:
@@ -242,7 +348,9 @@ def _check_text(path: str, spec: Any, findings: list[dict[str, str]]) -> None:
     for t in spec.tests:
         print(f"  {t.name}")
     for f in findings:
-        print(f"{f['level']}: [{f['code']}] {f['message']}", file=sys.stderr)
+        print(f"{f['level']} [{f['code']}]: {f['message']}", file=sys.stderr)
+        if f.get("suggestion"):
+            print(f"  fix: {f['suggestion']}", file=sys.stderr)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -253,40 +361,35 @@ def _test(args: argparse.Namespace) -> int:
     if not _default_spec(args):
         return ExitCode.USAGE
     try:
-        timeout = parse_duration(args.timeout)
-    except DurationError as exc:
-        print(f"error: --timeout: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
-    try:
-        spec = _load(args.spec, _variables(args.var))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
-    except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
-        return ExitCode.USAGE
-    if not spec.tests:
-        print(f"error: {args.spec} {_NO_TESTS}", file=sys.stderr)
-        return ExitCode.USAGE
-    shard = None
-    if args.shard:
-        from faultbox.runner.select import ShardError, parse_shard
-
         try:
+            timeout = parse_duration(args.timeout)
+        except DurationError as exc:
+            raise UsageError(f"--timeout: {exc}") from None
+        spec = _load(args.spec, _variables(args.var))
+        shard = None
+        if args.shard:
+            from faultbox.runner.select import parse_shard
+
             shard = parse_shard(args.shard)
-        except ShardError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return ExitCode.USAGE
-        if args.seed is None:
-            print(
-                "error: --shard needs --seed: every shard of a run must use the same seed "
-                "(e.g. --seed $GITHUB_RUN_ID), so that merged shards read as one run",
-                file=sys.stderr,
-            )
-            return ExitCode.USAGE
+            if args.seed is None:
+                raise UsageError(
+                    "--shard needs --seed: every shard of a run must use the same seed, so that merged shards "
+                    "read as one run",
+                    "pass the same --seed to every shard (e.g. --seed $GITHUB_RUN_ID)",
+                )
+    except FaultboxError as exc:
+        return _fail(exc)
+    if args.dry_run:
+        return _dry_run(args.spec, spec)
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
     stream = sys.stderr if args.format == "json" else sys.stdout
-    reporter = ConsoleReporter(stream, verbose=args.verbose)
+    reporter: RunListener
+    if args.log_format == "json":
+        from faultbox.report.log_lines import JsonLinesReporter
+
+        reporter = JsonLinesReporter(stream)
+    else:
+        reporter = ConsoleReporter(stream, verbose=args.verbose)
     sigterm_as_interrupt()
     options = RunOptions(
         seed=seed,
@@ -298,24 +401,24 @@ def _test(args: argparse.Namespace) -> int:
         shard=shard,
         record_durations=True,
     )
-    listeners: list[RunListener] = [reporter]
+    listeners: list[RunListener] = []
     if args.output:
         from faultbox.report.json_results import PartialResults
 
+        # Before the console: a test the console says finished is already in the file, even if the
+        # run is killed right after.
         listeners.append(PartialResults(args.output))
+    listeners.append(reporter)
     try:
         result = run_spec(spec, options, listeners)
     except NoTestMatched as exc:
-        print(f'error: no test matched "{exc.pattern}". Tests in {args.spec}:', file=sys.stderr)
+        _fail(exc)
+        print(f"tests in {args.spec}:", file=sys.stderr)
         for name in exc.available:
             print(f"  {name}", file=sys.stderr)
         return ExitCode.USAGE
-    except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
-        return ExitCode.USAGE
     except FaultboxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+        return _fail(exc)
     if args.format == "json":
         from faultbox.report import json_results
 
@@ -324,12 +427,30 @@ def _test(args: argparse.Namespace) -> int:
     return int(result.exit_code)
 
 
+def _dry_run(path: str, spec: Any) -> int:
+    """What `faultbox test --dry-run` shows: the services in the order they start, the tests, and
+    how many of them are matrix cells. Nothing is started."""
+    from faultbox.model.service import start_order
+
+    print(f"Dry-run: loaded {path}")
+    print(f"Services: {len(spec.services)}")
+    for svc in start_order(spec.services.values()):
+        print(f"  - {svc.name}")
+    print(f"Tests: {len(spec.tests)}")
+    for test in spec.tests:
+        print(f"  - {test.name}")
+    cells = sum(1 for t in spec.tests if t.fault_scenario is not None and t.fault_scenario.matrix is not None)
+    if cells:
+        print(f"Fault matrix cells: {cells}")
+    return ExitCode.OK
+
+
 def _report(args: argparse.Namespace) -> int:
     """The console report of a saved run, as it was printed then, and the files asked for. Exit 0
     when the reports were written (the run's own verdict is in them), 1 when the file is unusable."""
     from faultbox.report import json_results
     from faultbox.report.console import ConsoleReporter
-    from faultbox.report.merge import MergeError, merge_runs
+    from faultbox.report.merge import merge_runs
 
     files = list(args.results)
     merging = files[0] == "merge"
@@ -344,9 +465,8 @@ def _report(args: argparse.Namespace) -> int:
     try:
         runs = [(path, json_results.read(path)) for path in files]
         result = merge_runs(runs) if merging else runs[0][1]
-    except (json_results.ResultsError, MergeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+    except FaultboxError as exc:
+        return _fail(exc)
     reporter = ConsoleReporter(sys.stdout, verbose=args.verbose)
     reporter.run_started(result.spec, result.seed, [t.name for t in result.tests])
     for test in result.tests:
@@ -390,6 +510,10 @@ def entry() -> None:
             file=sys.stderr,
         )
         code = 130
+    except BrokenPipeError:  # `faultbox plan spec.star | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit does not fail again
+        code = ExitCode.OK
     sys.exit(code)
 
 
