@@ -1,6 +1,7 @@
 """Builds the seccomp shim (a small C program) and the supervisor's C loop when faultbox is installed."""
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +31,21 @@ class BuildWithShim(build_py):
             builder.build(builder.PACKAGE_BIN)
         else:
             builder.build(Path(self.build_lib) / "faultbox/engine/_bin")
+            _ship_docs(Path(self.build_lib) / "faultbox/_docs")
+
+
+def _ship_docs(dest):
+    """README.md and docs/ inside the package (faultbox/_docs): `faultbox docs` and `faultbox mcp`
+    read them where only the installed package is."""
+    root = Path(__file__).resolve().parent
+    docs = root / "docs"
+    if not docs.is_dir():
+        return
+    for path in [root / "README.md", *sorted(docs.rglob("*"))]:
+        if path.is_file() and path.suffix in (".md", ".star", ".py", ".sql"):
+            target = dest / (path.name if path.parent == root else path.relative_to(docs))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 setup(

@@ -99,3 +99,13 @@ def test_dry_run_starts_nothing_and_log_lines_are_json(tmp_path: Path) -> None:
     assert bad["replay"].endswith("--test test_bad --seed 5")
     assert lines[4]["level"] == "info" and "replay" not in lines[4]
     assert lines[-1]["exit_code"] == 2 and lines[-1]["failed"] == 1
+
+
+def test_docs_lists_and_prints_the_shipped_documents() -> None:
+    listing = faultbox_cli("docs")
+    assert listing.returncode == 0
+    assert any(line.startswith("errors.md") for line in listing.stdout.splitlines())
+    page = faultbox_cli("docs", "errors")
+    assert page.returncode == 0 and page.stdout.startswith("# Error and warning codes")
+    unknown = faultbox_cli("docs", "eror")
+    assert unknown.returncode == 1 and 'did you mean "errors"' in unknown.stderr

@@ -88,7 +88,7 @@ def test_a_run_reports_faultbox_verdicts_and_junit_properties(project: Path) -> 
     assert out.returncode == 1, text
     assert "2 passed, 1 skipped" in text and "1 failed" in text
     # The failure is faultbox's report of the test, not a Python traceback.
-    assert "FAILED specs/shop.star::test_fails - failed: assert_eq failed: \"1\" != \"2\"" in text
+    assert 'FAILED specs/shop.star::test_fails - failed: assert_eq failed: "1" != "2"' in text
     assert "replay: faultbox test specs/shop.star --test test_fails --seed 77" in text
     assert "Traceback" not in text and "pytest_plugin.py" not in text.split("short test summary")[0]
     assert "faultbox: seed 77" in text
