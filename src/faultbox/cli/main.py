@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "mcp", help="serve the Model Context Protocol on stdin/stdout: check, plan and run specs from a coding agent"
     )
+    docs = sub.add_parser("docs", help="list the documentation shipped with faultbox, or print one document")
+    docs.add_argument("name", nargs="?", help="the document (e.g. spec-language, errors, faults)")
+
+    from faultbox.cli.init import add_parser as add_init_parser
+
+    add_init_parser(sub)
     recipes = sub.add_parser("recipes", help="list the stdlib's protocol fault recipes, or show one file")
     recipes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     recipes.add_argument("name", nargs="?", help="the protocol (for show)")
@@ -164,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from faultbox.cli.mcp import serve
 
         return serve()
+    if args.command == "docs":
+        from faultbox.cli.docs import command as docs_command
+
+        return docs_command(args)
+    if args.command == "init":
+        from faultbox.cli.init import command as init_command
+
+        return init_command(args)
     if args.command == "recipes":
         from faultbox.cli.recipes import recipes
 
