@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from faultbox._util.globs import field_match, has_glob
-from faultbox.model.event import Event
+
+if TYPE_CHECKING:
+    from faultbox.model.event import Event
 
 MOCK_PREFIX = "mock."
 

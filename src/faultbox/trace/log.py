@@ -4,6 +4,9 @@ Every event gets its seq and vector clock here, enters the indexes, and is hande
 the listeners (the monitors) before `append` returns (DECISIONS §8). Appends come from several
 threads (the I/O pump, event sources, the test body); one re-entrant lock serialises them, so a
 monitor sees the trace exactly up to the event it is called for, and may query it.
+
+A thread may wait for the trace to grow (`wait_beyond`): every append wakes the waiters, so
+await_event(), await_stable() and assert_eventually(timeout=) wait on events, not on a timer.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from faultbox._util.hints import hint_for
-from faultbox.model.event import Event
+from faultbox.model.event import Event, clock_before
 from faultbox.model.filter import Filter
+from faultbox.model.matcher import Matcher
 
 Listener = Callable[[Event], None]
 _EMPTY: list[Event] = []
@@ -32,6 +36,8 @@ class TraceLog:
         self._listeners: list[Listener] = []
         self._unmirrored: set[str] = set()  # types of events whose native data is not in their fields
         self._dispatch = threading.local()
+        self._grown = threading.Condition(self.lock)
+        self._waiting = 0  # threads in wait_beyond(): append notifies only when there are some
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -39,6 +45,7 @@ class TraceLog:
         with self.lock:
             events = self.events
             ev.seq = len(events) + 1
+            ev._trace = self
             svc = ev.service
             if svc:
                 clock = self._clocks.get(svc)
@@ -72,7 +79,20 @@ class TraceLog:
                         listener(ev)
                 finally:
                     self._dispatch.active = False
+            if self._waiting:
+                self._grown.notify_all()
         return ev
+
+    def wait_beyond(self, seen: int, timeout: float) -> bool:
+        """Wait until the trace holds more than `seen` events (True), or `timeout` seconds (False)."""
+        with self.lock:
+            if len(self.events) > seen:
+                return True
+            self._waiting += 1
+            try:
+                return self._grown.wait_for(lambda: len(self.events) > seen, max(timeout, 0.0))
+            finally:
+                self._waiting -= 1
 
     def dispatching(self) -> bool:
         """True inside a listener (a monitor) on this thread: queries must not wait for barriers."""
@@ -149,6 +169,39 @@ class TraceLog:
                 if where is None or (complete and not (data_keys and ev.has_native_data)) or where(ev):
                     out.append(ev)
             return out
+
+    def matching(self, matcher: Matcher, *, after: int = 0, before: int | None = None) -> list[Event]:
+        """Events matching, with after < seq < before, in seq order (a criteria matcher starts
+        from the indexes)."""
+        with self.lock:
+            end = len(self.events) if before is None else min(before - 1, len(self.events))
+            if matcher.filter is not None:
+                return [e for e in self.select(matcher.filter) if after < e.seq <= end]
+            return [e for e in self.events[max(after, 0) : max(end, 0)] if matcher.match(e)]
+
+    def holds(self, ev: Event) -> bool:
+        with self.lock:
+            return 0 < ev.seq <= len(self.events) and self.events[ev.seq - 1] is ev
+
+    def service_events(self, service: str) -> list[Event]:
+        with self.lock:
+            return list(self._by_service.get(service, _EMPTY))
+
+    def between(self, after: int, before: int | None) -> list[Event]:
+        """Events with after < seq < before (None: to the end)."""
+        with self.lock:
+            end = len(self.events) if before is None else max(before - 1, 0)
+            return self.events[max(after, 0) : end]
+
+    def causal_chain(self, ev: Event) -> list[Event]:
+        """Every event whose vector clock precedes `ev`'s, in seq order. For each service `ev`'s
+        clock knows, its first clock[service] events are exactly its events that precede `ev`."""
+        with self.lock:
+            found: list[Event] = []
+            for svc, n in ev.vclock.items():
+                found.extend(e for e in self._by_service.get(svc, _EMPTY)[:n] if e is not ev)
+            found.sort(key=lambda e: e.seq)
+            return [e for e in found if clock_before(e.vclock, ev.vclock)]
 
     def first(self, filters: Mapping[str, str] | Filter | None = None) -> Event | None:
         found = self.select(filters)
