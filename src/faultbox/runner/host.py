@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from faultbox._util.frozen import thaw
 from faultbox.engine.client import EventBatch, SupervisorError
@@ -41,7 +41,11 @@ from faultbox.spec.compile import describe_exception
 from faultbox.trace.log import TraceLog
 from faultbox.trace.monitors import MonitorSet
 
+T = TypeVar("T")
 _BARRIER_TIMEOUT = 15.0
+# A wait on the trace wakes on every new event; after this long without one it flushes the
+# sources (a barrier) and looks again, in case something was caused but not yet delivered.
+_QUIET_RECHECK = 0.5
 _SOURCE_BARRIER_TIMEOUT = 5.0  # a database restarting after a PANIC is back in well under a second
 
 
@@ -484,13 +488,57 @@ class TestHost:
         return self.log.nearest(Filter.of(filters), limit)
 
     def wait_for(self, filters: Mapping[str, str], where: Callable[[Event], Any] | None, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        found = self.wait_until(lambda: True if self.log.select(filters, where) else None, timeout, "a wait")
+        return bool(found)
+
+    def trace(self) -> TraceLog:
+        self.barrier()
+        return self.log
+
+    def wait_until(self, check: Callable[[], T | None], timeout: float | None, what: str) -> T | None:
+        self._not_in_monitor(what)
+        start = time.monotonic()
+        end = self.deadline + 1.0 if timeout is None else start + timeout
+        flush = True
+        while True:
             self.checkpoint()
-            if self.query(filters, where):
-                return True
-            time.sleep(0.01)
-        return bool(self.query(filters, where))
+            if flush:
+                self.barrier()
+            with self.log.lock:  # nothing enters the trace between the check and `seen`
+                found = check()
+                seen = len(self.log)
+            if found is not None:
+                return found
+            now = time.monotonic()
+            if now >= end:
+                if flush:
+                    return None
+                flush = True  # a last look after a barrier
+                continue
+            limit = min(end, self.deadline + 0.001) - now
+            flush = not self.log.wait_beyond(seen, max(min(limit, _QUIET_RECHECK), 0.001))
+
+    def await_quiet(self, window: float, ignore: Callable[[Event], Any] | None) -> None:
+        self._not_in_monitor("await_stable()")
+        self.checkpoint()
+        with self.log.lock:
+            seen = len(self.log)
+        quiet_since = time.monotonic()
+        while True:
+            self.checkpoint()
+            now = time.monotonic()
+            due = quiet_since + window
+            if now >= due:
+                self.barrier()  # what was caused during the window is in the trace
+            else:
+                self.log.wait_beyond(seen, max(min(due, self.deadline + 0.001) - now, 0.001))
+            with self.log.lock:
+                new = self.log.events[seen:]
+                seen = len(self.log)
+            if any(ignore is None or not ignore(e) for e in new):
+                quiet_since = time.monotonic()
+            elif now >= due:
+                return
 
     def add_monitor(self, monitor: Monitor) -> None:
         self.monitors.add(monitor)

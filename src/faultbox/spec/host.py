@@ -8,13 +8,37 @@ loads) there is no host, and builtins that need one say so.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from faultbox.model.event import Event
+from faultbox.model.event import Event, EventTrace
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.spec.args import ArgError
+
+T = TypeVar("T")
+
+
+class TraceQueries(EventTrace, Protocol):
+    """The test's trace as the trace API reads it (trace.log.TraceLog)."""
+
+    def select(
+        self, filters: Mapping[str, str] | None = None, where: Callable[[Event], Any] | None = None
+    ) -> list[Event]:
+        """Events matching filters and `where`, in seq order."""
+        ...
+
+    def between(self, after: int, before: int | None) -> list[Event]:
+        """Events with after < seq < before (None: to the end)."""
+        ...
+
+    def causal_chain(self, ev: Event) -> list[Event]:
+        """Events whose vector clock precedes ev's, in seq order."""
+        ...
+
+    def holds(self, ev: Event) -> bool:
+        """Whether ev is an event of this trace."""
+        ...
 
 
 class Host(Protocol):
@@ -48,6 +72,18 @@ class Host(Protocol):
 
     def wait_for(self, filters: Mapping[str, str], where: Callable[[Event], Any] | None, timeout: float) -> bool:
         """Wait until an event matches (checking monitors); False on timeout."""
+
+    def trace(self) -> TraceQueries:
+        """The test's trace after a barrier: every event caused so far is in it."""
+
+    def wait_until(self, check: Callable[[], T | None], timeout: float | None, what: str) -> T | None:
+        """Call `check` (no event enters the trace meanwhile) until it returns something other than
+        None, again after every new event; None after `timeout` seconds. With no timeout the wait
+        ends at the test's deadline (TestTimeout). Refused inside a monitor (`what` names the call)."""
+
+    def await_quiet(self, window: float, ignore: Callable[[Event], Any] | None) -> None:
+        """Wait until no event (except those `ignore` accepts) has entered the trace for `window`
+        seconds, counted from the call."""
 
     def add_monitor(self, monitor: Monitor) -> None:
         """Activate a monitor for the rest of the test."""

@@ -62,6 +62,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         network,
         protocol_faults,
         scenarios,
+        temporal,
         topology,
     )
 
@@ -73,7 +74,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
     # imported for their registrations
-    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, topology
+    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, temporal, topology
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 

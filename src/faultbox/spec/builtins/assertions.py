@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from faultbox.errors import SpecFailure
-from faultbox.model.event import Event
+from faultbox.model.event import Event, EventList
+from faultbox.model.matcher import Matcher, to_matcher
 from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError, type_name
 from faultbox.spec.builtins import builtin
@@ -94,9 +95,17 @@ def assert_eq(builder: SpecBuilder, actual: Any, expected: Any, msg: Any) -> Non
 
 
 @builtin("events", "where: any = None, **filters")
-def events(builder: SpecBuilder, where: Any, filters: dict[str, Any]) -> list[Event]:
+def events(builder: SpecBuilder, where: Any, filters: dict[str, Any]) -> EventList:
+    """Matching events so far; `where` may be a function of the event, a matcher or a dict."""
     host = host_mod.require("events()")
-    return host.query(_filters(filters, "events()"), _where(where, "events()"))
+    flt = _filters(filters, "events()")
+    if isinstance(where, dict):
+        where = to_matcher(where, "events(): where=")
+    if isinstance(where, Matcher) and where.filter is not None:
+        exact = {k: v for k, v, _ in where.filter.items}
+        if not exact.keys() & flt.keys():  # the matcher's criteria start from the indexes too
+            flt, where = {**flt, **exact}, None
+    return EventList(host.query(flt, _where(where, "events()")))
 
 
 @builtin("assert_eventually", "where: any = None, *, timeout: duration = '0s', **filters")

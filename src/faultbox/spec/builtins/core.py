@@ -195,7 +195,9 @@ def load(builder: SpecBuilder, module: str, symbols: tuple[str, ...], aliases: d
 
 
 def namespaces(universe: dict[str, Any]) -> dict[str, Any]:
-    """Dotted names built from plain builtins: observe.stdout / observe.stderr."""
+    """Dotted names built from plain builtins: observe.stdout / observe.stderr, match.event / any /
+    all / never."""
     return {
         "observe": Struct({"stdout": universe["_observe_stdout"], "stderr": universe["_observe_stderr"]}),
+        "match": Struct({part: universe[f"_match_{part}"] for part in ("event", "any", "all", "never")}),
     }

@@ -121,6 +121,7 @@ _ACTING = frozenset({
     "fault", "fault_start", "fault_stop", "fault_all", "trace", "trace_start", "trace_stop",
     "partition", "partition_start", "partition_stop", "release", "service", "mock_service",
     "managed_service", "interface", "parallel", "sleep", "fault_scenario", "fault_matrix", "scenario",
+    "await_event", "await_stable",
 })  # fmt: skip
 
 
