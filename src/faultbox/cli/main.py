@@ -127,8 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("name", nargs="?", help="the document (e.g. spec-language, errors, faults)")
 
     from faultbox.cli.init import add_parser as add_init_parser
+    from faultbox.cli.stubs import add_parser as add_stubs_parser
 
     add_init_parser(sub)
+    add_stubs_parser(sub)
     recipes = sub.add_parser("recipes", help="list the stdlib's protocol fault recipes, or show one file")
     recipes.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     recipes.add_argument("name", nargs="?", help="the protocol (for show)")
@@ -178,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from faultbox.cli.init import command as init_command
 
         return init_command(args)
+    if args.command == "stubs":
+        from faultbox.cli.stubs import command as stubs_command
+
+        return stubs_command(args)
     if args.command == "recipes":
         from faultbox.cli.recipes import recipes
 

@@ -111,6 +111,16 @@ def register_type(name: str, check: Callable[[object], bool], description: str) 
     _TYPES[name] = (check, description)
 
 
+def signature_types() -> dict[str, str]:
+    """Every type a signature may name, with its description (what editor stubs document)."""
+    return {name: description for name, (_check, description) in _TYPES.items()}
+
+
+def registered_type_names() -> dict[type, str]:
+    """Value classes and their Starlark-facing type names."""
+    return dict(_TYPE_NAMES)
+
+
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str
@@ -119,6 +129,7 @@ class Param:
     default: Any = None
     required: bool = True
     kw_only: bool = False
+    default_text: str | None = None  # the default as written in the signature (editor stubs show it)
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,7 @@ class Signature:
                     default=default,
                     required=default_text is None,
                     kw_only=kw_only,
+                    default_text=default_text,
                 )
             )
         return cls(name, tuple(params), varargs, varkw, varargs_type, varkw_type)
