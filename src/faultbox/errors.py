@@ -66,6 +66,8 @@ class Code(enum.Enum):
     PROXY_UNDECODED = "PROXY_UNDECODED"
     # Static warnings (faultbox check, faultbox plan): something the spec asks for can never happen.
     MONITOR_NEVER_MATCHES = "MONITOR_NEVER_MATCHES"
+    # Notes (faultbox check): the spec meets a deliberate difference from the reference.
+    DIFFERS_FROM_REFERENCE = "DIFFERS_FROM_REFERENCE"
 
 
 HINTS: dict[Code, str] = {
@@ -115,6 +117,8 @@ HINTS: dict[Code, str] = {
     "interface's protocol; its protocol faults cannot act on that traffic",
     Code.MONITOR_NEVER_MATCHES: "fix the monitor's type= or service=, or make the service produce those "
     "events (observe=, a fault or trace on it, wal=True); faultbox plan lists what each service produces",
+    Code.DIFFERS_FROM_REFERENCE: "nothing to change if this is what you meant; docs/decisions.md says where and "
+    "why faultbox behaves differently from the reference",
 }
 
 

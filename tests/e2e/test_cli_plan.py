@@ -109,3 +109,37 @@ def test_docs_lists_and_prints_the_shipped_documents() -> None:
     assert page.returncode == 0 and page.stdout.startswith("# Error and warning codes")
     unknown = faultbox_cli("docs", "eror")
     assert unknown.returncode == 1 and 'did you mean "errors"' in unknown.stderr
+
+
+DIFFERS = """
+db = service("db", "/bin/sleep", interface("main", "tcp", 19103), args = ["60"], reuse = True)
+
+def create():
+    db.main.send(data = "x")
+
+def test_charges():
+    assert_eventually(type = "mock.POST /v1/charges")
+
+fault_scenario("a", scenario = create, expect = lambda r: r.ok)
+fault_scenario("b", scenario = create, expect = lambda r: None)
+"""
+
+
+def test_check_notes_differences_from_the_reference_once_each(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(DIFFERS)
+    text = faultbox_cli("check", str(spec))
+    assert text.returncode == 0, text.stderr
+    notes = [line for line in text.stderr.splitlines() if "[DIFFERS_FROM_REFERENCE]" in line]
+    assert len(notes) == 3, text.stderr  # the expect functions, the mock filter, reuse: one line each
+    assert notes[0].startswith(f"{spec}:10: info [DIFFERS_FROM_REFERENCE]: test_a: its expect= is a function")
+    assert '  note: nothing to change if this is what you meant; see docs/decisions.md, "Verdicts:' in text.stderr
+    data = json.loads(faultbox_cli("check", str(spec), "--format", "json").stdout)
+    assert data["ok"] is True
+    found = [f for f in data["findings"] if f["code"] == "DIFFERS_FROM_REFERENCE"]
+    assert [f["level"] for f in found] == ["info"] * 3
+    assert [f["location"].rsplit("/", 1)[-1] for f in found] == ["spec.star:10", "spec.star:8:30", "spec.star:2"]
+    assert '"Events"' in found[1]["suggestion"] and "(1 more place alike)" in found[0]["message"]
+    # faultbox plan's findings are what can never happen; the notes are check's alone
+    plan = json.loads(faultbox_cli("plan", str(spec), "--format", "json").stdout)
+    assert plan["findings"] == []

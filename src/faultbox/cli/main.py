@@ -249,13 +249,14 @@ def _check(args: argparse.Namespace) -> int:
             print(exc.render(), file=sys.stderr)
         return ExitCode.USAGE
     from faultbox.spec import NoTestsDiscovered
-    from faultbox.spec.plan import static_findings
+    from faultbox.spec.plan import reference_differences, static_findings
 
     findings = []
     if not spec.tests:
         none = NoTestsDiscovered(args.spec)
         findings.append({"level": "error", "code": none.code.value, "message": none.message, "suggestion": none.hint})
     findings += [f.to_dict() for f in static_findings(spec)]
+    findings += [f.to_dict() for f in reference_differences(spec)]
     if args.format == "json":
         _check_json(args.spec, spec, findings)
     else:
@@ -368,9 +369,10 @@ def _check_text(path: str, spec: Any, findings: list[dict[str, str]]) -> None:
     for t in spec.tests:
         print(f"  {t.name}")
     for f in findings:
-        print(f"{f['level']} [{f['code']}]: {f['message']}", file=sys.stderr)
+        where = f"{f['location']}: " if f.get("location") else ""
+        print(f"{where}{f['level']} [{f['code']}]: {f['message']}", file=sys.stderr)
         if f.get("suggestion"):
-            print(f"  fix: {f['suggestion']}", file=sys.stderr)
+            print(f"  {'note' if f['level'] == 'info' else 'fix'}: {f['suggestion']}", file=sys.stderr)
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ Everything here reads the Spec that load_spec() built; nothing runs spec code ag
 
 from __future__ import annotations
 
+import ast
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +17,9 @@ from faultbox.errors import HINTS, Code
 from faultbox.model.fault import SyscallRule
 from faultbox.model.filter import MOCK_PREFIX
 from faultbox.model.monitor import Monitor
-from faultbox.model.scenario import FaultAssumption, TestCase
+from faultbox.model.scenario import Expectation, FaultAssumption, TestCase
 from faultbox.model.service import Service
+from faultbox.spec.loader import STDLIB_DIR
 
 # Events every service can produce, whatever it is (lifecycle, steps, faults, its proxy).
 _ALWAYS = frozenset(
@@ -42,13 +45,19 @@ EVENT_TYPES = _ALWAYS | frozenset(_WHY)
 
 @dataclass(frozen=True)
 class Finding:
-    level: str  # "error" | "warning"
+    level: str  # "error" | "warning" | "info"
     code: Code
     message: str
     location: str = ""
+    hint: str = ""  # better than the code's own fix, when the finding knows one
 
     def to_dict(self) -> dict[str, str]:
-        out = {"level": self.level, "code": self.code.value, "message": self.message, "suggestion": HINTS[self.code]}
+        out = {
+            "level": self.level,
+            "code": self.code.value,
+            "message": self.message,
+            "suggestion": self.hint or HINTS[self.code],
+        }
         if self.location:
             out["location"] = self.location
         return out
@@ -162,6 +171,139 @@ def _filter_findings(spec: Any) -> list[Finding]:
     return out
 
 
+# -- where this spec meets a deliberate difference from the reference (docs/decisions.md) --------
+
+VERDICTS = "Verdicts: stricter where the reference lets a test pass"
+EVENTS = "Events"
+SERVICES = "Services and faults"
+NOT_YET = "Not in faultbox yet"
+# kind -> the section of docs/decisions.md that explains it
+DIFFERENCES = {
+    "expect": VERDICTS,
+    "mock_type": EVENTS,
+    "reuse": SERVICES,
+    "openapi_validate": SERVICES,
+    "interleavings": NOT_YET,
+}
+
+
+def reference_differences(spec: Any) -> list[Finding]:
+    """One `info` finding per kind of deliberate difference from the reference that this spec meets
+    (`faultbox check`), at its first place in the spec: a spec written for the reference runs here
+    unchanged, but these parts of it behave differently. Read from the loaded model where it keeps
+    what matters, from the syntax trees of the spec's own files (the stdlib's are not the user's)
+    otherwise."""
+    # kind -> place -> (sort key, message); a place counts once (a matrix's cells share an expect)
+    found: dict[str, dict[str, tuple[tuple[int, str, int, int], str]]] = {}
+
+    def add(kind: str, file: str, line: int, col: int, message: str) -> None:
+        where = f"{file}:{line}:{col}" if col else f"{file}:{line}"
+        key = (0 if file == spec.path else 1, file, line, col)
+        found.setdefault(kind, {}).setdefault(where, (key, message))
+
+    for t in spec.tests:
+        fs = t.fault_scenario
+        code = getattr(fs.expect, "__code__", None) if fs is not None else None
+        if fs is None or fs.expect is None or isinstance(fs.expect, Expectation) or code is None:
+            continue
+        if _in_stdlib(code.co_filename):
+            continue
+        add(
+            "expect",
+            code.co_filename,
+            code.co_firstlineno,
+            0,
+            f"{t.name}: its expect= is a function of the spec; one that returns False (or a tuple holding "
+            "a False) fails the test here, where the reference passes it (None still passes)",
+        )
+    for svc in spec.services.values():
+        if svc.reuse and svc.location is not None:
+            add(
+                "reuse",
+                svc.location.file,
+                svc.location.line,
+                svc.location.col,
+                f'service "{svc.name}" has reuse=True: a kept service runs reset after seed on a fresh start '
+                "too, and for PostgreSQL and Redis its data after reset is compared with a fresh start's "
+                "(a leak fails the test); the reference runs only seed and trusts reset",
+            )
+    for module in spec.modules.values():
+        if _in_stdlib(module.path):
+            continue
+        for node in ast.walk(module.checked.tree):
+            for kind, message, at in _syntax_differences(node):
+                add(kind, module.path, at.lineno, at.col_offset + 1, message)
+    out = []
+    for kind, section in DIFFERENCES.items():
+        if kind not in found:
+            continue
+        where, (_, message) = min(found[kind].items(), key=lambda item: item[1][0])
+        count = len(found[kind])
+        more = f" ({count - 1} more place{'s' if count > 2 else ''} alike)" if count > 1 else ""
+        out.append(
+            Finding(
+                "info",
+                Code.DIFFERS_FROM_REFERENCE,
+                message + more,
+                where,
+                f'nothing to change if this is what you meant; see docs/decisions.md, "{section}"',
+            )
+        )
+    return out
+
+
+def _syntax_differences(node: ast.AST) -> Iterator[tuple[str, str, ast.expr]]:
+    """(kind, message, where) for each difference a node of a spec's syntax tree shows."""
+    if isinstance(node, ast.Call):
+        fname = node.func.id if isinstance(node.func, ast.Name) else None
+        keywords = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        kind = keywords.get("type")
+        if isinstance(kind, ast.Constant) and isinstance(kind.value, str) and kind.value.startswith(MOCK_PREFIX):
+            yield "mock_type", _mock_type_message(kind.value), kind
+        leaves = keywords.get("interleavings")
+        if (
+            fname == "parallel"
+            and leaves is not None
+            and not (isinstance(leaves, ast.Constant) and leaves.value in (1, "1"))
+        ):
+            yield (
+                "interleavings",
+                "parallel(..., interleavings=) is refused when the test runs: the branches run once, concurrently, "
+                "in whatever order the system serves them (the reference explores every order)",
+                leaves,
+            )
+        if fname == "mock_service" and "openapi" in keywords and "validate" not in keywords:
+            yield (
+                "openapi_validate",
+                "a mock_service with openapi= validates every request against the document by default "
+                '(validate="strict"): a request the document does not allow gets a 400; validate="off" '
+                "answers it as the reference does",
+                node,
+            )
+    elif isinstance(node, ast.Dict):
+        for key, value in zip(node.keys, node.values, strict=True):
+            if (
+                isinstance(key, ast.Constant)
+                and key.value == "type"
+                and isinstance(value, ast.Constant)
+                and isinstance(value.value, str)
+                and value.value.startswith(MOCK_PREFIX)
+            ):
+                yield "mock_type", _mock_type_message(value.value), value
+
+
+def _mock_type_message(kind: str) -> str:
+    op = kind[len(MOCK_PREFIX) :]
+    return (
+        f'type="{kind}" (the reference\'s spelling): mock requests are "mock" events here (e.type is "mock", '
+        f'e.op is "{op}"); the filter matches them, as type="mock", op="{op}" does'
+    )
+
+
+def _in_stdlib(path: str) -> bool:
+    return os.path.realpath(path).startswith(str(STDLIB_DIR) + os.sep)
+
+
 def _literal(value: str) -> bool:
     return not any(c in value for c in "*?[")
 
@@ -227,4 +369,4 @@ def _rule(rule: Any) -> str:
     return f"{rule.target}:{rule.describe()}"
 
 
-__all__ = ["EVENT_TYPES", "Finding", "describe", "produces", "static_findings"]
+__all__ = ["EVENT_TYPES", "Finding", "describe", "produces", "reference_differences", "static_findings"]
