@@ -4,6 +4,7 @@ Every event has `seq` (per test, from 1), `ts`, `type`, `service`, string `field
 (DECISIONS §4). Spec code reads it the same way everywhere (monitors, `where=` lambdas, `events()`):
 
     e.type  e.service  e.seq  e.fields  e.data          the event itself
+    e.event_type  e.timestamp                            the reference's spellings (below)
     e["x"]  e.get("x", default)  e.x                     the string field "x"
 
 `e["type"]`, `e["service"]` and `e["seq"]` return the event's own type, service and seq, as the
@@ -14,6 +15,13 @@ log line); otherwise it is the string fields.
 Causal methods read the vector clocks (`a.happens_before(b)`, `a.concurrent_with(b)`,
 `a.directly_caused_by(m)`) and the trace the event belongs to (`e.preceded_by(m)`,
 `e.followed_by_within(m, "500ms")`); the trace sets itself on each event it appends.
+
+`e.event_type` is the reference's dotted type: `syscall.<syscall>` for an event with a syscall
+field, `lifecycle.started` / `lifecycle.ready` for a service starting, `step_send.<target>` /
+`step_recv.<target>`, `mock.<op>`, and the type itself otherwise. `e.timestamp` is the event's time
+as RFC 3339 text in UTC with up to nanosecond digits (`2024-05-01T10:00:00.123456Z`), as the
+reference writes it; `e.ts` stays the number of seconds. A decoded field named `event_type` or
+`timestamp` stays readable as `e["timestamp"]` and `e.fields["timestamp"]`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from faultbox._util.frozen import FrozenDict, freeze
@@ -117,6 +126,14 @@ class Event:
     @property
     def data(self) -> Any:
         return self._data if self._data is not None else self.fields
+
+    @property
+    def event_type(self) -> str:
+        return event_type(self.type, self.fields, self.service)
+
+    @property
+    def timestamp(self) -> str:
+        return rfc3339(self.ts)
 
     @property
     def has_native_data(self) -> bool:
@@ -297,6 +314,32 @@ class EventList(list[Event]):
         for e in self:
             acc = fn(acc, e)
         return acc
+
+
+_LIFECYCLE = {SERVICE_STARTED: "lifecycle.started", SERVICE_READY: "lifecycle.ready"}
+
+
+def event_type(type: str, fields: Mapping[str, str], service: str = "") -> str:
+    """The reference's dotted event type (its `event_type`), derived from the type and fields."""
+    syscall = fields.get("syscall")
+    if syscall:
+        return f"{type}.{syscall}"
+    if type in _LIFECYCLE:
+        return _LIFECYCLE[type]
+    if type in (STEP_SEND, STEP_RECV):
+        return f"{type}.{fields.get('target') or service}"
+    if type == "mock" and fields.get("op"):
+        return f"mock.{fields['op']}"
+    return type
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds since the epoch as RFC 3339 text in UTC, trailing zeros of the fraction dropped
+    (Go's RFC3339Nano layout): 2024-05-01T10:00:00.5Z."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{moment.microsecond:06d}".rstrip("0")
+    return f"{text}.{fraction}Z" if fraction else f"{text}Z"
 
 
 def _short(value: str, limit: int = 60) -> str:

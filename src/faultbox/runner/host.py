@@ -342,7 +342,7 @@ class TestHost:
         if "timeout" in args:
             args["timeout"] = max(min(args["timeout"], self.deadline - time.monotonic()), 0.001)
         self.log.merge_clock(service, "test")
-        self.emit("step_send", service, _send_fields(iface.name, iface.protocol, method, args))
+        self.emit("step_send", service, _send_fields(service, iface.name, iface.protocol, method, args))
         start = time.monotonic()
         try:
             result = client.call(method, args)
@@ -350,14 +350,14 @@ class TestHost:
             start_barrier = time.monotonic()
             self.barrier()
             start += time.monotonic() - start_barrier
-            self.emit("step_recv", service, _recv_fields(iface.name, method, None, start, str(exc)))
+            self.emit("step_recv", service, _recv_fields(service, iface.name, method, None, start, str(exc)))
             self.checkpoint()  # a step cut short by the deadline is a timeout, not a failure
             raise
         took = time.monotonic() - start
         if self.seeding and isinstance(result, Response) and not result.ok and self.seed_failure is None:
             self.seed_failure = f"{service}.{interface}.{method}() failed: {result.error}"
         self.barrier()
-        self.emit("step_recv", service, _recv_fields(iface.name, method, result, time.monotonic() - took))
+        self.emit("step_recv", service, _recv_fields(service, iface.name, method, result, time.monotonic() - took))
         self.log.merge_clock("test", service)
         self.checkpoint()
         return result
@@ -560,9 +560,14 @@ class TestHost:
             self.violated.wait(min(remaining, 0.05))
 
 
-def _send_fields(interface: str, protocol: str, method: str, args: Mapping[str, Any]) -> dict[str, str]:
-    fields = {"interface": interface, "protocol": protocol, "method": method}
-    for key in ("path", "sql", "key", "topic", "data", "value", "pattern", "field", "body"):
+# The step's arguments an event carries (the reference's list, with faultbox's own names).
+_SENT = ("path", "sql", "key", "topic", "data", "value", "pattern", "field", "body", "headers", "params", "cmd", "args")
+
+
+def _send_fields(target: str, interface: str, protocol: str, method: str, args: Mapping[str, Any]) -> dict[str, str]:
+    # `target` is the reference's name for the service a step talks to (the event's service here).
+    fields = {"target": target, "interface": interface, "protocol": protocol, "method": method}
+    for key in _SENT:
         value = args.get(key)
         if value is not None:
             fields[key] = _text(value)[:200]
@@ -578,24 +583,27 @@ def _text(value: Any) -> str:
         return repr(value)
 
 
-def _recv_fields(interface: str, method: str, result: Any, start: float, error: str = "") -> dict[str, str]:
+def _recv_fields(
+    target: str, interface: str, method: str, result: Any, start: float, error: str = ""
+) -> dict[str, str]:
     # The step's own duration: the barrier that follows it is the trace's business, not the step's.
     took = result.duration_ms if isinstance(result, Response) else int((time.monotonic() - start) * 1000)
-    fields = {"interface": interface, "method": method, "duration_ms": str(took)}
+    fields = {"target": target, "interface": interface, "method": method, "duration_ms": str(took)}
     if error:
         fields["ok"] = "false"
         fields["error"] = error[:500]
     if isinstance(result, Response):
         fields["ok"] = "true" if result.ok else "false"
         if result.status:
-            fields["status"] = str(result.status)
-            if result.status >= 300:
+            fields["status"] = fields["status_code"] = str(result.status)  # status_code: the reference's name
+            if not 200 <= result.status < 300:
                 fields["body"] = result.body[:2048]
         if result.error:
             fields["error"] = result.error[:500]
     elif isinstance(result, str):
         fields["ok"] = "true"
         fields["reply"] = result[:200]
+    fields["success"] = fields["ok"]  # the reference's name for ok
     return fields
 
 

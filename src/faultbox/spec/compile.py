@@ -77,7 +77,8 @@ def execute(module: Module, code: CodeType, universe: Mapping[str, Any]) -> None
 # -- where= hints ------------------------------------------------------------------------------
 
 _EVENT_MEMBERS = frozenset({
-    "data", "fields", "get", "seq", "ts", "vclock", "describe", "to_dict", "has_native_data",
+    "data", "fields", "get", "seq", "ts", "vclock", "describe", "to_dict", "has_native_data", "mirrored",
+    "event_type", "timestamp",
     "happens_before", "happens_after", "concurrent_with", "same_service_as", "same_correlation_as",
     "duration_since", "directly_caused_by", "preceded_by", "followed_by", "preceded_by_within",
     "followed_by_within",

@@ -299,3 +299,45 @@ def test_branches_stop_at_the_deadline():
     assert bad.location.endswith(f":{line + 1}"), bad.location
     late = res.test("branches_stop_at_the_deadline")
     assert late.outcome.value == "inconclusive" and late.duration_ms < 10000, (late.outcome, late.duration_ms)
+
+
+def test_step_events_carry_the_reference_fields(run) -> None:
+    """A spec written for the reference reads step events by its names: target, status_code,
+    success, and e.event_type / e.timestamp on every event."""
+    spec = (
+        services(free_port(), free_port())
+        + """
+def test_reference_fields():
+    orders.public.post(path = "/orders", body = {"sku": "a", "qty": 1})
+    orders.get(path = "/nope")
+    sent = events(where = lambda e: e.event_type == "step_send.orders")
+    assert_eq(len(sent), 2)
+    assert_eq(sent[0].target, "orders")
+    assert_eq(sent[0].method, "post")
+    got = events(type = "step_recv", target = "orders")
+    assert_eq([e.status_code for e in got], ["201", "404"])
+    assert_eq([e.success for e in got], ["true", "true"])
+    assert_eq(got[0].body, None, "a 2xx reply's body stays out of the event")
+    assert_true("not found" in got[1].body)
+    assert_true(int(got[0].duration_ms) >= 0)
+    assert_eq(got[0].error, None)
+    assert_true(got[0].timestamp.startswith("20") and got[0].timestamp.endswith("Z"), got[0].timestamp)
+    assert_true(len(events(where = lambda e: e.event_type == "lifecycle.ready")) == 2)
+    inventory.main.send(data = "STOCK a")
+    assert_eq(events(type = "step_recv", target = "inventory")[0].success, "true")
+
+def test_failed_step_success_false():
+    r = ghost.get(path = "/", timeout = "1s")
+    e = events(type = "step_recv", target = "ghost")[0]
+    assert_eq(e.success, "false")
+    assert_eq(e.status_code, None)
+    assert_true(len(e.error) > 0)
+"""
+        + f"""
+ghost = service("ghost", "python3", interface("main", "http", {free_port()}, proxy = False),
+                args = ["-c", "import time; time.sleep(60)"])
+"""
+    )
+    res = run(spec)
+    for name in ("reference_fields", "failed_step_success_false"):
+        assert res.test(name).outcome.value == "passed", res.test(name).reason

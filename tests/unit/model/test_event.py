@@ -80,3 +80,28 @@ def test_round_trip() -> None:
 )
 def test_decoders(kind: str, pattern: str, line: str, expected: dict[str, str]) -> None:
     assert decode(line, Decoder(kind, pattern))[0] == expected
+
+
+def test_event_type_is_the_reference_dotted_type() -> None:
+    assert Event("syscall", "db", {"syscall": "write", "decision": "allow"}).event_type == "syscall.write"
+    assert Event("service_started", "db", {"pid": "7"}).event_type == "lifecycle.started"
+    assert Event("service_ready", "db", {}).event_type == "lifecycle.ready"
+    assert Event("step_send", "api", {"target": "api", "method": "get"}).event_type == "step_send.api"
+    assert Event("step_recv", "api", {"method": "get"}).event_type == "step_recv.api", "target defaults to the service"
+    assert Event("mock", "pay", {"op": "POST /v1/charges"}).event_type == "mock.POST /v1/charges"
+    assert Event("wal", "db", {"action": "INSERT"}).event_type == "wal"
+    assert Event("service_exited", "db", {}).event_type == "service_exited"
+
+
+def test_timestamp_is_rfc3339_in_utc() -> None:
+    assert Event("wal", "db", {}, ts=1714557600.5).timestamp == "2024-05-01T10:00:00.5Z"
+    assert Event("wal", "db", {}, ts=1714557600.0).timestamp == "2024-05-01T10:00:00Z"
+    assert Event("wal", "db", {}, ts=1714557600.123456).timestamp == "2024-05-01T10:00:00.123456Z"
+    assert Event("wal", "db", {}, ts=1714557600.5).ts == 1714557600.5
+
+
+def test_decoded_fields_of_those_names_stay_readable() -> None:
+    ev = json_event('{"timestamp": "yesterday", "event_type": "order"}')
+    assert ev.timestamp.endswith("Z") and ev.event_type == "stdout"
+    assert ev["timestamp"] == "yesterday" and ev.fields["event_type"] == "order"
+    assert ev.get("timestamp") == "yesterday"
