@@ -283,6 +283,8 @@ def starlark_repr(value: Any) -> str:
     """repr() with Starlark's spelling (double-quoted strings at every depth)."""
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return "b" + _bytes_literal(value)
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, list):
@@ -298,8 +300,21 @@ def starlark_repr(value: Any) -> str:
     return repr(value)
 
 
+_BYTE_ESCAPES = {ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+def _bytes_literal(value: bytes) -> str:
+    out = [_BYTE_ESCAPES.get(b) or (chr(b) if 32 <= b < 127 else f"\\x{b:02x}") for b in value]
+    return '"' + "".join(out) + '"'
+
+
 def starlark_str(value: Any) -> str:
-    return value if isinstance(value, str) else starlark_repr(value)
+    """str(): strings as they are, bytes as their UTF-8 text (U+FFFD for what is not), else repr()."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return starlark_repr(value)
 
 
 for _cls, _name in (

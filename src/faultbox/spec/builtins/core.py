@@ -3,7 +3,9 @@ test-flow ones (sleep, halt, parallel)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import zlib
 from typing import Any
@@ -123,17 +125,119 @@ def struct(builder: SpecBuilder, fields: dict[str, Any]) -> Struct:
     return Struct(fields)
 
 
-@builtin("load_file", "path: str")
-def load_file(builder: SpecBuilder, path: str) -> str:
-    """The text of a file, relative to the directory of the spec file that calls it."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@builtin("bytes", "x: any")
+def bytes_(builder: SpecBuilder, x: Any) -> bytes:
+    """Starlark's bytes(): a string's UTF-8 encoding, bytes as they are, or a sequence of ints 0-255."""
+    if isinstance(x, bytes):
+        return x
+    if isinstance(x, str):
+        return _SURROGATE.sub("\ufffd", x).encode()  # as Starlark: what UTF-8 cannot hold is U+FFFD
+    if isinstance(x, (list, tuple, range)):
+        for i, item in enumerate(x):
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 255:
+                raise ArgError(
+                    f"bytes(): element {i} is {starlark_repr(item)}, not a byte",
+                    "each element must be an int from 0 to 255",
+                )
+        return bytes(x)
+    raise ArgError(
+        f"bytes(): cannot make bytes from a {type_name(x)}",
+        'give a string (bytes("abc")), bytes, or a list of ints from 0 to 255 (bytes([104, 105]))',
+    )
+
+
+def _read(what: str, path: str) -> tuple[str, str]:
+    """(full path, text) of a file relative to the directory of the spec file that calls `what`."""
     module = current_module()
     base = module.directory if module is not None else os.getcwd()
     full = os.path.normpath(os.path.join(base, path))
     try:
         with open(full, encoding="utf-8") as f:
-            return f.read()
+            return full, f.read()
     except OSError as exc:
-        raise ArgError(f"load_file(): cannot read {full}: {exc.strerror or exc}") from None
+        raise ArgError(
+            f"{what}(): cannot read {full}: {exc.strerror or exc}",
+            "the path is relative to the directory of the spec file that calls it",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ArgError(f"{what}(): {full} is not UTF-8 text (byte {exc.start})", "save the file as UTF-8") from None
+
+
+@builtin("load_file", "path: str")
+def load_file(builder: SpecBuilder, path: str) -> str:
+    """The text of a file, relative to the directory of the spec file that calls it."""
+    return _read("load_file", path)[1]
+
+
+def _integral(text: str) -> int | float:
+    number = float(text)
+    return int(number) if number.is_integer() else number
+
+
+@builtin("load_json", "path: str")
+def load_json(builder: SpecBuilder, path: str) -> Any:
+    """A JSON file's value, relative to the calling spec file's directory; integral numbers
+    (`2.0`, `1e3`) become ints, as in the reference."""
+    full, text = _read("load_json", path)
+    try:
+        return json.loads(text, parse_float=_integral)
+    except ValueError as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ArgError(f"load_json(): {full} is not JSON{where}: {msg}", "fix the file, or read it with load_file()") from None
+
+
+@builtin("load_yaml", "path: str")
+def load_yaml(builder: SpecBuilder, path: str) -> Any:
+    """A YAML file's value (its first document), relative to the calling spec file's directory.
+    Timestamps stay strings (Starlark has no time type); a map key that is not a string is refused."""
+    import yaml  # type: ignore[import-untyped]
+
+    full, text = _read("load_yaml", path)
+    try:
+        value = yaml.load(text, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ArgError(f"load_yaml(): {full} is not YAML{where}: {problem}", "fix the file") from None
+    _string_keys(value, full, "")
+    return value
+
+
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader(yaml: Any) -> Any:
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+
+        class Loader(yaml.SafeLoader):  # type: ignore[misc,name-defined]
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
+
+
+def _string_keys(value: Any, full: str, at: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ArgError(
+                    f"load_yaml(): {full}: the map at {at or 'the top'} has the key {starlark_repr(key)}, not a string",
+                    f'quote the key ("{key}": ...)',
+                )
+            _string_keys(item, full, f"{at}.{key}" if at else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _string_keys(item, full, f"{at}[{i}]")
 
 
 @builtin("var", "name: str, default: str? = None")
