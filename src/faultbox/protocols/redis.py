@@ -1,20 +1,28 @@
 """Redis steps over redis-py: one connection per client, raw RESP2 replies.
 
-    get(key)                  .data = "value" or None
-    set(key, value, ex=None)  .data = "OK"                 (ex = expiry in seconds)
-    delete(key)               .data = 1 or 0               (keys removed)
-    keys(pattern="*")         .data = ["a", "b"]           (sorted: KEYS has no order)
-    incr(key)                 .data = 2
-    hget(key, field)          .data = "value" or None
-    hset(key, field, value)   .data = 1 or 0               (fields added)
-    lpush(key, value)         .data = 3                    (length of the list after the push)
-    lrange(key, 0, -1)        .data = ["c", "b", "a"]
-    ping()                    .data = "PONG"
-    command(args=[...])       .data = the reply decoded: str, int, None, or nested lists of them
+`.data` has the reference's shape, `{"value": reply}`, for every step, except that a list reply is
+the list itself, which also answers `["value"]` (the reference's docs and its seed page read
+`len(r.data)` of `keys()`: model/response.py ValueList). `.value` is the reply itself (faultbox's
+shape, what `.data` was before the two were reconciled: docs/decisions.md):
 
-`body` is the JSON text of `data`. Values sent are strings as they are, numbers as their decimal
-text, anything else (bool, None, list, dict) as its JSON text. Replies are decoded as UTF-8, with
-backslash escapes for bytes that are not.
+    get(key)                  .value = "value" or None     .data = {"value": "value"}
+    set(key, value, ex=None)  .value = "OK"                 (ex = expiry in seconds)
+    delete(key), del(key)     .value = 1 or 0               (keys removed)
+    keys(pattern="*")         .value = ["a", "b"]           (sorted: KEYS has no order)
+    incr(key)                 .value = 2
+    hget(key, field)          .value = "value" or None
+    hset(key, field, value)   .value = 1 or 0               (fields added)
+    lpush(key, value)         .value = 3                    (length of the list after the push)
+    rpush(key, value)         .value = 3
+    lrange(key, 0, -1)        .value = ["c", "b", "a"]      (start/stop: ints, or their text)
+    ping()                    .value = "PONG"
+    command(args=[...])       .value = the reply decoded: str, int, None, or nested lists of them
+    command(cmd="SET", args=["k", "v"]) or command(cmd="GET", args="k"): the reference's spelling
+
+Every step also takes `user=` and `password=` (the reference's: that step authenticates with them
+instead of the service's credentials). `body` is the JSON text of `data`. Values sent are strings
+as they are, bytes as they are, numbers as their decimal text, anything else (bool, None, list,
+dict) as its JSON text. Replies are decoded as UTF-8, with backslash escapes for bytes that are not.
 
 The replies are redis-py's raw ones (no response callbacks), so `set` is "OK" and `ping` "PONG" as
 the server sent them, not True. An error reply (WRONGTYPE, MISCONF, OOM, NOAUTH, ERR ...) is ok=False
@@ -38,7 +46,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from faultbox._util.frozen import freeze, thaw
-from faultbox.model.response import Response
+from faultbox.model.response import Response, reference_value
 
 # redis-py leaves Connection's methods unannotated; mypy --strict refuses calls to them, so the
 # connection is handled as Any.
@@ -54,7 +62,7 @@ def _command(method: str, args: Mapping[str, Any]) -> list[Any]:
         if args.get("ex") is not None:
             cmd += ["EX", args["ex"]]
         return cmd
-    if method == "delete":
+    if method in ("delete", "del"):
         return ["DEL", key]
     if method == "keys":
         return ["KEYS", args.get("pattern", "*")]
@@ -64,13 +72,14 @@ def _command(method: str, args: Mapping[str, Any]) -> list[Any]:
         return ["HGET", key, args["field"]]
     if method == "hset":
         return ["HSET", key, args["field"], _arg(args["value"])]
-    if method == "lpush":
-        return ["LPUSH", key, _arg(args["value"])]
+    if method in ("lpush", "rpush"):
+        return [method.upper(), key, _arg(args["value"])]
     if method == "lrange":
-        return ["LRANGE", key, args.get("start", 0), args.get("stop", -1)]
+        return ["LRANGE", key, str(args.get("start", 0)), str(args.get("stop", -1))]
     if method == "ping":
         return ["PING"]
     if method == "command":
+        # The spec layer made the reference's cmd=/args= one list (values.py, _redis_command).
         cmd = [_arg(a) for a in args["args"]]
         if not cmd:
             raise ValueError("redis command(): args is empty; give the command and its arguments")
@@ -95,11 +104,29 @@ class RedisClient:
             protocol=2,  # plain replies: lists, not RESP3 maps/sets
             health_check_interval=0,  # no PING before commands: the trace shows only the steps
         )
+        self._kwargs = kwargs
+        self._default_auth = (kwargs["username"], kwargs["password"])
+        self._auth = self._default_auth
+        self._conn: Any = self._connection(kwargs)
+
+    @staticmethod
+    def _connection(kwargs: Mapping[str, Any]) -> Any:
         try:
             # No CLIENT SETINFO round trips on connect (redis-py >= 7.1 spells it driver_info).
-            self._conn: Any = _Connection(**kwargs, driver_info=None)
+            return _Connection(**kwargs, driver_info=None)
         except TypeError:
-            self._conn = _Connection(**kwargs, lib_name=None, lib_version=None)
+            return _Connection(**kwargs, lib_name=None, lib_version=None)
+
+    def _authenticate_as(self, args: Mapping[str, Any]) -> None:
+        """A step's user=/password= (the reference's) replace the service's credentials for that
+        step: on a connection of their own, opened when they differ from the current one's."""
+        wanted = self._default_auth
+        if args.get("user") is not None or args.get("password") is not None:
+            wanted = (args.get("user"), args.get("password"))
+        if wanted != self._auth:
+            self._conn.disconnect()
+            self._conn = self._connection({**self._kwargs, "username": wanted[0], "password": wanted[1]})
+            self._auth = wanted
 
     def call(self, method: str, args: Mapping[str, Any]) -> Response:
         start = time.monotonic()
@@ -109,6 +136,7 @@ class RedisClient:
             cmd = _command(method, args)
         except ValueError as exc:
             return _failed(str(exc), start)
+        self._authenticate_as(args)
         conn = self._conn
         self._drop_stale()
         # Used when this step (re)connects; a reply is awaited with the time left (read_response).
@@ -131,10 +159,11 @@ class RedisClient:
             return _failed(f"connection to Redis at {self.host}:{self.port} failed: {exc}", start)
         if method == "keys" and isinstance(reply, list):
             reply = sorted(reply)
-        data = freeze(reply)
+        value = freeze(reply)
         return Response(
-            body=json.dumps(thaw(data), separators=(",", ":"), ensure_ascii=False),
-            data=data,
+            body=json.dumps({"value": thaw(value)}, separators=(",", ":"), ensure_ascii=False),
+            data=reference_value(value),
+            value=value,
             ok=True,
             duration_ms=_ms(start),
         )
@@ -159,7 +188,7 @@ class RedisClient:
 
 
 def _arg(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, (str, bytes)):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return repr(value)

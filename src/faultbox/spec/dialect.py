@@ -9,7 +9,9 @@ an error before anything runs.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -92,8 +94,9 @@ def parse(source: str, filename: str) -> ast.Module:
             fix,
             source.splitlines()[line - 1][:200],
         )
+    parsed, spots = _keyword_attributes(source)
     try:
-        return ast.parse(source, filename=filename, type_comments=False)
+        tree = ast.parse(parsed, filename=filename, type_comments=False)
     except SyntaxError as exc:
         line = exc.lineno or 0
         lines = source.splitlines()
@@ -108,6 +111,43 @@ def parse(source: str, filename: str) -> ast.Module:
         lines = source.splitlines()
         busiest = max(range(len(lines)), key=lambda i: len(_TOKEN.findall(lines[i])), default=0)
         raise _too_deep(filename, lines, busiest + 1, 0, "thousands of") from None
+    if spots:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and (node.end_lineno, node.end_col_offset) in spots:
+                node.attr = "del"
+    return tree
+
+
+# `cache.main.del(key=...)` is the reference's Redis step: Starlark allows `del` after a dot, Python's
+# parser does not. Such a `del` is replaced by a name of the same length before parsing (every column
+# stays where it was) and put back in the tree, only at the places replaced.
+_DEL_ATTRIBUTE = re.compile(r"\.\s*del\b")
+_DEL_STAND_IN = "dl_"
+
+
+def _keyword_attributes(source: str) -> tuple[str, set[tuple[int, int]]]:
+    """The source with `.del` spelled `.dl_`, and the (line, end byte column) of each one."""
+    if _DEL_ATTRIBUTE.search(source) is None:
+        return source, set()
+    found: list[tuple[int, int]] = []
+    try:
+        previous: tokenize.TokenInfo | None = None
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.NAME and tok.string == "del" and previous is not None and previous.string == ".":
+                found.append(tok.start)
+            if tok.type not in (tokenize.NL, tokenize.COMMENT):
+                previous = tok
+    except (tokenize.TokenError, SyntaxError):
+        return source, set()  # the parser reports what is wrong
+    if not found:
+        return source, set()
+    lines = source.split("\n")  # as the tokenizer counts lines
+    spots: set[tuple[int, int]] = set()
+    for row, col in found:
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + _DEL_STAND_IN + line[col + 3 :]
+        spots.add((row, len(line[: col + 3].encode())))
+    return "\n".join(lines), spots
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")

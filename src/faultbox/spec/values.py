@@ -4,7 +4,8 @@ spelling of values (`str([1, "a"])` is `[1, "a"]`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faultbox._util.frozen import FrozenDict, FrozenList, freeze, thaw
@@ -12,7 +13,14 @@ from faultbox._util.spell import did_you_mean
 from faultbox.model.response import Response
 from faultbox.model.service import Interface, Service
 from faultbox.spec import host as host_mod
-from faultbox.spec.args import ArgError, Signature, register_type_name
+from faultbox.spec.args import ArgError, Signature, register_type, register_type_name
+
+# lrange's start/stop: the reference passes them as text ("0", "-1")
+register_type(
+    "index",
+    lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and bool(re.fullmatch(r"-?\d+", v))),
+    'an int (or its text, such as "-1")',
+)
 
 # protocol -> method -> signature. This table is the spec-facing surface of the step clients; the
 # runner's protocol clients implement exactly these.
@@ -27,17 +35,22 @@ STEP_METHODS: dict[str, dict[str, str]] = {
         "exec": "sql: str, *, params: list? = None, timeout: duration = '30s'",
     },
     "redis": {
-        "get": "key: str, *, timeout: duration = '10s'",
-        "set": "key: str, value: any, *, ex: int? = None, timeout: duration = '10s'",
-        "delete": "key: str, *, timeout: duration = '10s'",
-        "keys": "pattern: str = '*', *, timeout: duration = '10s'",
-        "incr": "key: str, *, timeout: duration = '10s'",
-        "hget": "key: str, field: str, *, timeout: duration = '10s'",
-        "hset": "key: str, field: str, value: any, *, timeout: duration = '10s'",
-        "lpush": "key: str, value: any, *, timeout: duration = '10s'",
-        "lrange": "key: str, start: int = 0, stop: int = -1, *, timeout: duration = '10s'",
-        "ping": "*, timeout: duration = '10s'",
-        "command": "args: list, *, timeout: duration = '10s'",
+        name: sig + ", user: str? = None, password: str? = None"
+        for name, sig in {
+            "get": "key: str, *, timeout: duration = '10s'",
+            "set": "key: str, value: any, *, ex: int? = None, timeout: duration = '10s'",
+            "delete": "key: str, *, timeout: duration = '10s'",
+            "del": "key: str, *, timeout: duration = '10s'",  # the reference's name (`.del` parses: dialect.py)
+            "keys": "pattern: str = '*', *, timeout: duration = '10s'",
+            "incr": "key: str, *, timeout: duration = '10s'",
+            "hget": "key: str, field: str, *, timeout: duration = '10s'",
+            "hset": "key: str, field: str, value: any, *, timeout: duration = '10s'",
+            "lpush": "key: str, value: any, *, timeout: duration = '10s'",
+            "rpush": "key: str, value: any, *, timeout: duration = '10s'",
+            "lrange": "key: str, start: index = 0, stop: index = -1, *, timeout: duration = '10s'",
+            "ping": "*, timeout: duration = '10s'",
+            "command": "args: any = None, *, cmd: str? = None, timeout: duration = '10s'",
+        }.items()
     },
     "kafka": {
         "publish": "topic: str, *, key: str? = None, value: any = None, data: any = None, "
@@ -46,6 +59,29 @@ STEP_METHODS: dict[str, dict[str, str]] = {
     },
 }
 STEP_METHODS["http2"] = STEP_METHODS["http"]
+
+
+def _redis_command(bound: dict[str, Any]) -> dict[str, Any]:
+    """command(args=["SET", "k", "v"]) (faultbox) or command(cmd="SET", args=["k", "v"] | "k")
+    (the reference): one list of words for the client."""
+    cmd, args = bound.pop("cmd", None), bound.get("args")
+    if cmd is not None:
+        if not cmd.strip():
+            raise ArgError('command(): cmd is empty', 'give the command: cmd="GET", args=["k"]')
+        rest = [] if args is None else list(args) if isinstance(args, (list, tuple)) else [args]
+        bound["args"] = [cmd, *rest]
+    elif not isinstance(args, (list, tuple)) or not args:
+        raise ArgError(
+            "command(): no command to send" + ("" if args is None else f" (args is {starlark_repr(args)})"),
+            'write command(args=["SET", "k", "v"]) or command(cmd="SET", args=["k", "v"])',
+        )
+    return bound
+
+
+# Steps whose arguments are put in one shape before the client sees them (ArgError at the call).
+_NORMALIZE: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("redis", "command"): _redis_command,
+}
 _SIGNATURES: dict[tuple[str, str], Signature] = {}
 
 # methods a service answers itself when it has one interface (or one named "default")
@@ -75,8 +111,11 @@ class StepMethod:
         sig = step_signature(self.protocol, self.method)
         try:
             bound = sig.bind(args, kwargs)
+            normalize = _NORMALIZE.get((self.protocol, self.method))
+            if normalize is not None:
+                bound = normalize(dict(bound))
         except ArgError as exc:
-            raise ArgError(f"{self.service}.{self.interface}.{exc.message}") from None
+            raise ArgError(f"{self.service}.{self.interface}.{exc.message}", exc.hint) from None
         host = host_mod.require(f"{self.service}.{self.interface}.{self.method}()")
         return host.step(self.service, self.interface, self.method, bound)
 

@@ -98,11 +98,11 @@ cache = redis("cache", seed = seed, reuse = True{reset})
 
 def test_a():
     cache.main.set(key = "left:a", value = "1")
-    assert_eq(cache.main.get(key = "config").data, "v1")
+    assert_eq(cache.main.get(key = "config").value, "v1")
 
 def test_b():
     cache.main.set(key = "left:b", value = "1")
-    assert_eq(cache.main.get(key = "config").data, "v1")
+    assert_eq(cache.main.get(key = "config").value, "v1")
 """
 
 

@@ -1,0 +1,92 @@
+"""The reference's spellings that Python's parser or faultbox's signatures would refuse: `.del`,
+`command(cmd=, args=)`, lrange's text indexes, and interface protocols without steps yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faultbox.errors import Code, SpecError
+from faultbox.spec import load_spec
+from faultbox.spec.dialect import parse
+from faultbox.spec.values import _redis_command
+from faultbox.spec.args import ArgError
+
+
+def test_del_after_a_dot_parses_as_the_attribute_del(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        "def f(c):\n"
+        '    return c.del(key = "k"), c . del(key = "j"), c.dl_  # .del in a comment\n'
+        "def g(c):\n"
+        '    s = "é"; return c.del(key = s)\n'
+        "def test_nothing():\n    pass\n"
+    )
+    loaded = load_spec(str(spec))
+
+    class C:
+        dl_ = "its own attribute"
+
+    c = C()
+    setattr(c, "del", lambda key: key)
+    assert loaded.root.globals["f"](c) == ("k", "j", "its own attribute")
+    assert loaded.root.globals["g"](c) == "é"
+
+
+def test_columns_after_a_del_are_where_they_were() -> None:
+    tree = parse('x = c.del(key = "k") + zz\n', "s.star")
+    names = [n for n in __import__("ast").walk(tree) if getattr(n, "id", None) == "zz"]
+    assert names[0].col_offset == 23
+
+
+def test_the_del_statement_is_still_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text("def test_x():\n    x = [1]\n    del x[0]\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    assert caught.value.code is Code.SPEC_NOT_STARLARK and "spec.star:3" in caught.value.render()
+
+
+def _command(**bound: Any) -> Any:
+    return _redis_command({"args": None, "cmd": None, **bound})["args"]
+
+
+def test_redis_command_in_both_spellings() -> None:
+    assert _command(args=["SET", "k", "v"]) == ["SET", "k", "v"]
+    assert _command(cmd="SET", args=["k", "v"]) == ["SET", "k", "v"]
+    assert _command(cmd="GET", args="k") == ["GET", "k"]
+    assert _command(cmd="PING") == ["PING"]
+    with pytest.raises(ArgError, match="no command to send") as caught:
+        _command(args=[])
+    assert 'cmd="SET"' in str(caught.value.hint)
+    with pytest.raises(ArgError, match="cmd is empty"):
+        _command(cmd=" ")
+
+
+def test_a_command_without_one_is_refused_at_its_line(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        'cache = service("cache", "python3", interface("main", "redis", 6390))\n'
+        "x = cache.main.command(args = [])\n"
+        "def test_nothing():\n    pass\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    rendered = caught.value.render()
+    assert caught.value.code is Code.SPEC_BAD_ARGUMENT and "spec.star:2" in rendered
+    assert "cache.main.command(): no command to send" in rendered and 'cmd="SET"' in rendered
+
+
+def test_lrange_takes_its_indexes_as_text_too(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        'cache = service("cache", "python3", interface("main", "redis", 6390))\n'
+        'x = cache.main.lrange(key = "q", start = "zero")\n'
+        "def test_nothing():\n    pass\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    rendered = caught.value.render()
+    assert "spec.star:2" in rendered and 'an int (or its text, such as "-1")' in rendered
