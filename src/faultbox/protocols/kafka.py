@@ -1,12 +1,14 @@
 """Kafka steps over confluent-kafka (librdkafka): publish and consume.
 
     publish(topic, key=None, value=None | data=None, headers={})
-        .data = {"topic": t, "partition": p, "offset": o}     once the broker acknowledged it
+        .data = .value = {"published": True, "topic": t, "partition": p, "offset": o}
+                                                once the broker acknowledged it
     consume(topic, group=None, max=1)
-        .data = [{"topic", "partition", "offset", "key", "value", "headers", "json"?}, ...]
+        .value = [{"topic", "partition", "offset", "key", "value", "headers", "json"?}, ...]
+        .data  = the first of them, or None: the reference's shape (it reads one message)
 
 publish. The payload is `value=` or `data=` (the reference's name; giving both is an error): a string
-is sent as UTF-8, anything else (dict, list, number, bool) as its JSON text; no payload sends a null
+is sent as UTF-8, bytes as they are, anything else (dict, list, number, bool) as its JSON text; no payload sends a null
 value (a tombstone). `key` is UTF-8; `headers` values are UTF-8. The step waits for the broker's
 acknowledgement (acks=all) within its timeout; past it, the message is purged from the client's
 queues and the step is ok=False (the broker may still have written it: "timeout" means "not
@@ -29,7 +31,7 @@ right now (up to the end of every partition), at most `max`:
     client closes), so the next call continues where this one stopped. The first call of a new group
     waits for the join: Tansu answers a new group's first JoinGroup once half the member's session
     timeout has passed, checked once a second (session.timeout.ms=2000 here: ~1 s, the least).
-An empty topic gives ok=True and data=[] after the timeout; a topic that does not exist gives
+An empty topic gives ok=True, value=[] and data=None after the timeout; a topic that does not exist gives
 ok=False at once (consume never creates topics). In each message, key and value are UTF-8 text
 (backslash escapes for other bytes; None when absent), "json" is the parsed value when the value is
 JSON, and headers is a dict of UTF-8 texts.
@@ -155,6 +157,9 @@ class KafkaClient:
             return Response(ok=False, error=str(exc), duration_ms=_ms(start))
         except (KafkaException, BufferError, ValueError, TypeError) as exc:
             return Response(ok=False, error=_kafka_text(exc), duration_ms=_ms(start))
+        if method == "consume":
+            # The reference returns the one message it reads; faultbox returns up to max= of them.
+            return _response(data[0] if data else None, start, value=data)
         return _response(data, start)
 
     # -- publish -------------------------------------------------------------------------------
@@ -199,7 +204,8 @@ class KafkaClient:
         err, msg = reports[0]
         if err is not None:
             raise _StepFailed(f"publish to {topic!r} failed: {err.str()}")
-        return FrozenDict(topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+        # "published" and "topic" are the reference's result; partition and offset faultbox's.
+        return FrozenDict(published=True, topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
 
     def _producer_for(self) -> Producer:
         if self._producer is None:
@@ -460,8 +466,8 @@ def _is_end(msg: Message, at_end: set[int]) -> bool:
 
 
 def _payload(value: Any) -> bytes | None:
-    if value is None:
-        return None
+    if value is None or isinstance(value, bytes):
+        return value
     if isinstance(value, str):
         return value.encode()
     return json.dumps(thaw(value), separators=(",", ":"), ensure_ascii=False).encode()
@@ -532,12 +538,13 @@ def _kafka_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def _response(data: Any, start: float) -> Response:
+def _response(data: Any, start: float, **value: Any) -> Response:
     return Response(
         body=json.dumps(thaw(data), separators=(",", ":"), ensure_ascii=False),
         data=data,
         ok=True,
         duration_ms=_ms(start),
+        **value,
     )
 
 

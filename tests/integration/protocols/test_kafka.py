@@ -26,26 +26,26 @@ silent = service("silent", "python3", interface("main", "kafka", SILENT_PORT),
 def test_publish_then_consume_without_a_group():
     p = bus.main.publish(topic = "orders", value = "first")
     assert_true(p.ok, p.error)
-    assert_eq(p.data, {"topic": "orders", "partition": 0, "offset": 0})
+    assert_eq(p.value, {"published": True, "topic": "orders", "partition": 0, "offset": 0})
     assert_eq(json.decode(p.body)["offset"], 0)
     bus.main.publish(topic = "orders", value = "second", key = "k", headers = {"trace": "t-1"})
     c = bus.main.consume(topic = "orders", max = 10)
     assert_true(c.ok, c.error)
-    assert_eq(len(c.data), 2)
-    first = c.data[0]
+    assert_eq(len(c.value), 2)
+    first = c.value[0]
     assert_eq(first["topic"], "orders")
     assert_eq(first["partition"], 0)
     assert_eq(first["offset"], 0)
     assert_eq(first["key"], None)
     assert_eq(first["value"], "first")
     assert_true("json" not in first, "a value that is not JSON has no json field")
-    assert_eq(c.data[1]["key"], "k")
-    assert_eq(c.data[1]["value"], "second")
-    assert_eq(c.data[1]["headers"], {"trace": "t-1"})
+    assert_eq(c.value[1]["key"], "k")
+    assert_eq(c.value[1]["value"], "second")
+    assert_eq(c.value[1]["headers"], {"trace": "t-1"})
     # Without a group nothing is committed: the next read starts from the beginning again.
     again = bus.main.consume(topic = "orders")
-    assert_eq(len(again.data), 1, "max defaults to 1")
-    assert_eq(again.data[0]["value"], "first")
+    assert_eq(len(again.value), 1, "max defaults to 1")
+    assert_eq(again.value[0]["value"], "first")
     # ...and the broker never sees the test as a consumer of the system.
     assert_never(type = "topic", action = "consume")
     assert_eventually(type = "topic", action = "produce", topic = "orders", value = "first")
@@ -54,14 +54,14 @@ def test_publish_dict_value_is_json():
     p = bus.main.publish(topic = "events", value = {"order_id": "o-1", "qty": 2, "tags": ["a"]})
     assert_true(p.ok, p.error)
     c = bus.main.consume(topic = "events")
-    msg = c.data[0]
+    msg = c.value[0]
     assert_eq(msg["value"], '{"order_id":"o-1","qty":2,"tags":["a"]}')
     assert_eq(msg["json"], {"order_id": "o-1", "qty": 2, "tags": ["a"]})
     assert_eq(msg["json"]["qty"], 2)
     # data= is the reference's name for the payload
     bus.main.publish(topic = "events", data = [1, 2])
     both = bus.main.consume(topic = "events", max = 5)
-    assert_eq([m["json"] for m in both.data], [{"order_id": "o-1", "qty": 2, "tags": ["a"]}, [1, 2]])
+    assert_eq([m["json"] for m in both.value], [{"order_id": "o-1", "qty": 2, "tags": ["a"]}, [1, 2]])
     assert_eventually(type = "topic", action = "produce", topic = "events", order_id = "o-1")
     clash = bus.main.publish(topic = "events", value = "a", data = "b")
     assert_eq(clash.ok, False)
@@ -70,23 +70,55 @@ def test_publish_dict_value_is_json():
 def test_keyed_messages_keep_their_partition():
     a = bus.main.publish(topic = "keyed", value = "1", key = "customer-7")
     b = bus.main.publish(topic = "keyed", value = "2", key = "customer-7")
-    assert_eq(a.data["partition"], b.data["partition"])
-    assert_eq(b.data["offset"], a.data["offset"] + 1)
+    assert_eq(a.value["partition"], b.value["partition"])
+    assert_eq(b.value["offset"], a.value["offset"] + 1)
 
 def test_consume_with_a_group_commits():
     for v in ["a", "b", "c"]:
         bus.main.publish(topic = "jobs", value = v)
     first = bus.main.consume(topic = "jobs", group = "workers", max = 2)
     assert_true(first.ok, first.error)
-    assert_eq([m["value"] for m in first.data], ["a", "b"])
+    assert_eq([m["value"] for m in first.value], ["a", "b"])
     # The commit is what the topic source reports as consumed by the group.
     assert_eventually(type = "topic", action = "consume", topic = "jobs", group = "workers", value = "b",
                       timeout = "3s")
     rest = bus.main.consume(topic = "jobs", group = "workers", max = 10, timeout = "2s")
-    assert_eq([m["value"] for m in rest.data], ["c"], "the group continues where it stopped")
+    assert_eq([m["value"] for m in rest.value], ["c"], "the group continues where it stopped")
     idle = bus.main.consume(topic = "jobs", group = "workers", timeout = "300ms")
     assert_true(idle.ok, idle.error)
-    assert_eq(idle.data, [])
+    assert_eq(idle.value, [])
+    assert_eq(idle.data, None)
+
+def test_the_reference_shapes():
+    # publish: the reference's {"published": True, "topic": t}, with faultbox's partition and offset
+    p = bus.main.publish(topic = "shapes", data = {"order_id": "o-9"}, key = "o-9")
+    assert_true(p.ok, p.error)
+    assert_eq(p.data["published"], True)
+    assert_eq(p.data["topic"], "shapes")
+    assert_eq(sorted(p.data.keys()), ["offset", "partition", "published", "topic"])
+    assert_eq(p.value, p.data)
+    assert_eq(json.decode(p.body)["published"], True)
+    bus.main.publish(topic = "shapes", data = "second", key = "o-9")
+    # consume: the reference reads one message and returns it as a dict
+    c = bus.main.consume(topic = "shapes")
+    assert_true(c.ok, c.error)
+    assert_eq(c.data["topic"], "shapes")
+    assert_eq(c.data["key"], "o-9")
+    assert_eq(c.data["value"], '{"order_id":"o-9"}')
+    assert_eq(c.data["partition"], p.data["partition"])
+    assert_eq(c.data["offset"], p.data["offset"])
+    assert_eq(c.data["json"]["order_id"], "o-9")
+    assert_eq(json.decode(c.body)["key"], "o-9")
+    assert_eq(c.value, [c.data], "faultbox's shape: every message returned, up to max=")
+    both = bus.main.consume(topic = "shapes", max = 5)
+    assert_eq([m["value"] for m in both.value], ['{"order_id":"o-9"}', "second"])
+    assert_eq(both.data, both.value[0])
+    g = bus.main.consume(topic = "shapes", group = "readers")
+    assert_eq(g.data["value"], '{"order_id":"o-9"}')
+    raw = bus.main.publish(topic = "shapes", value = bytes([0, 255]))
+    assert_true(raw.ok, raw.error)
+    last = bus.main.consume(topic = "shapes", max = 5).value[-1]
+    assert_eq(last["value"], "\\x00\\\\xff", "bytes are sent as they are (0xff is not UTF-8: escaped)")
 
 def test_consume_from_a_missing_topic_is_ok_false():
     r = bus.main.consume(topic = "never-created", timeout = "2s")
@@ -104,7 +136,7 @@ def test_consume_waits_for_the_first_message_then_returns_empty():
     bus.main.consume(topic = "quiet", group = "g1")
     r = bus.main.consume(topic = "quiet", group = "g1", timeout = "500ms")
     assert_true(r.ok, r.error)
-    assert_eq(r.data, [])
+    assert_eq(r.value, [])
     assert_true(r.duration_ms >= 400, "waited %d ms" % r.duration_ms)
 
 def test_refused_broker_is_ok_false():
@@ -141,6 +173,7 @@ EXPECTED = [
     "test_publish_dict_value_is_json",
     "test_keyed_messages_keep_their_partition",
     "test_consume_with_a_group_commits",
+    "test_the_reference_shapes",
     "test_consume_from_a_missing_topic_is_ok_false",
     "test_consume_waits_for_the_first_message_then_returns_empty",
     "test_refused_broker_is_ok_false",
