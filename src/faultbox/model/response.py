@@ -8,7 +8,6 @@ from typing import Any
 
 from faultbox._util.frozen import FrozenDict, FrozenList, freeze
 
-
 _SAME_AS_DATA: Any = object()
 
 
@@ -76,7 +75,7 @@ class ValueList(FrozenList):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(self))
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -18,7 +18,9 @@ from faultbox.spec.args import ArgError, Signature, register_type, register_type
 # lrange's start/stop: the reference passes them as text ("0", "-1")
 register_type(
     "index",
-    lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and bool(re.fullmatch(r"-?\d+", v))),
+    lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and bool(re.fullmatch(r"-?\d+", v)))
+    ),
     'an int (or its text, such as "-1")',
 )
 
@@ -67,7 +69,7 @@ def _redis_command(bound: dict[str, Any]) -> dict[str, Any]:
     cmd, args = bound.pop("cmd", None), bound.get("args")
     if cmd is not None:
         if not cmd.strip():
-            raise ArgError('command(): cmd is empty', 'give the command: cmd="GET", args=["k"]')
+            raise ArgError("command(): cmd is empty", 'give the command: cmd="GET", args=["k"]')
         rest = [] if args is None else list(args) if isinstance(args, (list, tuple)) else [args]
         bound["args"] = [cmd, *rest]
     elif not isinstance(args, (list, tuple)) or not args:
@@ -83,6 +85,20 @@ _NORMALIZE: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = 
     ("redis", "command"): _redis_command,
 }
 _SIGNATURES: dict[tuple[str, str], Signature] = {}
+
+# Protocols interface() accepts without steps here yet, with the reference's steps for each: calling
+# one is a clear error, not "no attribute".
+NO_STEPS_YET: dict[str, tuple[str, ...]] = {
+    "grpc": ("call",),
+    "udp": ("send", "send_no_reply"),
+    "mysql": ("query", "exec"),
+    "mongodb": ("find", "insert", "insert_many", "update", "delete", "count", "command"),
+    "cassandra": ("query", "exec"),
+    "clickhouse": ("query", "exec"),
+    "nats": ("publish", "request", "subscribe"),
+    "amqp": (),
+    "memcached": (),
+}
 
 # methods a service answers itself when it has one interface (or one named "default")
 _SHORTHAND = ("get", "post", "put", "delete", "patch", "send")
@@ -121,6 +137,34 @@ class StepMethod:
 
     def __repr__(self) -> str:
         return f"<step {self.service}.{self.interface}.{self.method}>"
+
+
+class MissingStep:
+    """A step the reference has for a protocol faultbox accepts without steps yet: calling it is an
+    error naming the protocol, at the line of the call."""
+
+    __slots__ = ("interface", "method", "protocol", "service")
+
+    def __init__(self, service: str, interface: str, protocol: str, method: str) -> None:
+        self.service = service
+        self.interface = interface
+        self.protocol = protocol
+        self.method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ArgError(*no_steps(self.service, self.interface, self.protocol, self.method))
+
+    def __repr__(self) -> str:
+        return f"<step {self.service}.{self.interface}.{self.method} (none for {self.protocol} yet)>"
+
+
+def no_steps(service: str, interface: str, protocol: str, method: str) -> tuple[str, str]:
+    return (
+        f"{service}.{interface}.{method}(): no steps for protocol {protocol} yet",
+        f"drive {service} through a client of its own (an http or tcp interface of a service that talks "
+        f"to it) and check the effects with events(); syscall faults and partitions work on {service}, "
+        "protocol faults do not (no proxy decodes its traffic)",
+    )
 
 
 class InterfaceRef:
@@ -184,6 +228,16 @@ class InterfaceRef:
         methods = STEP_METHODS.get(self.model.protocol, {})
         if name in methods:
             return StepMethod(self.service, self.model.name, self.model.protocol, name)
+        if name in NO_STEPS_YET.get(self.model.protocol, ()):
+            return MissingStep(self.service, self.model.name, self.model.protocol, name)
+        if self.model.protocol in NO_STEPS_YET:
+            fix = no_steps(self.service, self.model.name, self.model.protocol, name)[1]
+            raise AttributeError(
+                f"interface {self.service}.{self.model.name} has no attribute {name!r}: "
+                f"no steps for protocol {self.model.protocol} yet (fix: {fix})",
+                name=name,
+                obj=self,
+            )
         raise AttributeError(
             f"interface {self.service}.{self.model.name} ({self.model.protocol}) has no attribute {name!r}"
             f"{did_you_mean(name, [*methods, 'addr', 'host', 'port', 'name', 'protocol', 'proxy_addr'])}; "
@@ -240,6 +294,8 @@ class ServiceValue:
             sole = self._sole_interface(name)
             if name in STEP_METHODS.get(sole.protocol, {}):
                 return StepMethod(self.model.name, sole.name, sole.protocol, name)
+            if name in NO_STEPS_YET.get(sole.protocol, ()):
+                return MissingStep(self.model.name, sole.name, sole.protocol, name)
         options = [i.name for i in self.model.interfaces]
         raise AttributeError(
             f'service "{self.model.name}" has no interface or attribute {name!r}'
@@ -361,6 +417,7 @@ for _cls, _name in (
     (ServiceValue, "service"),
     (InterfaceRef, "interface_ref"),
     (StepMethod, "step_method"),
+    (MissingStep, "step_method"),
     (Struct, "struct"),
     (FrozenList, "list"),
     (FrozenDict, "dict"),

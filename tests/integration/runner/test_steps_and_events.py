@@ -341,3 +341,27 @@ ghost = service("ghost", "python3", interface("main", "http", {free_port()}, pro
     res = run(spec)
     for name in ("reference_fields", "failed_step_success_false"):
         assert res.test(name).outcome.value == "passed", res.test(name).reason
+
+
+def test_protocols_without_steps_run_unproxied(run) -> None:
+    """An interface of a protocol faultbox has no steps for (the reference's mysql, nats, ...) is
+    accepted: the service runs, nothing stands between it and its consumers, and a step names it."""
+    port = free_port()
+    spec = f"""
+db = service("db", "python3", interface("main", "mysql", {port}), args = ["@FIXTURES@/svc.py"],
+    env = {{"PORT": "{port}"}}, healthcheck = tcp("127.0.0.1:{port}"))
+
+def test_running():
+    assert_eventually(type = "service_ready", service = "db")
+    assert_eq(len(events(type = "proxy_started", service = "db")), 0, "no proxy for mysql")
+    assert_eq(db.main.addr, "127.0.0.1:{port}")
+
+def test_a_step():
+    db.main.query(sql = "SELECT 1")
+"""
+    res = run(spec)
+    assert res.test("running").outcome.value == "passed", res.test("running").reason
+    failed = res.test("a_step")
+    assert failed.outcome.value in ("failed", "errored"), failed.outcome
+    assert "no steps for protocol mysql yet" in failed.reason, failed.reason
+    assert failed.location.endswith("spec.star:11"), (failed.location, failed.reason)

@@ -27,7 +27,7 @@ def test_a_list_reply_reads_both_ways() -> None:
     assert data == ["a", "b"] and len(data) == 2 and data[0] == "a" and data[-1] == "b"
     assert data["value"] == ["a", "b"] and data.get("value") == ["a", "b"] and data.get("x") is None
     assert data == {"value": ["a", "b"]} and data != {"value": ["a"]} and data != {"other": ["a", "b"]}
-    assert not data != ["a", "b"]
+    assert (data != ["a", "b"]) is False
     assert pickle.loads(pickle.dumps(data)) == data
     with pytest.raises(FrozenError):
         data.append("c")

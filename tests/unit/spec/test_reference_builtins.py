@@ -71,7 +71,9 @@ def test_load_json_errors_name_the_file_and_place(tmp_path: Path) -> None:
 
 
 def test_load_yaml_reads_beside_the_spec(tmp_path: Path) -> None:
-    (tmp_path / "cfg.yaml").write_text("name: shop\nreplicas: 3\nwhen: 2024-05-01\nports:\n  - 80\n  - 443\nratio: 0.5\n")
+    (tmp_path / "cfg.yaml").write_text(
+        "name: shop\nreplicas: 3\nwhen: 2024-05-01\nports:\n  - 80\n  - 443\nratio: 0.5\n"
+    )
     g = _globals(tmp_path, 'cfg = load_yaml("cfg.yaml")\n')
     assert g["cfg"] == {"name": "shop", "replicas": 3, "when": "2024-05-01", "ports": [80, 443], "ratio": 0.5}
 

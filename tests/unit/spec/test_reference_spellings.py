@@ -10,9 +10,9 @@ import pytest
 
 from faultbox.errors import Code, SpecError
 from faultbox.spec import load_spec
+from faultbox.spec.args import ArgError
 from faultbox.spec.dialect import parse
 from faultbox.spec.values import _redis_command
-from faultbox.spec.args import ArgError
 
 
 def test_del_after_a_dot_parses_as_the_attribute_del(tmp_path: Path) -> None:
@@ -90,3 +90,59 @@ def test_lrange_takes_its_indexes_as_text_too(tmp_path: Path) -> None:
         load_spec(str(spec))
     rendered = caught.value.render()
     assert "spec.star:2" in rendered and 'an int (or its text, such as "-1")' in rendered
+
+
+REFERENCE_PROTOCOLS = ["http", "http2", "tcp", "udp", "postgres", "mysql", "redis", "kafka", "nats", "grpc",
+                       "mongodb", "cassandra", "clickhouse", "amqp", "memcached"]  # fmt: skip
+
+
+def test_interface_accepts_every_protocol_of_the_reference(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    decls = "\n".join(
+        f'svc_{i} = service("svc{i}", "python3", interface("main", "{p}", {7000 + i}))'
+        for i, p in enumerate(REFERENCE_PROTOCOLS)
+    )
+    spec.write_text(decls + "\ndef test_nothing():\n    pass\n")
+    loaded = load_spec(str(spec))
+    assert sorted(i.protocol for s in loaded.services.values() for i in s.interfaces) == sorted(REFERENCE_PROTOCOLS)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "call"),
+    [
+        ("mysql", 'db.main.query(sql = "SELECT 1")'),
+        ("grpc", 'db.main.call(method = "/pkg.Svc/M")'),
+        ("udp", 'db.send(data = "x")'),
+        ("nats", 'db.main.publish(subject = "s", data = "x")'),
+        ("mongodb", 'db.main.find(collection = "c")'),
+        ("cassandra", 'db.main.exec(cql = "x")'),
+        ("clickhouse", 'db.main.query(sql = "x")'),
+    ],
+)
+def test_a_step_on_a_protocol_without_steps_names_it(tmp_path: Path, protocol: str, call: str) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        f'db = service("db", "python3", interface("main", "{protocol}", 7001))\n'
+        "def test_nothing():\n    pass\n"
+        f"x = {call}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    rendered = caught.value.render()
+    assert caught.value.code is Code.SPEC_BAD_ARGUMENT, rendered
+    assert "spec.star:4" in rendered and f"no steps for protocol {protocol} yet" in rendered
+    assert "syscall faults and partitions work on db" in rendered
+
+
+def test_other_attributes_of_such_an_interface_say_so_too(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text(
+        'mq = service("mq", "python3", interface("main", "amqp", 5672))\n'
+        "def test_nothing():\n    pass\n"
+        "x = mq.main.publish\n"
+        'y = hasattr(mq.main, "publish")\n'
+    )
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(spec))
+    rendered = caught.value.render()
+    assert "spec.star:4" in rendered and "no steps for protocol amqp yet" in rendered

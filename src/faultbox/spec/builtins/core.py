@@ -187,7 +187,9 @@ def load_json(builder: SpecBuilder, path: str) -> Any:
     except ValueError as exc:
         where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise ArgError(f"load_json(): {full} is not JSON{where}: {msg}", "fix the file, or read it with load_file()") from None
+        raise ArgError(
+            f"load_json(): {full} is not JSON{where}: {msg}", "fix the file, or read it with load_file()"
+        ) from None
 
 
 @builtin("load_yaml", "path: str")
@@ -198,7 +200,7 @@ def load_yaml(builder: SpecBuilder, path: str) -> Any:
 
     full, text = _read("load_yaml", path)
     try:
-        value = yaml.load(text, Loader=_yaml_loader(yaml))  # noqa: S506 - a SafeLoader subclass
+        value = yaml.load(text, Loader=_yaml_loader(yaml))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -215,7 +217,7 @@ def _yaml_loader(yaml: Any) -> Any:
     global _YAML_LOADER
     if _YAML_LOADER is None:
 
-        class Loader(yaml.SafeLoader):  # type: ignore[misc,name-defined]
+        class Loader(yaml.SafeLoader):  # type: ignore[misc]
             pass
 
         Loader.yaml_implicit_resolvers = {

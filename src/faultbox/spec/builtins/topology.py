@@ -18,7 +18,13 @@ from faultbox.spec.compile import current_location, current_module
 from faultbox.spec.registry import SpecBuilder
 from faultbox.spec.values import InterfaceRef, ServiceValue
 
-PROTOCOLS = ("http", "http2", "tcp", "postgres", "redis", "kafka", "grpc", "udp", "mysql", "other")
+# Every protocol the reference's interface() accepts (its plugins, and amqp and memcached, which it
+# knows only as proxies), and "other". Those without steps in faultbox (spec/values.py NO_STEPS_YET)
+# get no proxy: their consumers reach the real address; syscall faults and partitions still apply.
+PROTOCOLS = (
+    "http", "http2", "tcp", "postgres", "redis", "kafka",
+    "grpc", "udp", "mysql", "mongodb", "cassandra", "clickhouse", "nats", "amqp", "memcached", "other",
+)  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 for _cls, _name in (
