@@ -58,6 +58,7 @@ class Code(enum.Enum):
     BAD_OPTION = "BAD_OPTION"
     RESULTS_UNREADABLE = "RESULTS_UNREADABLE"
     MERGE_REFUSED = "MERGE_REFUSED"
+    NO_LAST_SEED = "NO_LAST_SEED"
     INTERNAL = "INTERNAL"
     # Diagnostics: attached to a test's result, they do not change its outcome.
     FAULT_NOT_FIRED = "FAULT_NOT_FIRED"
@@ -103,9 +104,12 @@ HINTS: dict[Code, str] = {
     Code.NO_TESTS_DISCOVERED: "write a function named test_..., or declare scenario(), fault_scenario() or "
     "fault_matrix()",
     Code.BAD_OPTION: "see faultbox COMMAND --help for the option's form",
-    Code.RESULTS_UNREADABLE: "name a file written by faultbox test --output (or --format json)",
+    Code.RESULTS_UNREADABLE: "name a file written by faultbox test --output (or --format json), or "
+    "--normalize for faultbox diff",
     Code.MERGE_REFUSED: "merge the results of every shard of one run: the same spec, seed and variables, "
     "each shard once",
+    Code.NO_LAST_SEED: "run faultbox test SPEC once (every run records its seed in .faultbox/last-seed beside "
+    "the spec), or pass --seed N",
     Code.INTERNAL: "this is a bug in faultbox; rerun with the same --seed and report it with the output",
     Code.FAULT_NOT_FIRED: "the fault matched no call while it was active: check the syscall, path or "
     "address it names, and that the step really makes the service perform it",

@@ -42,7 +42,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only this test: an exact name (with or without test_), a matrix group, ~REGEX, or a glob",
     )
-    test.add_argument("--seed", type=int, help="seed for every random fault decision (default: random, printed)")
+    test.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N|last",
+        help="seed for every random fault decision (default: random, printed); last: the seed of this spec's "
+        "last run (kept in .faultbox/last-seed beside the spec)",
+    )
+    test.add_argument(
+        "--runs",
+        type=_runs,
+        default=1,
+        metavar="N",
+        help="run each test up to N times, run i with a seed derived from --seed (run 1 with --seed itself); "
+        "a test stops at its first failing run, whose seed replays it alone",
+    )
+    test.add_argument(
+        "--runs-all", action="store_true", help="with --runs: run every test all N times, even after a failing run"
+    )
     test.add_argument(
         "--jobs",
         "-j",
@@ -71,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     test.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    test.add_argument(
+        "--normalize",
+        metavar="FILE",
+        help="write the traces with run-specific values taken out (pids, ports, times, temp paths...): two runs "
+        "of one seed give the same file; compare two with faultbox diff",
+    )
     test.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
     test.add_argument(
         "--log-format",
@@ -118,7 +141,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", "-o", metavar="FILE", help="write the (merged) JSON result to FILE")
     report.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    report.add_argument("--normalize", metavar="FILE", help="write the normalized traces, as test --normalize does")
     report.add_argument("--verbose", "-v", action="store_true", help="show details of passing tests too")
+
+    diff = sub.add_parser(
+        "diff",
+        help="where two runs went apart: compare two normalized traces (test --normalize) or results "
+        "(test --output); exit 0 same, 2 different",
+    )
+    diff.add_argument("a", metavar="A", help="a normalized trace or a result file")
+    diff.add_argument("b", metavar="B", help="another")
 
     sub.add_parser(
         "mcp", help="serve the Model Context Protocol on stdin/stdout: check, plan and run specs from a coding agent"
@@ -145,6 +177,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seed(text: str) -> int | str:
+    if text == "last":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a whole number, or last (the last run's seed)") from None
+
+
+def _runs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: write how many times to run each test, 1 or more")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -168,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plan(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "diff":
+        return _diff(args)
     if args.command == "mcp":
         from faultbox.cli.mcp import serve
 
@@ -388,6 +441,10 @@ def _test(args: argparse.Namespace) -> int:
         except DurationError as exc:
             raise UsageError(f"--timeout: {exc}") from None
         spec = _load(args.spec, _variables(args.var))
+        if args.seed == "last":
+            from faultbox.runner import last_seed
+
+            args.seed = last_seed.read(args.spec)
         shard = None
         if args.shard:
             from faultbox.runner.select import parse_shard
@@ -404,6 +461,11 @@ def _test(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args.spec, spec)
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 31)
+    from faultbox.runner import last_seed
+
+    unwritten = last_seed.write(args.spec, seed)  # before the run: a run that is killed keeps its seed
+    if unwritten:
+        print(f"warning: the seed is not kept for --seed last: {unwritten}", file=sys.stderr)
     stream = sys.stderr if args.format == "json" else sys.stdout
     reporter: RunListener
     if args.log_format == "json":
@@ -411,7 +473,7 @@ def _test(args: argparse.Namespace) -> int:
 
         reporter = JsonLinesReporter(stream)
     else:
-        reporter = ConsoleReporter(stream, verbose=args.verbose)
+        reporter = ConsoleReporter(stream, verbose=args.verbose, runs=args.runs)
     sigterm_as_interrupt()
     options = RunOptions(
         seed=seed,
@@ -422,6 +484,8 @@ def _test(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         shard=shard,
         record_durations=True,
+        runs=args.runs,
+        runs_all=args.runs_all,
     )
     listeners: list[RunListener] = []
     if args.output:
@@ -445,7 +509,7 @@ def _test(args: argparse.Namespace) -> int:
         from faultbox.report import json_results
 
         json_results.dump(result, sys.stdout)
-    _write_reports(result, output=args.output, junit=args.junit, html=args.html)
+    _write_reports(result, output=args.output, junit=args.junit, html=args.html, normalize=args.normalize)
     return int(result.exit_code)
 
 
@@ -489,18 +553,36 @@ def _report(args: argparse.Namespace) -> int:
         result = merge_runs(runs) if merging else runs[0][1]
     except FaultboxError as exc:
         return _fail(exc)
-    reporter = ConsoleReporter(sys.stdout, verbose=args.verbose)
+    reporter = ConsoleReporter(sys.stdout, verbose=args.verbose, runs=result.runs)
     reporter.run_started(result.spec, result.seed, [t.name for t in result.tests])
     for test in result.tests:
         reporter.test_finished(test)
     reporter.run_finished(result)
-    _write_reports(result, output=args.output, junit=args.junit, html=args.html)
+    _write_reports(result, output=args.output, junit=args.junit, html=args.html, normalize=args.normalize)
     # A merge stands for the run it joins: its exit code is that run's.
     return int(result.exit_code) if merging else ExitCode.OK
 
 
+def _diff(args: argparse.Namespace) -> int:
+    """Exit 0 when the two traces are the same, 2 when they differ, 1 when a file is unusable."""
+    from faultbox.report import diff
+
+    try:
+        a, b = diff.load(args.a), diff.load(args.b)
+    except FaultboxError as exc:
+        return _fail(exc)
+    result = diff.diff(a, b, args.a, args.b)
+    print("\n".join(diff.render(result)))
+    return ExitCode.OK if result.same else ExitCode.FAILED
+
+
 def _write_reports(
-    result: RunResult, *, output: str | None = None, junit: str | None = None, html: str | None = None
+    result: RunResult,
+    *,
+    output: str | None = None,
+    junit: str | None = None,
+    html: str | None = None,
+    normalize: str | None = None,
 ) -> None:
     if output:
         from faultbox.report import json_results
@@ -517,6 +599,11 @@ def _write_reports(
 
         html_page.write(result, html)
         print(f"report: {html}", file=sys.stderr)
+    if normalize:
+        from faultbox.trace import normalize as normalized
+
+        normalized.write(result, normalize)
+        print(f"normalized trace: {normalize}", file=sys.stderr)
 
 
 def entry() -> None:

@@ -134,6 +134,51 @@ class FaultRecord:
 
 
 @dataclass
+class RunRecord:
+    """One run of a test repeated with `--runs N`: its number (from 1), the seed that replays it
+    alone, and how it ended."""
+
+    run: int
+    seed: int
+    outcome: Outcome
+    reason: str = ""
+    duration_ms: int = 0
+    replay: str = ""  # for a run that did not pass
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.outcome.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run": self.run,
+            "seed": self.seed,
+            "outcome": self.outcome.value,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "duration_ms": self.duration_ms,
+        }
+        if self.replay:
+            out["replay"] = self.replay
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        return cls(
+            run=int(d["run"]),
+            seed=int(d["seed"]),
+            outcome=Outcome(d["outcome"]),
+            reason=d.get("reason", ""),
+            duration_ms=int(d.get("duration_ms", 0)),
+            replay=d.get("replay", ""),
+        )
+
+
+# How bad a run's verdict is, for the verdict of a test run several times: its worst run's.
+SEVERITY = {Verdict.PASS: 0, Verdict.HALTED: 1, Verdict.INCONCLUSIVE: 2, Verdict.FAIL: 3, Verdict.ERROR: 4}
+
+
+@dataclass
 class TestResult:
     __test__ = False  # not a pytest test class
 
@@ -157,10 +202,18 @@ class TestResult:
     matrix: tuple[str, str] | None = None
     assumptions: list[str] = field(default_factory=list)
     replay: str = ""
+    # With --runs N: every run of the test, in order (empty for a test run once). The rest of the
+    # result is its worst run's (the first of them): outcome, reason, seed, replay, events.
+    runs: list[RunRecord] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
         return self.outcome.verdict
+
+    @property
+    def failed_runs(self) -> list[RunRecord]:
+        """The runs that did not pass (halted ones aside, as a halted test is not a failure)."""
+        return [r for r in self.runs if SEVERITY[r.verdict] >= SEVERITY[Verdict.INCONCLUSIVE]]
 
     def to_dict(self, with_events: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -186,6 +239,8 @@ class TestResult:
             "return_value": self.return_value,
             "event_count": len(self.events),
         }
+        if self.runs:
+            out["runs"] = [r.to_dict() for r in self.runs]
         if with_events:
             out["events"] = [e.to_dict() for e in self.events]
         return out
@@ -215,6 +270,7 @@ class TestResult:
             matrix=(matrix[0], matrix[1]) if matrix else None,
             assumptions=list(t.get("assumptions") or []),
             replay=t.get("replay", ""),
+            runs=[RunRecord.from_dict(r) for r in t.get("runs") or []],
         )
 
 
@@ -317,6 +373,8 @@ class RunResult:
     variables: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)  # faultbox version, kernel, python
     shard: Shard | None = None  # set when this run is one shard of a suite (--shard K/N)
+    runs: int = 1  # --runs N: each test ran up to N times, with seeds derived from `seed`
+    runs_all: bool = False  # --runs-all: a test's runs went on after a failing one
 
     def counts(self) -> dict[str, int]:
         out = {v.value: 0 for v in Verdict}
@@ -347,6 +405,8 @@ class RunResult:
             "tests": [t.to_dict(with_events) for t in self.tests],
             "matrix": self.matrix.to_dict() if self.matrix else None,
             "shard": self.shard.to_dict() if self.shard else None,
+            "runs": self.runs,
+            "runs_all": self.runs_all,
         }
 
     @classmethod
@@ -364,4 +424,6 @@ class RunResult:
             variables=dict(d.get("variables") or {}),
             environment=dict(d.get("environment") or {}),
             shard=Shard.from_dict(shard) if shard else None,
+            runs=int(d.get("runs", 1)),
+            runs_all=bool(d.get("runs_all", False)),
         )

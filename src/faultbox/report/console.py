@@ -28,9 +28,12 @@ _FAULT_EVENTS = ("syscall",)
 
 
 class ConsoleReporter:
-    def __init__(self, stream: IO[str] | None = None, *, color: bool | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, *, color: bool | None = None, verbose: bool = False, runs: int = 1
+    ) -> None:
         self.console = Console(file=stream, highlight=False, soft_wrap=True, no_color=color is False)
         self.verbose = verbose
+        self.runs = runs  # --runs N: each test up to N times
         self._quiet_warnings: dict[str, int] = {}  # code -> count, on passing tests (shown with -v)
         self._status: Status | None = None
         self._running: list[str] = []  # tests in flight, in the order they started
@@ -39,7 +42,8 @@ class ConsoleReporter:
 
     def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
         n = len(tests)
-        self.console.print(f"[bold]faultbox[/] {escape(spec)}  seed={seed}  {n} test{'s' if n != 1 else ''}")
+        runs = f"  runs={self.runs}" if self.runs > 1 else ""
+        self.console.print(f"[bold]faultbox[/] {escape(spec)}  seed={seed}{runs}  {n} test{'s' if n != 1 else ''}")
 
     def test_started(self, name: str) -> None:
         self._running.append(name)
@@ -70,6 +74,8 @@ class ConsoleReporter:
         word, style = _STYLE[result.outcome]
         refined = (Outcome.EXPECTATION_VIOLATED, Outcome.FAULT_BYPASSED)
         detail = f" ({result.outcome.value})" if result.outcome in refined else ""
+        if result.runs:
+            detail += f" ({_runs_summary(result)})"
         self.console.print(
             f"[{style}]{word:>5}[/] {escape(result.name)} [dim]{_ms(result.duration_ms)}[/]{escape(detail)}"
         )
@@ -90,6 +96,12 @@ class ConsoleReporter:
             parts.append(f"{counts['halted']} halted")
         if result.interrupted:
             parts.append("interrupted")
+        failing = [t for t in result.tests if t.failed_runs]
+        if failing:
+            self.console.print("\n[red]failing seeds[/] (each replays its run alone with --seed):")
+            for t in failing:
+                seeds = ", ".join(f"{r.seed} (run {r.run})" for r in t.failed_runs)
+                self.console.print(f"  {escape(t.name)}: {seeds}")
         if self._quiet_warnings:
             which = ", ".join(f"{code} ×{n}" for code, n in sorted(self._quiet_warnings.items()))
             self.console.print(f"\n[yellow]warnings on passing tests:[/] {which} (run with -v to see them)")
@@ -149,7 +161,13 @@ class ConsoleReporter:
             p("    printed:")
             for line in printed[-10:]:
                 p(f"      {escape(str(line))}")
-        if r.replay and r.verdict is not Verdict.PASS:
+        if r.runs and r.failed_runs:
+            p("    failing runs:")
+            for run in r.failed_runs:
+                first = run.reason.splitlines()[0] if run.reason else ""
+                p(f"      run {run.run} seed {run.seed}: {run.outcome.value}{escape(': ' + first if first else '')}")
+                p(f"        replay: {escape(run.replay)}")
+        elif r.replay and r.verdict is not Verdict.PASS:
             p(f"    replay: {escape(r.replay)}")
 
     def _matrix(self, m: MatrixResult) -> None:
@@ -175,6 +193,16 @@ class ConsoleReporter:
         for c in failures:
             first = c.reason.splitlines()[0] if c.reason else ""
             self.console.print(f"  {escape(c.scenario)} × {escape(c.assumption)}: {escape(first)}")
+
+
+def _runs_summary(r: TestResult) -> str:
+    failed = r.failed_runs
+    total = len(r.runs)
+    if not failed:
+        return f"{total}/{total} runs passed"
+    if len(failed) == 1 and failed[0].run == total:  # stopped at it, or the last run failed
+        return f"run {total} failed, seed {failed[0].seed}" + (f", after {total - 1} passed" if total > 1 else "")
+    return f"{len(failed)} of {total} runs did not pass"
 
 
 def _ms(ms: int) -> str:

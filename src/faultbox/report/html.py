@@ -176,7 +176,7 @@ def _asset(name: str) -> str:
 def _header(result: RunResult) -> str:
     pill_class, pill_text = _run_pill(result)
     meta = [
-        ("seed", str(result.seed)),
+        ("seed", str(result.seed) + (f", {result.runs} runs per test" if result.runs > 1 else "")),
         ("started", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(result.started))),
         ("duration", _duration(result.duration_ms)),
         ("tests", str(len(result.tests))),
@@ -386,6 +386,11 @@ def _facts(t: TestResult) -> str:
     if t.assumptions:
         facts.append(("fault assumptions", ", ".join(t.assumptions)))
     facts.append(("seed", str(t.seed)))
+    if t.runs:
+        failed = t.failed_runs
+        facts.append(("runs", f"{len(t.runs) - len(failed)} of {len(t.runs)} passed"))
+        if failed:
+            facts.append(("failing seeds", ", ".join(f"{r.seed} (run {r.run})" for r in failed)))
     if "assertions" in t.details:
         facts.append(("assertions checked", str(t.details["assertions"])))
     if t.return_value:

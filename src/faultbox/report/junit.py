@@ -67,6 +67,8 @@ def _properties(suite: ET.Element, result: RunResult) -> None:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", {"name": "seed", "value": str(result.seed)})
     ET.SubElement(props, "property", {"name": "interrupted", "value": str(result.interrupted).lower()})
+    if result.runs > 1:
+        ET.SubElement(props, "property", {"name": "runs", "value": str(result.runs)})
     for key, value in sorted(result.variables.items()):
         ET.SubElement(props, "property", {"name": _clean(f"var.{key}"), "value": _clean(value)})
 
@@ -123,7 +125,11 @@ def _body(test: TestResult) -> str:
         parts.append(f"fault {fr.service}.{fr.keyword}={fr.decision}: matched {fr.matched}, fired {fr.fired}")
     for d in test.diagnostics:
         parts.append(f"{d.level} [{d.code}] {d.message}")
-    if test.replay:
+    failed = test.failed_runs
+    if failed:
+        parts.append(f"runs: {len(failed)} of {len(test.runs)} did not pass")
+        parts.extend(f"  run {r.run} seed {r.seed}: {r.outcome.value}; replay: {r.replay}" for r in failed)
+    elif test.replay:
         parts.append(f"replay: {test.replay}")
     return "\n".join(parts)
 

@@ -48,6 +48,9 @@ class JsonLinesReporter:
                 fields[key] = value
         if result.matrix is not None:
             fields["cell"] = {"scenario": result.matrix[0], "fault": result.matrix[1]}
+        if result.runs:
+            fields["runs"] = len(result.runs)
+            fields["failed_seeds"] = [r.seed for r in result.failed_runs]
         if result.diagnostics:
             fields["warnings"] = [d.code for d in result.diagnostics]
         self._line(_level(result), "test finished", **fields)

@@ -35,11 +35,12 @@ def merge_runs(runs: Sequence[tuple[str, RunResult]]) -> RunResult:
             ("test list", run.shard.suite, first.shard.suite),
             ("seed", run.seed, first.seed),
             ("variables", run.variables, first.variables),
+            ("--runs", (run.runs, run.runs_all), (first.runs, first.runs_all)),
         ):
             if mine != theirs:
                 raise MergeError(
                     f"{path}: its {what} differs from {first_path}'s; merge the shards of one run "
-                    "(the same spec, --seed, --var and shard count on every machine)"
+                    "(the same spec, --seed, --var, --runs and shard count on every machine)"
                 )
         if run.shard.index in seen:
             raise MergeError(f"{path}: shard {run.shard.index}/{count} again (also in {seen[run.shard.index]})")
@@ -72,6 +73,8 @@ def merge_runs(runs: Sequence[tuple[str, RunResult]]) -> RunResult:
         interrupted=interrupted,
         variables=dict(first.variables),
         environment=dict(first.environment),
+        runs=first.runs,
+        runs_all=first.runs_all,
     )
 
 

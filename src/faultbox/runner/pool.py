@@ -40,6 +40,8 @@ class Job:
     timeout: float
     spec_arg: str
     budget: float = 0.0  # seconds a test may take beyond its deadline: healthchecks, stops
+    runs: int = 1  # --runs N: a worker runs each test up to N times (SpecRunner.run_repeated)
+    runs_all: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -138,7 +140,7 @@ class WorkerPool:
         return out
 
     def _limit(self) -> float:
-        return self.job.timeout + self.job.budget + _HANG_MARGIN
+        return (self.job.timeout + self.job.budget) * max(1, self.job.runs) + _HANG_MARGIN
 
     def _hung(self, w: _Worker) -> bool:
         if not w.ready:

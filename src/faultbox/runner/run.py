@@ -36,6 +36,10 @@ class RunOptions:
     # Keep each test's duration beside the spec (.faultbox/durations.json): parallel runs start the
     # longest tests first. The command line does; callers of run_spec opt in.
     record_durations: bool = False
+    # --runs N: each test up to N times with seeds derived from `seed` (_util/seeds.run_seed),
+    # stopping at its first failing run unless runs_all.
+    runs: int = 1
+    runs_all: bool = False
 
 
 class NoTestMatched(UsageError):
@@ -68,6 +72,8 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
         variables=dict(spec.variables),
         environment=_environment(),
         shard=shard,
+        runs=options.runs,
+        runs_all=options.runs_all and options.runs > 1,
     )
     for listener in listeners:
         listener.run_started(result.spec, options.seed, selected)
@@ -84,7 +90,16 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
     began = time.monotonic()
     try:
         if jobs > 1:
-            job = Job(spec.path, dict(spec.variables), options.seed, options.timeout, result.spec, _budget(spec))
+            job = Job(
+                spec.path,
+                dict(spec.variables),
+                options.seed,
+                options.timeout,
+                result.spec,
+                _budget(spec),
+                runs=options.runs,
+                runs_all=options.runs_all,
+            )
             WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
             _run_serially(spec, options, result.spec, selected, started, finished)
@@ -112,7 +127,7 @@ def _run_serially(
     with SpecRunner(spec, options.seed, options.timeout, spec_arg=spec_arg, keep_workdir=options.keep_workdir) as tests:
         for name in selected:
             started(name)
-            finished(tests.run(name))
+            finished(tests.run_repeated(name, options.runs, options.runs_all))
 
 
 _TESTS_PER_WORKER = 4  # by default: a worker costs about half a second to start; fewer tests run serially

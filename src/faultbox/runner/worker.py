@@ -4,7 +4,7 @@
 Run as `python -m faultbox.runner.worker FD PARENT_PID`, FD a stream socket to the runner
 (pool.py). Messages, as length-prefixed JSON (_util/frames.py):
 
-    runner -> worker   {"spec", "variables", "seed", "timeout", "spec_arg"}   once, first
+    runner -> worker   {"spec", "variables", "seed", "timeout", "spec_arg", "runs", ...}   once, first
     worker -> runner   {"ready": true} | {"error": why}
     runner -> worker   {"test": name}                                         then its result:
     worker -> runner   {"result": TestResult.to_dict()}
@@ -74,6 +74,8 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
         return 1
     seed = int(job["seed"])  # type: ignore[call-overload]
     timeout = float(job["timeout"])  # type: ignore[arg-type]
+    runs = int(job.get("runs", 1))  # type: ignore[call-overload]
+    runs_all = bool(job.get("runs_all", False))
     with SpecRunner(spec, seed, timeout, spec_arg=str(job["spec_arg"])) as tests:
         try:
             send_frame(sock, {"ready": True})
@@ -84,7 +86,7 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
             if message is None:
                 return 0
             try:
-                result = tests.run(str(message["test"]))
+                result = tests.run_repeated(str(message["test"]), runs, runs_all)
             except UnknownTest as exc:
                 send_frame(sock, {"error": exc.message})
                 return 1
