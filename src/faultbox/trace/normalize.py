@@ -14,11 +14,14 @@ What is taken out (docs/reproducing.md has the list with examples):
   connection's byte counts (which depend on which side closed first);
 - inode numbers of sockets and pipes (`socket:[123]` → `socket`);
 - syscalls that were allowed without a path or address, or on a pipe, socket, anonymous inode
-  or /dev/null: how many of those a service makes depends on buffering and timing;
-- the vector clock and the seq: events are grouped per service into lanes (its lifecycle,
-  faults, steps, syscalls, output, proxy, mock, wal, topic events), in the order they entered the
-  trace. The order inside a lane is the clock's order for that source; the interleaving of lanes
-  (and so the raw clock values, which count every event) depends on thread timing, and is left out.
+  or /dev/null, and allowed connects to the C library's own sockets (`/var/run/nscd/socket`): how
+  many of those a service makes depends on buffering, caches and timing; a delayed call's
+  `late_ms` (how late the delay ended);
+- the seq and the vector clock's values, normalised to order: events are grouped per service
+  into lanes (its lifecycle, faults, steps, syscalls, output, proxy, mock, wal, topic events; a
+  proxy's or mock's events a lane per connection), each in the order its events entered the trace,
+  which is their clock order. How lanes interleave (and so the raw clock values, which count every
+  event of the service) depends on thread timing, and is left out.
 
 The file is JSON with sorted keys, one event per line."""
 
@@ -66,6 +69,8 @@ _DURATION_KEYS = frozenset({"duration", "elapsed", "took", "latency", "uptime"})
 _DURATION_SUFFIXES = ("_ms", "_us", "_ns", "_seconds", "_secs")
 _CONN_KEYS = frozenset({"conn_id", "connection_id", "conn"})
 _ID_KEYS = {"lsn": "<lsn>", "xid": "<xid>", "txid": "<xid>", "nextlsn": "<lsn>"}
+# Fields present or not depending on timing: a delayed call's lateness past its delay.
+_DROPPED_KEYS = ("late_ms",)
 _FREE_TEXT_TYPES = frozenset({"stdout", "stderr", "mock", "topic", "wal"})
 
 _INODE = re.compile(r"\b(socket|pipe|anon_inode):\[[^\]]*\]")
@@ -102,7 +107,13 @@ def normalize_test(test: TestResult) -> dict[str, Any]:
         fields = dict(ev.fields)
         if ev.type == "syscall" and _incidental(fields):
             continue
+        for key in _DROPPED_KEYS:
+            fields.pop(key, None)
         lane = LANES.get(ev.type) or ("proxy" if ev.type.startswith("proxy") else ev.type)
+        conn = next((fields[k] for k in _CONN_KEYS if fields.get(k)), None)
+        if conn is not None and lane in ("proxy", "mock"):
+            # the connections of an interface interleave as the system's threads run: a lane each
+            lane = f"{lane} {scrub.conn(conn)}"
         out: dict[str, Any] = {"type": ev.type}
         free = ev.type in _FREE_TEXT_TYPES
         if fields:
@@ -125,9 +136,10 @@ def normalize_test(test: TestResult) -> dict[str, Any]:
     return doc
 
 
-def _lane_key(service: str, lane: str) -> tuple[int, str, int, str]:
-    rank = _LANE_ORDER.index(lane) if lane in _LANE_ORDER else len(_LANE_ORDER)
-    return (service == NO_SERVICE, service, rank, lane)
+def _lane_key(service: str, lane: str) -> tuple[int, str, int, str, int]:
+    base, _, conn = lane.partition(" c")  # "proxy c12": the proxy's 12th connection of the test
+    rank = _LANE_ORDER.index(base) if base in _LANE_ORDER else len(_LANE_ORDER)
+    return (service == NO_SERVICE, service, rank, base, int(conn) if conn.isdigit() else 0)
 
 
 def _incidental(fields: Mapping[str, str]) -> bool:
@@ -136,6 +148,8 @@ def _incidental(fields: Mapping[str, str]) -> bool:
     if fields.get("decision", "allow") != "allow":
         return False
     path = fields.get("path") or ""
+    if fields.get("addr", "").startswith(("unix:/var/run/", "unix:/run/")):
+        return True  # the C library's own sockets (nscd, systemd), asked or not as its caches go
     if fields.get("addr"):
         return False
     if not path:
@@ -189,6 +203,10 @@ class Scrubber:
             value = self._learned.sub(lambda m: self._words[m.group(0)], value)
         return value
 
+    def conn(self, conn_id: str) -> str:
+        """A connection id renumbered in order of first appearance in the test: c1, c2, ..."""
+        return self._conns.setdefault(conn_id, f"c{len(self._conns) + 1}")
+
     def mapping(self, fields: Mapping[str, Any], free: bool) -> dict[str, Any]:
         return {key: self.value(value, key, free) for key, value in fields.items()}
 
@@ -202,7 +220,7 @@ class Scrubber:
         if replacement is not None and value not in (None, ""):
             return replacement
         if lowered in _CONN_KEYS and value not in (None, ""):
-            return self._conns.setdefault(str(value), f"c{len(self._conns) + 1}")
+            return self.conn(str(value))
         if isinstance(value, str):
             return self.text(value, free)
         return value
