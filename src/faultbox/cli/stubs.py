@@ -40,6 +40,7 @@ _GENERIC_TYPES = {
     "dict": "dict[str, Any]",
     "strdict": "dict[str, str]",
     "callable": "Callable[..., Any]",
+    "index": "int | str",  # lrange's start/stop: an int or its text, as the reference passes them
 }
 # Python names in builtins' return annotations that the stub spells as they are.
 _PLAIN_RETURNS = {"str", "int", "float", "bool", "None", "Any", "list", "dict", "tuple"}
@@ -205,6 +206,8 @@ def _safe(name: str) -> str:
 
 
 def _function(name: str, params: str, result: str, doc: str, indent: str = "") -> list[str]:
+    if keyword.iskeyword(name):  # redis' `del` step: a spec may call it, Python cannot declare it
+        return [f"{indent}# {name}({params}) -> {result}: a step named by a Python keyword (no stub)"]
     head = f"{indent}def {name}({params}) -> {result}:"
     docs = _docstring(doc, indent + "    ")
     if not docs:
@@ -316,14 +319,20 @@ def generate(docs_text: str | None = None) -> str:
             makers.setdefault(result, []).append(name)
             functions += ["", *_function(name, render_params(value.signature), result, _builtin_doc(name, sections))]
 
-    namespaces = ["class _Observe:"]
-    namespaces += _docstring("observe.stdout(...) and observe.stderr(...): output lines as events.", "    ")
-    observe = universe["observe"]
-    for attr in sorted(observe.fields):
-        fn = observe.fields[attr]
-        doc = _builtin_doc(attr, sections, f"observe.{attr}")
-        namespaces += _function(attr, render_params(fn.signature, self_param=True), _return_type(fn.impl), doc, "    ")
-    namespaces += ["", "class _Json:", *_docstring(_builtin_doc("json", sections), "    ")]
+    namespaces: list[str] = []
+    for space, about in (
+        ("match", "match.event(...), match.any(...), match.all(...), match.never(): matchers of events."),
+        ("observe", "observe.stdout(...) and observe.stderr(...): output lines as events."),
+    ):
+        namespaces += [f"class _{space.title()}:", *_docstring(about, "    ")]
+        struct = universe[space]
+        for attr in sorted(struct.fields):
+            fn = struct.fields[attr]
+            doc = _builtin_doc(attr, sections, f"{space}.{attr}")
+            params = render_params(fn.signature, self_param=True)
+            namespaces += _function(attr, params, _return_type(fn.impl), doc, "    ")
+        namespaces.append("")
+    namespaces += ["class _Json:", *_docstring(_builtin_doc("json", sections), "    ")]
     json_module = universe["json"]
     for attr in sorted(json_module.fields):
         sig = inspect.signature(json_module.fields[attr])
@@ -354,6 +363,7 @@ def generate(docs_text: str | None = None) -> str:
         *functions,
         "",
         "json: _Json",
+        "match: _Match",
         "observe: _Observe",
         "",
     ]
