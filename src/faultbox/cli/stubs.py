@@ -329,8 +329,8 @@ def generate(docs_text: str | None = None) -> str:
         for attr in sorted(struct.fields):
             fn = struct.fields[attr]
             doc = _builtin_doc(attr, sections, f"{space}.{attr}")
-            params = render_params(fn.signature, self_param=True)
-            namespaces += _function(attr, params, _return_type(fn.impl), doc, "    ")
+            rendered = render_params(fn.signature, self_param=True)
+            namespaces += _function(attr, rendered, _return_type(fn.impl), doc, "    ")
         namespaces.append("")
     namespaces += ["class _Json:", *_docstring(_builtin_doc("json", sections), "    ")]
     json_module = universe["json"]
@@ -385,7 +385,7 @@ def command(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    if args.output is None:
+    if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return ExitCode.OK
     path = Path(args.output)
