@@ -114,7 +114,7 @@ def test_write_error_is_reported_and_nothing_stored():
     assert_eq(store.main.send(data = "COUNT"), "COUNT 0")
 
 def test_cache_from_the_stdlib():
-    assert_eq(cache.main.set(key = "k", value = "v").data, {"value": "OK"})
+    assert_eq(cache.main.set(key = "k", value = "v").data, {{"value": "OK"}})
     assert_eq(cache.main.get(key = "k").value, "v")
 """
 

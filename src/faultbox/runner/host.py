@@ -569,7 +569,7 @@ def _send_fields(target: str, interface: str, protocol: str, method: str, args: 
     fields = {"target": target, "interface": interface, "protocol": protocol, "method": method}
     for key in _SENT:
         value = args.get(key)
-        if value is not None:
+        if value is not None and not (isinstance(value, (dict, list, tuple)) and not value):  # headers={}: nothing sent
             fields[key] = _text(value)[:200]
     return fields
 
