@@ -24,7 +24,8 @@
  * wait() returns when the control socket is readable, a slow notification arrived, a listener hung
  * up, `flush_count` events are buffered or the oldest buffered event is `flush_after` seconds old,
  * or the timeout passed (a negative timeout waits without limit). A slow notification carries the
- * monotonic time it was received, so that a delay is measured from then, not from Python's decision.
+ * monotonic time the loop learned of it (when the ppoll that reported its listener readable returned,
+ * before the RECV), so that a delay is measured from then, not from Python's decision.
  *
  * Delays are answered here, with the GIL released, the moment they are due: a heap of deadlines
  * (ties in the order they were added) is consulted whenever the loop wakes, before the notifications
@@ -32,11 +33,14 @@
  * microseconds late however small the timer slack (a virtual machine's idle CPU takes that long to
  * come back), so the loop sleeps until shortly before a deadline (by how late its sleeps have been
  * ending, see WAKE_STEP) and then polls the listeners without blocking until the deadline: other
- * notifications are still answered meanwhile. An answered delay becomes a "fired" record that counts
- * as a buffered event (wait() returns for it like for the fast path's records) and Python, from
- * take_fired(), makes it the syscall's event; a flush is never the reason to leave just before a
- * delay is due or just after one was answered. Delays of a removed listener are never answered (its
- * fd number may be reused) but still fire, so that their events are recorded.
+ * notifications are still answered meanwhile; for the last microseconds (FINAL_SPIN, about two rounds
+ * of that polling) it only reads the clock, so that the answer never waits for a poll that ends after
+ * the deadline. An answered delay becomes a "fired" record that counts as a buffered event (wait()
+ * returns for it like for the fast path's records) and Python, from take_fired(), makes it the
+ * syscall's event; a flush is never the reason to leave just before a delay is due or just after one
+ * was answered, and right after an answer the loop sleeps on a timer armed before it (see "The
+ * guard"). Delays of a removed listener are never answered (its fd number may be reused) but
+ * still fire, so that their events are recorded.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,6 +56,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,9 +75,18 @@
 #define WAKE_EST0 50e-6
 #define WAKE_STEP 1e-6
 #define WAKE_MARGIN 5e-6
+/* Closer than this to a deadline, only the clock is read (a non-blocking ppoll round takes ~1 us). */
+#define FINAL_SPIN 2e-6
 /* After answering a delay the loop sleeps rather than go back to Python for a flush for this long:
    the task it woke (on this CPU, with FD_SYNC_WAKE_UP) runs first. */
 #define QUIET_AFTER_ANSWER 50e-6
+/* The guard: a timerfd in the poll set, armed while a delay is being polled for (before its answer)
+   to the earliest time the loop may have to wake after that answer (its record's flush, Python's
+   deadline). Right after the answer the loop then sleeps in a ppoll without a timeout, the guard
+   bounding it: arming and cancelling a ppoll timer between the answer and the next notification, on
+   the answered call's way back, cost ~5 us of a delay's excess on a VM (the timer's hardware is
+   reprogrammed each time). Whenever the guard fires no later than the loop must wake, it serves as
+   the loop's timer; an early firing only makes the loop go round once more. */
 
 /* argument kinds, one byte per syscall number (the Python side computes them) */
 #define K_FD 1        /* args[0] is an fd: readlink /proc/<tid>/fd/<n> */
@@ -141,6 +155,8 @@ typedef struct {
     double spin;     /* the most time spent polling before a delay */
     double wake_est; /* how late a timed sleep ends (see WAKE_STEP) */
     double quiet_until; /* monotonic: no return to Python for a flush before (QUIET_AFTER_ANSWER) */
+    int guard_fd, has_guard; /* see "The guard" */
+    double guard_at;         /* monotonic time it is armed for, 0 when disarmed */
     unsigned long long n_fast, n_denied, n_slow, n_dropped, n_send_failed;
 } Loop;
 
@@ -437,13 +453,16 @@ static double back_at(Loop *self, double deadline, double flush_after, Py_ssize_
 
 typedef struct {
     int fd;
-    double received; /* monotonic */
+    double received; /* monotonic: when the loop learned of it (see the module's comment) */
     struct seccomp_notif n;
 } Slow;
 
 /* Handle one readable listener without Python. Returns 1 when the notification is slow (copied
-   to *slow), 0 when it was answered here, -1 when the listener is closed. */
-static int handle(Loop *self, Listener *l, Slow *slow) {
+   to *slow, stamped `woke`: when the ppoll that found the listener readable returned, which the oldest
+   pending notification, the one RECV gets, had arrived by -- unless the task that made the listener
+   readable was interrupted in between, and then it is early by those microseconds at most), 0 when
+   it was answered here, -1 when the listener is closed. */
+static int handle(Loop *self, Listener *l, Slow *slow, double woke) {
     struct seccomp_notif n;
     memset(&n, 0, sizeof n); /* the kernel refuses a dirty buffer */
     if (ioctl(l->fd, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0) {
@@ -459,7 +478,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
     int deny_rule = is_slow ? l->deny_rule[nr] : -1;
     if (is_slow && deny_rule < 0) {
         slow->fd = l->fd;
-        slow->received = monotonic();
+        slow->received = woke;
         slow->n = n;
         self->n_slow++;
         return 1;
@@ -488,7 +507,7 @@ static int handle(Loop *self, Listener *l, Slow *slow) {
     if (deny_rule >= 0 && has_path && is_system_path(path)) {
         /* a rule without a path glob leaves system files alone: let Python consult the next rule */
         slow->fd = l->fd;
-        slow->received = monotonic();
+        slow->received = woke;
         slow->n = n;
         self->n_slow++;
         return 1;
@@ -515,7 +534,7 @@ static PyObject *Loop_wait(Loop *self, PyObject *args) {
     Py_ssize_t flush_count;
     if (!PyArg_ParseTuple(args, "ddn", &timeout, &flush_after, &flush_count)) return NULL;
     enum { CAP = 64 };
-    struct pollfd pfds[MAX_LISTENERS + 1];
+    struct pollfd pfds[MAX_LISTENERS + 2];
     Slow slow[CAP];
     int nslow = 0, control = 0, closed[CAP], nclosed = 0, failed = 0;
     double deadline = timeout < 0 ? -1 : monotonic() + timeout;
@@ -531,7 +550,27 @@ static PyObject *Loop_wait(Loop *self, PyObject *args) {
             double poll_from = self->delays[0].due - early;
             if (wake < 0 || poll_from < wake) wake = poll_from, aimed = poll_from > now;
         }
+        double final = FINAL_SPIN < self->spin ? FINAL_SPIN : self->spin; /* within set_spin's bound */
+        if (self->ndelays && self->delays[0].due - now < final) {
+            while (monotonic() < self->delays[0].due) {
+            }
+            continue; /* answered at the top */
+        }
         double wait = wake < 0 ? -1 : wake > now ? wake - now : 0;
+        if (self->has_guard && self->ndelays && wait == 0) {
+            /* Polling for a delay: arm the guard, before the answer, for the earliest time the loop
+               may have to wake after it (as back_at() will find then: the answer's record is due for a
+               flush by due + flush_after at the latest; never before the quiet time after it). */
+            double due = self->delays[0].due, at = due + (flush_after > 0 ? flush_after : 0);
+            if (deadline >= 0 && deadline < at) at = deadline;
+            if (buffered(self) && buffered_since(self) + flush_after < at) at = buffered_since(self) + flush_after;
+            if (at < due + QUIET_AFTER_ANSWER) at = due + QUIET_AFTER_ANSWER;
+            if (self->guard_at != at) {
+                struct itimerspec its = {{0, 0}, {(time_t)at, (long)((at - (double)(time_t)at) * 1e9)}};
+                self->guard_at = timerfd_settime(self->guard_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? at : 0;
+            }
+        }
+        if (wait > 0 && self->guard_at > now && (wake < 0 || wake >= self->guard_at)) wait = -1; /* the guard's */
         struct timespec ts, *tsp = NULL;
         if (wait >= 0) {
             ts.tv_sec = (time_t)wait;
@@ -546,26 +585,35 @@ static PyObject *Loop_wait(Loop *self, PyObject *args) {
         pfds[npfds++] = (struct pollfd){.fd = self->ctl_fd, .events = POLLIN};
         for (int i = 0; i < self->nlisteners; i++)
             pfds[npfds++] = (struct pollfd){.fd = self->listeners[i].fd, .events = POLLIN};
+        int nlfds = npfds; /* pfds[1 .. nlfds - 1]: the listeners */
+        if (self->guard_at > 0) pfds[npfds++] = (struct pollfd){.fd = self->guard_fd, .events = POLLIN};
         int n = ppoll(pfds, (nfds_t)npfds, tsp, NULL);
+        double woke = monotonic();
         if (n < 0) {
             if (errno == EINTR) continue;
             failed = errno;
             break;
         }
+        if (npfds > nlfds && pfds[nlfds].revents) {
+            uint64_t expirations;
+            if (read(self->guard_fd, &expirations, sizeof expirations) < 0) { /* EAGAIN: nothing to clear */
+            }
+            self->guard_at = 0;
+        }
         if (n == 0 && aimed) {
-            double late = monotonic() - wake;
+            double late = woke - wake;
             self->wake_est += late > self->wake_est ? 4 * WAKE_STEP : -WAKE_STEP;
             if (self->wake_est < 0) self->wake_est = 0;
             if (self->wake_est > self->spin) self->wake_est = self->spin;
         }
         fire_due(self); /* first: a due delay is answered before the notifications that woke us */
         if (n > 0 && pfds[0].revents) control = 1;
-        for (int i = 1; n > 0 && i < npfds && nslow < CAP; i++) {
+        for (int i = 1; n > 0 && i < nlfds && nslow < CAP; i++) {
             /* listeners[i - 1]: the set was built from them and nothing changed them since */
             int fd = pfds[i].fd;
             short ev = pfds[i].revents;
             if (ev & POLLIN) {
-                int r = handle(self, &self->listeners[i - 1], &slow[nslow]);
+                int r = handle(self, &self->listeners[i - 1], &slow[nslow], woke);
                 if (r == 1) nslow++;
                 else if (r < 0 && nclosed < CAP) closed[nclosed++] = fd;
             } else if (ev & (POLLHUP | POLLERR | POLLNVAL)) {
@@ -849,10 +897,16 @@ static int Loop_init(Loop *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
     self->spin = DEFAULT_SPIN;
     self->wake_est = WAKE_EST0;
     self->ctl_fd = ctl_fd;
+    if (!self->has_guard) { /* without one, the loop keeps a ppoll timeout as before */
+        self->guard_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        self->has_guard = self->guard_fd >= 0;
+    }
+    self->guard_at = 0;
     return 0;
 }
 
 static void Loop_dealloc(Loop *self) {
+    if (self->has_guard) close(self->guard_fd);
     for (int i = 0; i < MEM_CACHE; i++)
         if (self->mem[i].fd >= 0) close(self->mem[i].fd);
     free(self->buf);

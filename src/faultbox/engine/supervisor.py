@@ -9,8 +9,8 @@ here and is decided in Python:
 
     resolve path / address -> first matching rule (newest first) -> deny, or delay (a timer), or hold
 
-A delay is handed to the C loop, which answers it when due, counted from when the notification was
-received: it never blocks other notifications, and no Python work stands between its deadline and
+A delay is handed to the C loop, which answers it when due, counted from when the loop woke for the
+notification: it never blocks other notifications, and no Python work stands between its deadline and
 its answer. A held syscall waits in a queue until released. The process runs under SCHED_FIFO when
 allowed (every intercepted call waits for it; a busy machine's other tasks made delays late by
 milliseconds). Every decision becomes an event, sent to the runner in batches (at most every

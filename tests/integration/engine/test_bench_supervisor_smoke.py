@@ -113,6 +113,12 @@ def test_c_floor_delay_answers_every_call_never_early(tools: Any) -> None:
     _check_sample(sample, 20)
     assert sample.answered == 22
     assert min(sample.lat_ns) >= 1_000_000  # a lower bound, not a timing threshold
+    # each timed call's RECV and SEND times: the split of the floor's excess, all in order
+    assert len(sample.answer_ns) == len(sample.lateness_ms) == 20
+    assert all(sent - recv >= 1_000_000 for recv, sent in sample.answer_ns)
+    way_in, late, way_out = bench.floor_split([sample], 0.001)
+    assert len(way_in) == len(late) == len(way_out) == 20
+    assert min(way_in) > 0 and min(late) >= 0 and min(way_out) > 0
 
 
 def test_summary_and_table_from_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,3 +112,21 @@ def test_a_pending_delay_bounds_the_wait(loop: _notify.Loop, pipe: tuple[int, in
     (token, _, lateness), *rest = loop.take_fired()
     assert (token, rest) == (7, [])
     assert lateness >= 0
+
+
+def test_after_an_answer_the_flush_still_ends_the_wait(loop: _notify.Loop, pipe: tuple[int, int]) -> None:
+    """After answering a delay the loop sleeps with no ppoll timeout, its guard timer armed beforehand
+    for the answer's flush: wait() must still come back for that flush, not at its own timeout."""
+    loop.delay(pipe[1], 1, time.monotonic() + 0.010, 7)
+    timeout = 30.0
+    give_up = time.monotonic() + timeout
+    assert loop.wait(timeout, 0.005, 1000) == ([], False, [])  # one record buffered, 1000 to fill a batch
+    assert time.monotonic() < give_up  # it returned for the flush, not at the timeout
+    stats = loop.stats()
+    assert (stats["buffered"], stats["delays"], stats["send_failed"]) == (1, 0, 1)
+    (token, _, lateness), *rest = loop.take_fired()
+    assert (token, rest, lateness >= 0) == (7, [], True)
+    # the guard is cleared once it fired: a later wait with nothing pending just times out
+    started = time.monotonic()
+    assert loop.wait(0.02, 0.005, 1000) == ([], False, [])
+    assert time.monotonic() - started >= 0.02
