@@ -74,3 +74,11 @@ def set_realtime(priority: int = 1) -> bool:
     except OSError:
         return False
     return True
+
+
+def set_normal() -> None:
+    """Back to the ordinary policy (SCHED_OTHER) after set_realtime()."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass
