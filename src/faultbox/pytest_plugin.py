@@ -1,4 +1,6 @@
-"""pytest runs faultbox specs: `pytest --faultbox specs/` collects every `.star` file as a module
+"""PYTEST_DONT_REWRITE
+
+pytest runs faultbox specs: `pytest --faultbox specs/` collects every `.star` file as a module
 of tests, one item per test and per matrix cell (`shop.star::test_matrix_create_order_db_down`).
 
 Installing faultbox registers this plugin (the `pytest11` entry point); it collects nothing until
@@ -19,15 +21,35 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from faultbox._util.durations import DurationError, parse_duration
-from faultbox.errors import FaultboxError, UsageError
-from faultbox.model.result import TestResult, Verdict
+
+def _leave_faultbox_unrewritten() -> None:
+    """pytest rewrites the asserts of every module of a package that installs a plugin, so each of
+    faultbox's modules would be recompiled where compiled files are not kept (PYTHONDONTWRITEBYTECODE,
+    common in CI images): 0.7 s a session here, for modules that hold no test asserts. Before any of
+    them is imported, take the package off the rewriting hook's list. (The hook's attributes are
+    pytest's own: where they are not, modules are rewritten as before, only slower.)"""
+    for finder in sys.meta_path:
+        marked = getattr(finder, "_must_rewrite", None)
+        if isinstance(marked, set):
+            marked.discard("faultbox")
+            cache = getattr(finder, "_marked_for_rewrite_cache", None)
+            if isinstance(cache, dict):
+                for name in [n for n in cache if n == "faultbox" or n.startswith("faultbox.")]:
+                    del cache[name]
+
+
+_leave_faultbox_unrewritten()
+
+from faultbox._util.durations import DurationError, parse_duration  # noqa: E402 (after the hook's list)
+from faultbox.errors import FaultboxError, UsageError  # noqa: E402
+from faultbox.model.result import TestResult, Verdict  # noqa: E402
 
 _SEED = pytest.StashKey[int]()
 _RUNNERS = pytest.StashKey[dict[Path, Any]]()

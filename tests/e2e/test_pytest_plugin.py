@@ -154,3 +154,27 @@ def test_xdist_workers_each_have_their_own_loopback_and_tmp(tmp_path: Path, mark
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
     assert not Path(fixed).exists(), "a worker's /tmp writes stay in the worker"
+
+
+def test_faultbox_itself_is_not_assertion_rewritten(project: Path) -> None:
+    """pytest rewrites every module of a package that installs a plugin; faultbox's own modules
+    have no test asserts, and rewriting them costs each session where bytecode is not kept."""
+    (project / "loaders.py").write_text(
+        "def pytest_collection_finish(session):\n"
+        "    import faultbox.spec, faultbox.runner.run\n"
+        "    kinds = {type(m.__loader__).__name__ for m in (faultbox.spec, faultbox.runner.run)}\n"
+        "    open('loaders.txt', 'w').write(' '.join(sorted(kinds)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "loaders", "-p", "no:cacheprovider", "--faultbox", "--co", "specs"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(project), os.environ.get("PYTHONPATH")))),
+        },
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (project / "loaders.txt").read_text() == "SourceFileLoader"
