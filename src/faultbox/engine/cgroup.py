@@ -7,6 +7,7 @@ delegation) everything still works with process groups alone.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -77,9 +78,13 @@ class Cgroup:
                 time.sleep(0.005)
 
 
+_trees = itertools.count()  # trees made by this process: the pytest plugin has one per spec file
+
+
 class CgroupTree:
-    """faultbox-<runner pid>/ with one child per service start. `announce` is told the base's path
-    before it is made (the reaper's watch: a runner killed right after the mkdir leaves nothing)."""
+    """faultbox-<runner pid>/ (faultbox-<pid>-<n>/ for a process's later trees) with one child per
+    service start. `announce` is told the base's path before it is made (the reaper's watch: a
+    runner killed right after the mkdir leaves nothing)."""
 
     def __init__(self, announce: Callable[[str], None] | None = None) -> None:
         self.base: Path | None = None
@@ -87,7 +92,8 @@ class CgroupTree:
         root = _cgroup2_root()
         if root is None:
             return
-        base = root / _own_path().lstrip("/") / f"faultbox-{os.getpid()}"
+        n = next(_trees)
+        base = root / _own_path().lstrip("/") / (f"faultbox-{os.getpid()}" + (f"-{n}" if n else ""))
         if announce is not None:
             announce(str(base))
         try:

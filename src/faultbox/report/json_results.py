@@ -117,7 +117,9 @@ def _cut_short(text: str) -> dict[str, Any] | None:
     lines = text.split("\n")
     if len(lines) < 2 or not lines[0].endswith('"tests": ['):
         return None
-    for end in range(len(lines), 0, -1):  # the whole text closed, then without the torn line(s)
+    # The whole text closed, then without the torn line(s): a kill tears the last write only, so a
+    # few tries suffice (and a file damaged elsewhere is refused at once, not parsed once a line).
+    for end in range(len(lines), max(len(lines) - 3, 0), -1):
         body = "\n".join(lines[:end]).rstrip().rstrip(",")
         try:
             data = json.loads(body + "\n]}")

@@ -353,6 +353,8 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
     if host.infra_error is not None or (isinstance(body.error, InfraError) and not _is_start(body.error)):
         err = host.infra_error or body.error
         return _set(res, Outcome.ERRORED, _text(err), err)
+    if isinstance(start_error, InfraError) and not _is_start(start_error):  # the machine, not the service
+        return _set(res, Outcome.ERRORED, f"services did not start: {_text(start_error)}", start_error)
     if start_error is not None:
         return _set(res, Outcome.FAILED, f"services did not start: {_text(start_error)}", start_error)
     if violation is not None:

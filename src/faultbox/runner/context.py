@@ -174,8 +174,8 @@ class RunContext:
                 except Exception:
                     pass
         old.close()
+        self.supervisor_dead = None  # before the new one exists: its own death must not be erased
         self.supervisor = self._new_supervisor()
-        self.supervisor_dead = None
 
     def _new_supervisor(self) -> SupervisorClient:
         client: SupervisorClient | None = None

@@ -129,6 +129,8 @@ def _keyword_attributes(source: str) -> tuple[str, set[tuple[int, int]]]:
     """The source with `.del` spelled `.dl_`, and the (line, end byte column) of each one."""
     if _DEL_ATTRIBUTE.search(source) is None:
         return source, set()
+    if "\r" in source:  # as the parser reads it (a lone CR ends a line), so that both count lines alike
+        source = source.replace("\r\n", "\n").replace("\r", "\n")
     found: list[tuple[int, int]] = []
     try:
         previous: tokenize.TokenInfo | None = None

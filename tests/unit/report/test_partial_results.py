@@ -72,3 +72,20 @@ def test_a_file_cut_short_in_a_write_reads_up_to_its_last_whole_test(tmp_path: P
         assert "not JSON" in str(exc)
     else:
         raise AssertionError("a torn file that is not a run's partial results is refused")
+
+
+def test_a_file_damaged_before_its_end_is_refused_without_a_parse_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    partial = json_results.PartialResults(str(path))
+    partial.run_started("spec.star", 7, [])
+    for i in range(2000):
+        partial.test_finished(_test(i))
+    lines = path.read_text().split("\n")
+    lines[5] = lines[5][:40]  # a line torn in the middle of the file: not what a kill leaves
+    path.write_text("\n".join(lines))
+    try:
+        json_results.read(str(path))
+    except json_results.ResultsError as exc:
+        assert "not JSON" in str(exc)
+    else:
+        raise AssertionError("a file damaged in its middle is refused")

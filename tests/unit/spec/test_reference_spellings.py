@@ -146,3 +146,13 @@ def test_other_attributes_of_such_an_interface_say_so_too(tmp_path: Path) -> Non
         load_spec(str(spec))
     rendered = caught.value.render()
     assert "spec.star:4" in rendered and "no steps for protocol amqp yet" in rendered
+
+
+def test_del_after_a_lone_carriage_return_is_restored() -> None:
+    import ast
+
+    from faultbox.spec import dialect
+
+    for source in ('a = """x\ry"""\nb = foo.del(k=1)\n', "a = 1\rb = foo.del(k=1)", "a = 1\r\nb = foo.del(k=1)\r\n"):
+        tree = dialect.parse(source, "x.star")
+        assert [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)] == ["del"], repr(source)
