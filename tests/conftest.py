@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,17 @@ import pytest
 from faultbox.runner.run import RunOptions, run_spec
 from faultbox.spec import load_spec
 from support import FIXTURES, SpecRun
+
+
+@pytest.fixture
+def marks() -> Iterator[Path]:
+    """A directory outside /tmp: the machine's own, seen alike by every test worker (each of which
+    has a /tmp of its own), where services leave marks a test waits on."""
+    path = Path(tempfile.mkdtemp(prefix="faultbox-marks-", dir="/var/tmp"))
+    yield path
+    for f in path.iterdir():
+        f.unlink()
+    path.rmdir()
 
 
 @pytest.fixture

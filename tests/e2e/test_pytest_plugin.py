@@ -8,9 +8,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,15 +125,6 @@ def test_a_spec_that_does_not_load_is_a_collection_error_with_its_line(project: 
     assert out.returncode == 2, text  # pytest's "interrupted: errors during collection"
     assert "broken.star:2" in text and "[SPEC_UNDEFINED]" in text and "fix:" in text
     assert "Traceback" not in text
-
-
-@pytest.fixture
-def marks() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="faultbox-marks-", dir="/var/tmp"))
-    yield path
-    for f in path.iterdir():
-        f.unlink()
-    path.rmdir()
 
 
 def test_xdist_workers_each_have_their_own_loopback_and_tmp(tmp_path: Path, marks: Path) -> None:

@@ -139,17 +139,11 @@ class StepMethod:
         return f"<step {self.service}.{self.interface}.{self.method}>"
 
 
-class MissingStep:
+class MissingStep(StepMethod):
     """A step the reference has for a protocol faultbox accepts without steps yet: calling it is an
     error naming the protocol, at the line of the call."""
 
-    __slots__ = ("interface", "method", "protocol", "service")
-
-    def __init__(self, service: str, interface: str, protocol: str, method: str) -> None:
-        self.service = service
-        self.interface = interface
-        self.protocol = protocol
-        self.method = method
+    __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise ArgError(*no_steps(self.service, self.interface, self.protocol, self.method))

@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +15,6 @@ import pytest
 from support import FIXTURES, cmdline, descendants_alive, faultbox_cli, free_port, process_tree, wait_until
 
 FIXED = "/tmp/faultbox-parallel-test.wal"  # the same path in every test: each worker has its own
-
-
-@pytest.fixture
-def marks() -> Iterator[Path]:
-    """A directory outside /tmp: the machine's own, seen alike by every worker."""
-    path = Path(tempfile.mkdtemp(prefix="faultbox-marks-", dir="/var/tmp"))
-    yield path
-    for f in path.iterdir():
-        f.unlink()
-    path.rmdir()
 
 
 def _service(marks: Path, *, peers: int, fixed: str = FIXED, wait: int = 60) -> str:
