@@ -27,6 +27,7 @@ from faultbox.model.result import Diagnostic, FaultRecord, Outcome, TestResult
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
+from faultbox.runner.leaf import LeafState
 from faultbox.runner.services import RunningService
 from faultbox.spec import host as host_mod
 from faultbox.spec.compile import describe_exception, source_line
@@ -80,11 +81,13 @@ def _lagging_sources(events: list[Event]) -> list[Diagnostic]:
     ]
 
 
-def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str) -> TestResult:
+def run_test(
+    ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf: LeafState | None = None
+) -> TestResult:
     ctx.renew_supervisor()
     test_dir = os.path.join(ctx.workdir, case.name)
     os.makedirs(test_dir, exist_ok=True)
-    host = TestHost(ctx, case.name, test_dir, deadline=float("inf"))
+    host = TestHost(ctx, case.name, test_dir, deadline=float("inf"), leaf=leaf)
     for monitor in ctx.spec.spec_monitors:
         host.monitors.add(monitor)
     host.attach()

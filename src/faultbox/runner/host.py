@@ -30,6 +30,7 @@ from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
 from faultbox.runner.faults import Backend, FaultTable, Scope
+from faultbox.runner.leaf import LeafState
 from faultbox.runner.mocks import MockHandlers
 from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.proxies import ProxySet
@@ -52,8 +53,11 @@ _SOURCE_BARRIER_TIMEOUT = 5.0  # a database restarting after a PANIC is back in 
 class TestHost:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, ctx: RunContext, test_name: str, test_dir: str, deadline: float) -> None:
+    def __init__(
+        self, ctx: RunContext, test_name: str, test_dir: str, deadline: float, leaf: LeafState | None = None
+    ) -> None:
         self.ctx = ctx
+        self.leaf = leaf or LeafState()
         self.test_name = test_name
         self.deadline = deadline
         self.log = TraceLog()
