@@ -174,6 +174,48 @@ class RunRecord:
         )
 
 
+@dataclass
+class LeafRecord:
+    """One leaf of a test that fans out (choose(), max_fires=, parallel(interleavings=)): its index
+    in the cross product of the test's sites, the decisions it forced, and how it ended."""
+
+    leaf: int
+    decisions: str  # Decisions text: what --leaf forces to run this leaf alone
+    outcome: Outcome
+    label: str = ""  # the choices as people read them: mode="fast", db:write=fire/skip
+    reason: str = ""
+    duration_ms: int = 0
+    replay: str = ""
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.outcome.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "leaf": self.leaf,
+            "decisions": self.decisions,
+            "label": self.label,
+            "outcome": self.outcome.value,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "duration_ms": self.duration_ms,
+            "replay": self.replay,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LeafRecord:
+        return cls(
+            leaf=int(d["leaf"]),
+            decisions=d.get("decisions", ""),
+            outcome=Outcome(d["outcome"]),
+            label=d.get("label", ""),
+            reason=d.get("reason", ""),
+            duration_ms=int(d.get("duration_ms", 0)),
+            replay=d.get("replay", ""),
+        )
+
+
 # How bad a run's verdict is, for the verdict of a test run several times: its worst run's.
 SEVERITY = {Verdict.PASS: 0, Verdict.HALTED: 1, Verdict.INCONCLUSIVE: 2, Verdict.FAIL: 3, Verdict.ERROR: 4}
 
@@ -205,6 +247,10 @@ class TestResult:
     # With --runs N: every run of the test, in order (empty for a test run once). The rest of the
     # result is its worst run's (the first of them): outcome, reason, seed, replay, events.
     runs: list[RunRecord] = field(default_factory=list)
+    # The decisions this run took at fan-out sites (model.decisions text; "" when it met none), and
+    # for a test that fanned out, every leaf (the rest of the result is its worst leaf's).
+    decisions: str = ""
+    leaves: list[LeafRecord] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -241,6 +287,10 @@ class TestResult:
         }
         if self.runs:
             out["runs"] = [r.to_dict() for r in self.runs]
+        if self.decisions:
+            out["decisions"] = self.decisions
+        if self.leaves:
+            out["leaves"] = [leaf.to_dict() for leaf in self.leaves]
         if with_events:
             out["events"] = [e.to_dict() for e in self.events]
         return out
@@ -271,6 +321,8 @@ class TestResult:
             assumptions=list(t.get("assumptions") or []),
             replay=t.get("replay", ""),
             runs=[RunRecord.from_dict(r) for r in t.get("runs") or []],
+            decisions=t.get("decisions", ""),
+            leaves=[LeafRecord.from_dict(leaf) for leaf in t.get("leaves") or []],
         )
 
 

@@ -126,6 +126,7 @@ def run_test(
     result.seed = ctx.seed
     result.replay = replay
     result.events = host.log.snapshot()
+    result.decisions = host.leaf.taken.to_text()
     result.faults = host.faults.records
     result.diagnostics.extend(host.faults.diagnostics)
     result.diagnostics.extend(host.proxies.diagnostics())
