@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         "a test stops at its first failing run, whose seed replays it alone",
     )
     test.add_argument(
+        "--leaf",
+        metavar="DECISIONS",
+        help="run one leaf of a test that fans out (choose(), max_fires=, parallel(interleavings=)), "
+        "as a failed leaf's replay command gives it: e.g. 'choose.mode=1;fires.db:write=01'",
+    )
+    test.add_argument(
         "--runs-all", action="store_true", help="with --runs: run every test all N times, even after a failing run"
     )
     test.add_argument(
@@ -440,6 +446,9 @@ def _test(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.timeout)
         except DurationError as exc:
             raise UsageError(f"--timeout: {exc}") from None
+        from faultbox.model.decisions import Decisions
+
+        leaf = Decisions.from_text(args.leaf) if args.leaf else None
         spec = _load(args.spec, _variables(args.var))
         if args.seed == "last":
             from faultbox.runner import last_seed
@@ -486,6 +495,7 @@ def _test(args: argparse.Namespace) -> int:
         record_durations=True,
         runs=args.runs,
         runs_all=args.runs_all,
+        leaf=leaf,
     )
     listeners: list[RunListener] = []
     if args.output:

@@ -38,6 +38,7 @@ class WireRule(NamedTuple):
     addr: str | tuple[str, ...] | None  # destination glob(s): an address, and its proxy's
     tag: str  # hold tag
     seed: int  # the rule's random stream
+    fires: str = ""  # max_fires=: "101" fires occurrences 1 and 3, not 2; later ones draw from the stream
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ActiveRule:
     key: str
     assumption: str = ""
 
-    def wire(self, run_seed: int, addr_aliases: Mapping[str, str] | None = None) -> WireRule:
+    def wire(self, run_seed: int, addr_aliases: Mapping[str, str] | None = None, fires: str = "") -> WireRule:
         """The rule on the wire. `addr_aliases` maps a port to the port of its proxy: an address
         rule on a proxied interface (`addr="*:5432"`) also matches connections to its proxy, which
         is where the service's traffic to that interface goes."""
@@ -69,6 +70,7 @@ class ActiveRule:
             addr=_addr_globs(self.rule.addr, addr_aliases or {}),
             tag=action.tag,
             seed=rule_seed(run_seed, self.key),
+            fires=fires,
         )
 
 

@@ -49,8 +49,8 @@ _MAX_MESSAGE = 96 * 1024
 
 class Rule:
     __slots__ = (
-        "addr", "decision", "delay", "errno", "fired", "id", "kind", "matched", "nrs", "path", "prob", "rng", "tag",
-        "unresolved",
+        "addr", "decision", "delay", "errno", "fired", "fires", "id", "kind", "matched", "nrs", "occurrence", "path",
+        "prob", "rng", "tag", "unresolved",
     )  # fmt: skip
 
     def __init__(self, sent: tuple[Any, ...]) -> None:
@@ -62,6 +62,7 @@ class Rule:
         # one glob, or several (an address and its proxy's)
         self.addr = (wire.addr,) if isinstance(wire.addr, str) else wire.addr
         self.matched = self.fired = self.unresolved = 0
+        self.fires, self.occurrence = wire.fires, 0  # max_fires=: the leaf's decision per occurrence
 
 
 class Listener:
@@ -240,8 +241,11 @@ class Supervisor:
                 if rule.kind == K_TRACE and traced is None:
                     traced = rule
                 continue
-            rng = rule.rng
-            if rng is not None and rng.random() >= rule.prob:
+            if rule.occurrence < len(rule.fires):
+                rule.occurrence += 1
+                if rule.fires[rule.occurrence - 1] != "1":
+                    continue
+            elif rule.rng is not None and rule.rng.random() >= rule.prob:
                 continue
             rule.fired += 1
             return rule

@@ -82,6 +82,9 @@ class Action:
     tag: str = ""
     path: str | None = None
     addr: str | None = None
+    # max_fires=N (mode="exhaustive"): occurrences 1..N fire or not as the test's leaf decides
+    # (2**N leaves); later occurrences draw from the probability stream as usual.
+    max_fires: int = 0
 
     def decision(self) -> str:
         """The `decision` field written on syscall events (DECISIONS §6)."""
@@ -103,6 +106,8 @@ class Action:
             parts.append(f"addr={self.addr}")
         if self.label:
             parts.append(f'label="{self.label}"')
+        if self.max_fires:
+            parts.append(f"max_fires={self.max_fires}")
         return f"<fault {' '.join(parts)}>"
 
     @property

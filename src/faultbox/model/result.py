@@ -257,6 +257,11 @@ class TestResult:
         return self.outcome.verdict
 
     @property
+    def failed_leaves(self) -> list[LeafRecord]:
+        """The leaves that did not pass (halted ones aside)."""
+        return [leaf for leaf in self.leaves if SEVERITY[leaf.verdict] >= SEVERITY[Verdict.INCONCLUSIVE]]
+
+    @property
     def failed_runs(self) -> list[RunRecord]:
         """The runs that did not pass (halted ones aside, as a halted test is not a failure)."""
         return [r for r in self.runs if SEVERITY[r.verdict] >= SEVERITY[Verdict.INCONCLUSIVE]]
@@ -334,9 +339,10 @@ class MatrixCell:
     outcome: Outcome | None  # None: excluded
     reason: str = ""
     duration_ms: int = 0
+    leaves: tuple[int, int] | None = None  # a cell whose test fanned out: (leaves passed, leaves)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "scenario": self.scenario,
             "fault": self.assumption,
             "test": self.test,
@@ -344,6 +350,9 @@ class MatrixCell:
             "reason": self.reason,
             "duration_ms": self.duration_ms,
         }
+        if self.leaves is not None:
+            out["leaves_passed"], out["leaves"] = self.leaves
+        return out
 
     @classmethod
     def from_dict(cls, c: dict[str, Any]) -> MatrixCell:
@@ -354,6 +363,7 @@ class MatrixCell:
             outcome=None if c["outcome"] == "excluded" else Outcome(c["outcome"]),
             reason=c.get("reason", ""),
             duration_ms=int(c.get("duration_ms", 0)),
+            leaves=(int(c["leaves_passed"]), int(c["leaves"])) if "leaves" in c else None,
         )
 
 

@@ -76,6 +76,8 @@ class ConsoleReporter:
         detail = f" ({result.outcome.value})" if result.outcome in refined else ""
         if result.runs:
             detail += f" ({_runs_summary(result)})"
+        if result.leaves:
+            detail += f" ({_leaves_summary(result)})"
         self.console.print(
             f"[{style}]{word:>5}[/] {escape(result.name)} [dim]{_ms(result.duration_ms)}[/]{escape(detail)}"
         )
@@ -161,14 +163,30 @@ class ConsoleReporter:
             p("    printed:")
             for line in printed[-10:]:
                 p(f"      {escape(str(line))}")
+        if r.leaves:
+            self._leaves(r)
         if r.runs and r.failed_runs:
             p("    failing runs:")
             for run in r.failed_runs:
                 first = run.reason.splitlines()[0] if run.reason else ""
                 p(f"      run {run.run} seed {run.seed}: {run.outcome.value}{escape(': ' + first if first else '')}")
                 p(f"        replay: {escape(run.replay)}")
-        elif r.replay and r.verdict is not Verdict.PASS:
+        elif r.replay and r.verdict is not Verdict.PASS and not r.failed_leaves:
             p(f"    replay: {escape(r.replay)}")
+
+    def _leaves(self, r: TestResult) -> None:
+        """Every leaf under -v; otherwise those that did not pass, each with its replay."""
+        shown = r.leaves if self.verbose else r.failed_leaves
+        if not shown:
+            return
+        p = self.console.print
+        p("    leaves:" if self.verbose else "    failing leaves:")
+        for leaf in shown:
+            first = leaf.reason.splitlines()[0] if leaf.reason and leaf.verdict is not Verdict.PASS else ""
+            why = escape(": " + first if first else "")
+            p(f"      leaf {leaf.leaf} {escape(leaf.label)}: {leaf.outcome.value}{why}")
+            if leaf.replay:
+                p(f"        replay: {escape(leaf.replay)}")
 
     def _matrix(self, m: MatrixResult) -> None:
         table = Table(title="fault matrix", title_justify="left", show_lines=False)
@@ -185,7 +203,8 @@ class ConsoleReporter:
                     row.append("[dim]—[/]")
                 else:
                     word, style = _STYLE[cell.outcome]
-                    row.append(f"[{style}]{cell.outcome.mark} {word.lower()}[/]")
+                    leaves = f" {cell.leaves[0]}/{cell.leaves[1]} leaves" if cell.leaves else ""
+                    row.append(f"[{style}]{cell.outcome.mark} {word.lower()}{leaves}[/]")
             table.add_row(*row)
         self.console.print()
         self.console.print(table)
@@ -203,6 +222,12 @@ def _runs_summary(r: TestResult) -> str:
     if len(failed) == 1 and failed[0].run == total:  # stopped at it, or the last run failed
         return f"run {total} failed, seed {failed[0].seed}" + (f", after {total - 1} passed" if total > 1 else "")
     return f"{len(failed)} of {total} runs did not pass"
+
+
+def _leaves_summary(r: TestResult) -> str:
+    failed = r.failed_leaves
+    total = len(r.leaves)
+    return f"{total - len(failed)}/{total} leaves passed"
 
 
 def _ms(ms: int) -> str:

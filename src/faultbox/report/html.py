@@ -287,6 +287,9 @@ def _matrix_cell(cell: MatrixCell | None, by_name: dict[str, TestResult]) -> str
     if cell.reason:
         tip += "\n" + cell.reason
     inner = f'{_e(cell.outcome.mark)} <span class="word">{_e(_WORD[cell.outcome])}</span>'
+    if cell.leaves is not None:
+        inner += f' <span class="leaves">{cell.leaves[0]}/{cell.leaves[1]} leaves</span>'
+        tip += f"\n{cell.leaves[0]} of {cell.leaves[1]} leaves passed"
     # Link only to tests that exist on this page (the reference linked to names that never existed).
     if cell.test in by_name:
         inner = f'<a href="{_href(cell.test)}">{inner}</a>'
@@ -349,6 +352,7 @@ def _test_detail(index: int, t: TestResult, entry: dict[str, Any]) -> str:
         _block("Reason", f'<pre class="reason">{_e(t.reason)}</pre>') if t.reason else "",
         _expected_actual(t),
         _violation(t, t0),
+        _leaves(t),
         _nearest(t),
         _faults(t),
         _diagnostics(t),
@@ -396,6 +400,21 @@ def _facts(t: TestResult) -> str:
     if t.return_value:
         facts.append(("returned", t.return_value))
     return '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{_e(v)}</dd></div>" for k, v in facts) + "</dl>"
+
+
+def _leaves(t: TestResult) -> str:
+    """A test that fanned out: every leaf with its choices, how it ended, and its replay."""
+    if not t.leaves:
+        return ""
+    rows = "".join(
+        f"<tr><td>{leaf.leaf}</td><td>{_e(leaf.label)}</td><td>{_pill(leaf.outcome)}</td>"
+        f"<td>{_e(leaf.reason.splitlines()[0] if leaf.reason and leaf.outcome is not Outcome.PASSED else '')}</td>"
+        f"<td>{_duration(leaf.duration_ms)}</td><td><code>{_e(leaf.replay)}</code></td></tr>"
+        for leaf in t.leaves
+    )
+    head = "<tr><th>leaf</th><th>choices</th><th>outcome</th><th>reason</th><th>time</th><th>replay</th></tr>"
+    passed = len(t.leaves) - len(t.failed_leaves)
+    return _block(f"Leaves ({passed} of {len(t.leaves)} passed)", f'<table class="leaves">{head}{rows}</table>')
 
 
 def _expected_actual(t: TestResult) -> str:

@@ -125,6 +125,9 @@ def _body(test: TestResult) -> str:
         parts.append(f"fault {fr.service}.{fr.keyword}={fr.decision}: matched {fr.matched}, fired {fr.fired}")
     for d in test.diagnostics:
         parts.append(f"{d.level} [{d.code}] {d.message}")
+    if test.failed_leaves:
+        parts.append(f"leaves: {len(test.failed_leaves)} of {len(test.leaves)} did not pass")
+        parts.extend(f"  leaf {x.leaf} {x.label}: {x.outcome.value}; replay: {x.replay}" for x in test.failed_leaves)
     failed = test.failed_runs
     if failed:
         parts.append(f"runs: {len(failed)} of {len(test.runs)} did not pass")

@@ -81,9 +81,7 @@ def _lagging_sources(events: list[Event]) -> list[Diagnostic]:
     ]
 
 
-def run_test(
-    ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf: LeafState | None = None
-) -> TestResult:
+def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf: LeafState | None = None) -> TestResult:
     ctx.renew_supervisor()
     test_dir = os.path.join(ctx.workdir, case.name)
     os.makedirs(test_dir, exist_ok=True)

@@ -29,8 +29,10 @@ class SyscallBackend:
         svc_ids: Callable[[], Mapping[str, int]],
         run_seed: int,
         addr_aliases: Callable[[], Mapping[str, str]] = dict,
+        fires_for: Callable[[SyscallRule], str] = lambda rule: "",
     ) -> None:
         self.supervisor = supervisor
+        self.fires_for = fires_for  # a max_fires= rule's fire bits in this leaf ("" to draw)
         self.filters = filters
         self.svc_ids = svc_ids
         self.run_seed = run_seed
@@ -64,7 +66,8 @@ class SyscallBackend:
         aliases = self.addr_aliases()
         for ar in active:
             assert isinstance(ar.rule, SyscallRule)
-            wire.append(SupervisorRule(ar.id, ar.rule, ar.key, ar.assumption).wire(self.run_seed, aliases))
+            fires = self.fires_for(ar.rule) if ar.rule.action.max_fires else ""
+            wire.append(SupervisorRule(ar.id, ar.rule, ar.key, ar.assumption).wire(self.run_seed, aliases, fires))
         return self.supervisor.set_rules(svc_id, wire)
 
 

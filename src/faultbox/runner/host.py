@@ -39,6 +39,7 @@ from faultbox.runner.wiring import rewrite
 from faultbox.sources import ServerDown
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
+from faultbox.spec.values import starlark_repr
 from faultbox.trace.log import TraceLog
 from faultbox.trace.monitors import MonitorSet
 
@@ -73,6 +74,7 @@ class TestHost:
                 lambda: self.services.svc_ids,
                 ctx.seed,
                 lambda: self.proxies.port_aliases,
+                self._fires_for,
             ),
             "proxy": ProxyBackend(self.proxies.listeners),
         }
@@ -99,6 +101,11 @@ class TestHost:
         self._handler_thread = threading.local()
         self._assumption_monitors: set[int] = set()
         self.services.mock_handlers = self.mock_handlers
+
+    def _fires_for(self, rule: SyscallRule) -> str:
+        """A max_fires= fault is a fan-out site: its key is its label, else "service:keyword"."""
+        key = rule.action.label or f"{rule.service}:{rule.keyword}"
+        return self.leaf.fires(key, rule.action.max_fires, "") or ""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -387,6 +394,12 @@ class TestHost:
             with self._clients_lock:
                 self._clients[key] = client
         return client
+
+    def choose(self, name: str, options: Sequence[Any], location: str) -> int:
+        index = self.leaf.choose(name, list(options), location)
+        if name:
+            self.emit("choice", "", {"name": name, "option": str(index), "value": starlark_repr(options[index])[:200]})
+        return index
 
     def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
         self.checkpoint()

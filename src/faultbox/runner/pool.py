@@ -40,8 +40,11 @@ class Job:
     timeout: float
     spec_arg: str
     budget: float = 0.0  # seconds a test may take beyond its deadline: healthchecks, stops
-    runs: int = 1  # --runs N: a worker runs each test up to N times (SpecRunner.run_repeated)
+    # --runs N: a worker runs each test up to N times (SpecRunner.run_repeated), each with its
+    # leaves; it reports progress after each run, which restarts the hang clock.
+    runs: int = 1
     runs_all: bool = False
+    leaf: str = ""  # --leaf: the decisions every test runs with (no fan-out)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -91,6 +94,8 @@ class WorkerPool:
                     if "ready" in message:
                         w.ready = True
                         start_failures = 0
+                    elif "progress" in message:  # a leaf or run ended: the test is not hung
+                        w.since = time.monotonic()
                     elif "result" in message:
                         finished(TestResult.from_dict(message["result"]))
                         w.test = None
@@ -140,7 +145,7 @@ class WorkerPool:
         return out
 
     def _limit(self) -> float:
-        return (self.job.timeout + self.job.budget) * max(1, self.job.runs) + _HANG_MARGIN
+        return self.job.timeout + self.job.budget + _HANG_MARGIN
 
     def _hung(self, w: _Worker) -> bool:
         if not w.ready:

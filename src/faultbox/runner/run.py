@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from faultbox.engine.isolation import IsolationError, check_available
 from faultbox.errors import Code, UsageError
+from faultbox.model.decisions import Decisions
 from faultbox.model.result import MatrixCell, MatrixResult, Outcome, RunResult, Shard, TestResult
 from faultbox.runner import durations
 from faultbox.runner.listeners import RunListener
@@ -40,6 +41,7 @@ class RunOptions:
     # stopping at its first failing run unless runs_all.
     runs: int = 1
     runs_all: bool = False
+    leaf: Decisions | None = None  # --leaf: every test runs with these decisions, and does not fan out
 
 
 class NoTestMatched(UsageError):
@@ -99,6 +101,7 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
                 _budget(spec),
                 runs=options.runs,
                 runs_all=options.runs_all,
+                leaf=options.leaf.to_text() if options.leaf else "",
             )
             WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
@@ -124,7 +127,9 @@ def _run_serially(
     started: Callable[[str], None],
     finished: Callable[[TestResult], None],
 ) -> None:
-    with SpecRunner(spec, options.seed, options.timeout, spec_arg=spec_arg, keep_workdir=options.keep_workdir) as tests:
+    with SpecRunner(
+        spec, options.seed, options.timeout, spec_arg=spec_arg, keep_workdir=options.keep_workdir, leaf=options.leaf
+    ) as tests:
         for name in selected:
             started(name)
             finished(tests.run_repeated(name, options.runs, options.runs_all))
@@ -211,7 +216,8 @@ def matrix_of(spec: Spec, tests: list[TestResult]) -> MatrixResult | None:
                 t = by_name.get(fs.test_name)
                 if t is None:
                     continue  # not selected in this run
-                cells.append(MatrixCell(s, a, t.name, t.outcome, t.reason, t.duration_ms))
+                leaves = (len(t.leaves) - len(t.failed_leaves), len(t.leaves)) if t.leaves else None
+                cells.append(MatrixCell(s, a, t.name, t.outcome, t.reason, t.duration_ms, leaves))
     if not any(c.outcome is not None for c in cells):
         return None
     # One layout whatever the matrices: scenario by scenario, then fault by fault (merged shards

@@ -6,15 +6,19 @@ test's result does not depend on which of them ran it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from faultbox._util.seeds import run_seed
 from faultbox.errors import Code, UsageError
-from faultbox.model.result import SEVERITY, RunRecord, TestResult, Verdict
+from faultbox.model.decisions import Decisions, Site, leaf_count, leaf_decisions
+from faultbox.model.result import SEVERITY, LeafRecord, RunRecord, TestResult, Verdict
 from faultbox.runner.cell import run_test
 from faultbox.runner.context import RunContext
+from faultbox.runner.leaf import LeafState
 from faultbox.spec import Spec
+
+MAX_LEAVES = 4096  # a test whose sites multiply past this is refused, not run for hours
 
 
 class UnknownTest(UsageError):
@@ -23,17 +27,27 @@ class UnknownTest(UsageError):
 
 class SpecRunner:
     def __init__(
-        self, spec: Spec, seed: int, timeout: float, *, spec_arg: str = "", keep_workdir: bool = False
+        self,
+        spec: Spec,
+        seed: int,
+        timeout: float,
+        *,
+        spec_arg: str = "",
+        keep_workdir: bool = False,
+        leaf: Decisions | None = None,
     ) -> None:
         self.spec = spec
         self.seed = seed
         self.timeout = timeout
         self.spec_arg = spec_arg or spec.path
         self._keep_workdir = keep_workdir
+        self.forced = leaf  # --leaf: run that one leaf of each test, no fan-out
+        self.on_run_end: Callable[[], None] = lambda: None  # a test worker tells its runner it is alive
         self._ctx: RunContext | None = None  # made at the first test: collecting costs nothing
 
-    def run(self, name: str, seed: int | None = None) -> TestResult:
-        """One run of a test, with the run's seed or the one given (a run of --runs N)."""
+    def run(self, name: str, seed: int | None = None, leaf: LeafState | None = None) -> TestResult:
+        """One run of a test, with the run's seed or the one given (a run of --runs N), and the
+        decisions `leaf` forces (none: every choice takes its first option, nothing is scheduled)."""
         case = self.spec.test(name)
         if case is None:
             raise UnknownTest(f"no test named {name} in {self.spec_arg}")
@@ -42,16 +56,60 @@ class SpecRunner:
             self._ctx = RunContext(self.spec, seed, keep_workdir=self._keep_workdir)
         self._ctx.seed = seed  # read by each test's host: one test at a time on a context
         replay = replay_command(self.spec_arg, name, seed, self.spec.variables)
-        return run_test(self._ctx, case, self.timeout, replay)
+        if leaf is not None and leaf.forced:
+            replay += f" --leaf '{leaf.forced.to_text()}'"
+        result = run_test(self._ctx, case, self.timeout, replay, leaf)
+        self.on_run_end()
+        return result
+
+    def run_fanout(self, name: str, seed: int | None = None) -> TestResult:
+        """A test and its leaves: the first (discovery) run records the test's fan-out sites
+        (named choose(), max_fires= faults, parallel(interleavings=)); when it met any, every
+        combination of their options runs again as a leaf of its own, with fresh services. One
+        result: the worst leaf's (the discovery run's when it is the worst), every leaf listed."""
+        if self.forced is not None:
+            return self.run(name, seed, LeafState(self.forced))
+        discovery = LeafState()
+        first = self.run(name, seed, discovery)
+        sites = list(discovery.sites)
+        if not sites:
+            return first
+        count, total_ms = leaf_count(sites), first.duration_ms
+        if count > MAX_LEAVES:
+            first.leaves = [_record(0, first, "discovery")]
+            first.details["leaves_refused"] = (
+                f"{count} leaves ({_site_sizes(sites)}) is more than {MAX_LEAVES}: only the discovery run ran; "
+                "lower max_fires=, interleavings= or the options of choose()"
+            )
+            return first
+        records = [_record(0, first, "discovery")]
+        # The result is the worst leaf's: a leaf replays with every decision forced. The discovery
+        # run's only when it alone went worse (a stochastic draw no leaf repeats).
+        worst = first
+        for i in range(count):
+            forced = leaf_decisions(sites, i)
+            result = self.run(name, seed, LeafState(forced))
+            records.append(_record(i + 1, result, _label(sites, forced)))
+            if worst is first and SEVERITY[result.verdict] >= SEVERITY[first.verdict]:
+                worst.events, worst = [], result  # only the worst keeps its trace
+            elif SEVERITY[result.verdict] > SEVERITY[worst.verdict]:
+                worst.events, worst = [], result
+            else:
+                result.events = []
+            total_ms += result.duration_ms
+        worst.leaves = records
+        worst.details["sites"] = [_site_text(s) for s in sites]
+        worst.duration_ms = total_ms
+        return worst
 
     def run_repeated(self, name: str, runs: int, runs_all: bool = False) -> TestResult:
         """`--runs N`: the test up to N times, run i with seed run_seed(seed, i), stopping at the
         first run that does not pass (halted aside) unless runs_all. One run is just `run`."""
         if runs <= 1:
-            return self.run(name)
+            return self.run_fanout(name)
         results: list[TestResult] = []
         for i in range(runs):
-            result = self.run(name, run_seed(self.seed, i))
+            result = self.run_fanout(name, run_seed(self.seed, i))
             if results:  # only the worst run so far keeps its trace: a thousand runs cost one trace
                 worst = _worst(results)
                 if SEVERITY[result.verdict] > SEVERITY[worst.verdict]:
@@ -78,6 +136,50 @@ class SpecRunner:
 def replay_command(spec_arg: str, name: str, seed: int, variables: Mapping[str, str]) -> str:
     extra = "".join(f" --var {k}={v}" for k, v in sorted(variables.items()))
     return f"faultbox test {spec_arg} --test {name} --seed {seed}{extra}"
+
+
+def _record(index: int, result: TestResult, label: str) -> LeafRecord:
+    return LeafRecord(
+        leaf=index,
+        decisions=result.decisions,
+        outcome=result.outcome,
+        label=label,
+        reason=result.reason,
+        duration_ms=result.duration_ms,
+        replay="" if result.verdict is Verdict.PASS else result.replay,
+    )
+
+
+def _label(sites: list[Site], forced: Decisions) -> str:
+    """The leaf's choices as a reader names them: mode="safe", db:write=fire/skip, ..."""
+    parts = []
+    for s in sites:
+        if s.kind == "choose":
+            index = forced.choices.get(s.key, 0)
+            parts.append(f"{s.key}={_short(s.options[index])}")
+        elif s.kind == "fires":
+            bits = forced.fires.get(s.key, "")
+            parts.append(f"{s.key}=" + "/".join("fire" if b == "1" else "skip" for b in bits))
+        else:
+            schedule = forced.orders.get(s.key)
+            parts.append(f"order@{s.key}={schedule.to_text() if schedule else '-'}")
+    return ", ".join(parts)
+
+
+def _short(value: object) -> str:
+    from faultbox.spec.values import starlark_repr
+
+    text = starlark_repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _site_text(site: Site) -> str:
+    where = f" at {site.location}" if site.location else ""
+    return f"{site.kind} {site.key}{where}: {site.size} options"
+
+
+def _site_sizes(sites: list[Site]) -> str:
+    return " x ".join(f"{s.kind} {s.key}: {s.size}" for s in sites)
 
 
 def _worst(results: list[TestResult]) -> TestResult:

@@ -7,6 +7,7 @@ Run as `python -m faultbox.runner.worker FD PARENT_PID`, FD a stream socket to t
     runner -> worker   {"spec", "variables", "seed", "timeout", "spec_arg", "runs", ...}   once, first
     worker -> runner   {"ready": true} | {"error": why}
     runner -> worker   {"test": name}                                         then its result:
+    worker -> runner   {"progress": true}                 after each run of it (--runs, fan-out leaves)
     worker -> runner   {"result": TestResult.to_dict()}
     runner closes the socket: the worker stops its run (services, supervisor, proxies) and exits.
 
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> int:
 
 def _serve(sock: socket.socket, job: dict[str, object]) -> int:
     from faultbox.errors import SpecError
+    from faultbox.model.decisions import Decisions
     from faultbox.runner.serial import SpecRunner, UnknownTest
     from faultbox.spec import load_spec
 
@@ -76,7 +78,9 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
     timeout = float(job["timeout"])  # type: ignore[arg-type]
     runs = int(job.get("runs", 1))  # type: ignore[call-overload]
     runs_all = bool(job.get("runs_all", False))
-    with SpecRunner(spec, seed, timeout, spec_arg=str(job["spec_arg"])) as tests:
+    leaf = Decisions.from_text(str(job["leaf"])) if job.get("leaf") else None
+    with SpecRunner(spec, seed, timeout, spec_arg=str(job["spec_arg"]), leaf=leaf) as tests:
+        tests.on_run_end = lambda: send_frame(sock, {"progress": True})
         try:
             send_frame(sock, {"ready": True})
         except OSError:

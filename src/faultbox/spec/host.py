@@ -97,6 +97,10 @@ class Host(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def choose(self, name: str, options: Sequence[Any], location: str) -> int:
+        """The index of the option this run takes at choose(name, options): the leaf's, else 0.
+        A named choice is recorded as a fan-out site of the test."""
+
     def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
         """Call the functions concurrently (each a client of its own); results in argument order."""
 

@@ -54,6 +54,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
     """Every name a spec can use without defining it."""
     from faultbox.spec.builtins import (
         assertions,
+        choice,
         core,
         faults,
         jwt,
@@ -74,7 +75,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
     # imported for their registrations
-    del assertions, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, temporal, topology
+    del assertions, choice, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, temporal, topology
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 

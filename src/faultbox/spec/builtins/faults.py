@@ -40,28 +40,74 @@ def _probability(value: Any, what: str) -> float:
         raise ArgError(f"{what}: {exc}") from None
 
 
-@builtin("deny", "errno: str, *, probability: any = 1.0, label: str = '', path: str? = None, addr: str? = None")
-def deny(builder: SpecBuilder, errno: str, probability: Any, label: str, path: str | None, addr: str | None) -> Action:
+_MAX_FIRES = 10  # 2**10 leaves: past that, exhaustive is not a plan anyone runs
+
+
+def _max_fires(max_fires: int, mode: str, probability: float, what: str) -> int:
+    """max_fires=N makes the fault's first N occurrences a fan-out site (2**N leaves, each firing
+    a different subset of them); mode="exhaustive" says so, mode="stochastic" (the default) draws."""
+    if mode not in ("", "exhaustive", "stochastic"):
+        raise ArgError(
+            f'{what}: mode="{mode}" is not a mode', 'write mode="exhaustive" (with max_fires=) or drop mode='
+        )
+    if mode == "stochastic" and max_fires:
+        raise ArgError(
+            f'{what}: mode="stochastic" draws every occurrence, so max_fires= has no meaning with it',
+            'drop max_fires=, or write mode="exhaustive"',
+        )
+    if mode == "exhaustive" and not max_fires:
+        raise ArgError(
+            f'{what}: mode="exhaustive" needs max_fires=N: the first N occurrences are explored',
+            'write e.g. max_fires=2, mode="exhaustive" (4 leaves)',
+        )
+    if max_fires < 0 or max_fires > _MAX_FIRES:
+        raise ArgError(f"{what}: max_fires must be between 1 and {_MAX_FIRES} (2**N leaves), got {max_fires}")
+    if max_fires and probability >= 1.0:
+        raise ArgError(
+            f"{what}: max_fires= explores whether each occurrence fires, and probability 1 always fires",
+            'give a probability below 1, e.g. probability="50%", max_fires=2',
+        )
+    return max_fires
+
+
+@builtin(
+    "deny",
+    "errno: str, *, probability: any = 1.0, label: str = '', path: str? = None, addr: str? = None, "
+    "max_fires: int = 0, mode: str = ''",
+)
+def deny(
+    builder: SpecBuilder,
+    errno: str,
+    probability: Any,
+    label: str,
+    path: str | None,
+    addr: str | None,
+    max_fires: int,
+    mode: str,
+) -> Action:
     name = errno.upper()
     if name not in ERRNO_NAMES:
         raise ArgError(
             f'deny(): unknown errno "{errno}"{did_you_mean(name, ERRNO_NAMES)}',
             f"supported: {', '.join(ERRNO_NAMES)}",
         )
-    return Action(
-        ActionKind.DENY, errno=name, probability=_probability(probability, "deny()"), label=label, path=path, addr=addr
-    )
+    p = _probability(probability, "deny()")
+    fires = _max_fires(max_fires, mode, p, "deny()")
+    return Action(ActionKind.DENY, errno=name, probability=p, label=label, path=path, addr=addr, max_fires=fires)
 
 
 @builtin(
     "delay",
-    "duration: duration? = None, *, delay: duration? = None, addr: str? = None, " + MATCHER_PARAMS,
+    "duration: duration? = None, *, delay: duration? = None, addr: str? = None, max_fires: int = 0, mode: str = '', "
+    + MATCHER_PARAMS,
 )
 def delay(
     builder: SpecBuilder,
     duration: float | None,
     delay: float | None,
     addr: str | None,
+    max_fires: int,
+    mode: str,
     probability: Any,
     times: int,
     label: str,
@@ -77,6 +123,12 @@ def delay(
             )
         if addr is not None:
             raise ArgError("delay(): addr= narrows a syscall delay; a protocol delay matches requests, not addresses")
+        if max_fires or mode:
+            raise ArgError(
+                "delay(): max_fires= and mode= explore a syscall fault's occurrences; a protocol delay "
+                "is bounded with times=",
+                'write delay("500ms", probability="50%", max_fires=2) for a syscall delay',
+            )
         return proxy_delay(delay, probability, times, label, {**matchers, "path": path})
     if duration is None:
         raise ArgError(
@@ -91,13 +143,15 @@ def delay(
         )
     if duration <= 0:
         raise ArgError("delay(): the duration must be positive")
+    p = _probability(probability, "delay()")
     return Action(
         ActionKind.DELAY,
         delay=duration,
-        probability=_probability(probability, "delay()"),
+        probability=p,
         label=label,
         path=path,
         addr=addr,
+        max_fires=_max_fires(max_fires, mode, p, "delay()"),
     )
 
 
