@@ -184,7 +184,7 @@ class SpecItem(pytest.Item):
     line: int
 
     def runtest(self) -> None:
-        result = self._runner().run(self.name)
+        result = self._runner().run_fanout(self.name)
         self._record(result)
         if result.verdict is Verdict.PASS:
             return
