@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+_SHRINK_RUNS = 20  # as `faultbox test` does by default: a failed test gets its smallest failing case
+
 
 def _leave_faultbox_unrewritten() -> None:
     """pytest rewrites the asserts of every module of a package that installs a plugin, so each of
@@ -184,7 +186,7 @@ class SpecItem(pytest.Item):
     line: int
 
     def runtest(self) -> None:
-        result = self._runner().run_fanout(self.name)
+        result = self._runner().run_repeated(self.name, 1)
         self._record(result)
         if result.verdict is Verdict.PASS:
             return
@@ -199,7 +201,9 @@ class SpecItem(pytest.Item):
         runner = runners.get(self.path)
         if runner is None:
             spec_arg = os.path.relpath(self.path, self.config.invocation_params.dir)
-            runner = SpecRunner(self.spec, self.config.stash[_SEED], _timeout(self.config), spec_arg=spec_arg)
+            runner = SpecRunner(
+                self.spec, self.config.stash[_SEED], _timeout(self.config), spec_arg=spec_arg, shrink=_SHRINK_RUNS
+            )
             runners[self.path] = runner
         return runner
 

@@ -57,3 +57,27 @@ def test_a_bad_leaf_is_a_usage_error(tmp_path: Path) -> None:
     out = faultbox_cli("test", str(spec_file(tmp_path)), "--leaf", "mode=1")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "--leaf" in out.stderr and "not a decision" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_failed_test_with_two_faults_is_shrunk_unless_told_not_to(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    decl = svc_decl("svc", free_port()).replace("@PYTHON@", "python3").replace("@FIXTURES@", str(FIXTURES))
+    spec = tmp_path / "two.star"
+    spec.write_text(
+        decl
+        + f"""
+def test_two():
+    out = fault(svc, fsync = deny("EIO", path = "{data}"), close = deny("EIO", path = "{data}"),
+                run = lambda: svc.main.send("RESULTS {data} 1"))
+    assert_eq(out, "ok")
+"""
+    )
+    out = faultbox_cli("test", str(spec), "--seed", "1")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "smallest failing case (1 runs to find): without svc:" in out.stdout, out.stdout
+    replay = re.search(r"smallest failing case.*\n\s+replay: (faultbox test .*--leaf '(off\.svc:\w+=1)')", out.stdout)
+    assert replay is not None, out.stdout
+    again = faultbox_cli("test", str(spec), "--seed", "1", "--leaf", replay.group(2))
+    assert again.returncode == 2 and "fault_off" not in again.stderr, again.stdout + again.stderr
+    plain = faultbox_cli("test", str(spec), "--seed", "1", "--no-shrink")
+    assert plain.returncode == 2 and "smallest failing case" not in plain.stdout, plain.stdout

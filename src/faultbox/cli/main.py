@@ -64,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         "as a failed leaf's replay command gives it: e.g. 'choose.mode=1;fires.db:write=01'",
     )
     test.add_argument(
+        "--shrink",
+        type=_positive,
+        default=20,
+        metavar="N",
+        help="runs to spend looking for a smaller failing case of a failed test with several faults, fires, "
+        "priority changes or choices (default 20)",
+    )
+    test.add_argument("--no-shrink", action="store_true", help="do not shrink failed tests")
+    test.add_argument(
         "--runs-all", action="store_true", help="with --runs: run every test all N times, even after a failing run"
     )
     test.add_argument(
@@ -496,6 +505,7 @@ def _test(args: argparse.Namespace) -> int:
         runs=args.runs,
         runs_all=args.runs_all,
         leaf=leaf,
+        shrink=0 if args.no_shrink else args.shrink,
     )
     listeners: list[RunListener] = []
     if args.output:

@@ -11,6 +11,7 @@ The text form (`--leaf`, replay commands) is `;`-separated `kind.key=value` item
     choose.mode=1              option index 1 of choose("mode", ...)
     fires.db:write=101         occurrences 1..3 of that fault: fire, don't, fire
     order.spec.star:30=<schedule>   how the branches of that parallel() were ordered (Schedule)
+    off.db:fsync=1             leave that fault out (shrinking found the failure without it)
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ class DecisionsError(UsageError):
     code = Code.BAD_OPTION
 
 
-CHOOSE, FIRES, ORDER = "choose", "fires", "order"
-KINDS = (CHOOSE, FIRES, ORDER)
+CHOOSE, FIRES, ORDER, OFF = "choose", "fires", "order", "off"
+KINDS = (CHOOSE, FIRES, ORDER, OFF)
+
+
+def fault_key(service: str, keyword: str, label: str = "") -> str:
+    """A fault's name across runs of a test, for off.<key>: "db:fsync", "db:fsync[slow disk]"."""
+    return f"{service}:{keyword}" + (f"[{label}]" if label else "")
 
 
 @dataclass(frozen=True)
@@ -89,14 +95,16 @@ class Decisions:
     choices: dict[str, int] = field(default_factory=dict)
     fires: dict[str, str] = field(default_factory=dict)
     orders: dict[str, Schedule] = field(default_factory=dict)
+    off: list[str] = field(default_factory=list)  # fault keys left out
 
     def __bool__(self) -> bool:
-        return bool(self.choices or self.fires or self.orders)
+        return bool(self.choices or self.fires or self.orders or self.off)
 
     def to_text(self) -> str:
         items = [f"{CHOOSE}.{k}={v}" for k, v in self.choices.items()]
         items += [f"{FIRES}.{k}={v}" for k, v in self.fires.items()]
         items += [f"{ORDER}.{k}={v.to_text()}" for k, v in self.orders.items()]
+        items += [f"{OFF}.{k}=1" for k in self.off]
         return ";".join(items)
 
     @classmethod
@@ -114,6 +122,9 @@ class Decisions:
                 if not value.isdigit():
                     raise DecisionsError(f"--leaf: {item!r}: a choice is an option's index (0, 1, ...)")
                 out.choices[key] = int(value)
+            elif kind == OFF:
+                if key not in out.off:
+                    out.off.append(key)
             elif kind == FIRES:
                 if not value or set(value) - {"0", "1"}:
                     raise DecisionsError(f"--leaf: {item!r}: fires are a string of 0 and 1, one per occurrence")
@@ -157,4 +168,4 @@ def leaf_decisions(sites: list[Site], index: int) -> Decisions:
     return out
 
 
-__all__ = ["Decisions", "DecisionsError", "Schedule", "Site", "leaf_count", "leaf_decisions"]
+__all__ = ["Decisions", "DecisionsError", "Schedule", "Site", "fault_key", "leaf_count", "leaf_decisions"]

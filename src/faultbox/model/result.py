@@ -216,6 +216,31 @@ class LeafRecord:
         )
 
 
+@dataclass
+class ShrinkRecord:
+    """The smallest failing case shrinking found for a failed test: the decisions that replay it
+    (with --leaf), what was taken away, and how many runs the search took."""
+
+    decisions: str
+    removed: str  # "without db:fsync; w fires 1 of 3 (was 3)"
+    runs: int
+    reason: str = ""
+    replay: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShrinkRecord:
+        return cls(
+            decisions=d.get("decisions", ""),
+            removed=d.get("removed", ""),
+            runs=int(d.get("runs", 0)),
+            reason=d.get("reason", ""),
+            replay=d.get("replay", ""),
+        )
+
+
 # How bad a run's verdict is, for the verdict of a test run several times: its worst run's.
 SEVERITY = {Verdict.PASS: 0, Verdict.HALTED: 1, Verdict.INCONCLUSIVE: 2, Verdict.FAIL: 3, Verdict.ERROR: 4}
 
@@ -251,6 +276,7 @@ class TestResult:
     # for a test that fanned out, every leaf (the rest of the result is its worst leaf's).
     decisions: str = ""
     leaves: list[LeafRecord] = field(default_factory=list)
+    shrunk: ShrinkRecord | None = None  # a failed test: the smallest failing case found
 
     @property
     def verdict(self) -> Verdict:
@@ -296,6 +322,8 @@ class TestResult:
             out["decisions"] = self.decisions
         if self.leaves:
             out["leaves"] = [leaf.to_dict() for leaf in self.leaves]
+        if self.shrunk is not None:
+            out["shrunk"] = self.shrunk.to_dict()
         if with_events:
             out["events"] = [e.to_dict() for e in self.events]
         return out
@@ -328,6 +356,7 @@ class TestResult:
             runs=[RunRecord.from_dict(r) for r in t.get("runs") or []],
             decisions=t.get("decisions", ""),
             leaves=[LeafRecord.from_dict(leaf) for leaf in t.get("leaves") or []],
+            shrunk=ShrinkRecord.from_dict(t["shrunk"]) if t.get("shrunk") else None,
         )
 
 

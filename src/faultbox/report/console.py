@@ -165,6 +165,9 @@ class ConsoleReporter:
                 p(f"      {escape(str(line))}")
         if r.leaves:
             self._leaves(r)
+        if r.shrunk is not None:
+            p(f"    smallest failing case ({r.shrunk.runs} runs to find): {escape(r.shrunk.removed)}")
+            p(f"      replay: {escape(r.shrunk.replay)}")
         if r.runs and r.failed_runs:
             p("    failing runs:")
             for run in r.failed_runs:

@@ -353,6 +353,7 @@ def _test_detail(index: int, t: TestResult, entry: dict[str, Any]) -> str:
         _expected_actual(t),
         _violation(t, t0),
         _leaves(t),
+        _shrunk(t),
         _nearest(t),
         _faults(t),
         _diagnostics(t),
@@ -400,6 +401,15 @@ def _facts(t: TestResult) -> str:
     if t.return_value:
         facts.append(("returned", t.return_value))
     return '<dl class="facts">' + "".join(f"<div><dt>{k}</dt><dd>{_e(v)}</dd></div>" for k, v in facts) + "</dl>"
+
+
+def _shrunk(t: TestResult) -> str:
+    s = t.shrunk
+    if s is None:
+        return ""
+    rows = [("taken away", s.removed), ("reason", s.reason), ("replay", s.replay), ("runs to find", str(s.runs))]
+    body = "".join(f"<tr><th>{k}</th><td><pre>{_e(v)}</pre></td></tr>" for k, v in rows)
+    return _block("Smallest failing case", f'<table class="kv">{body}</table>')
 
 
 def _leaves(t: TestResult) -> str:

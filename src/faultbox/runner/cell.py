@@ -125,6 +125,8 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf:
     result.replay = replay
     result.events = host.log.snapshot()
     result.decisions = host.leaf.taken.to_text()
+    if host.leaf.forced:  # what the leaf asked for, where `decisions` says what happened
+        result.details["forced"] = host.leaf.forced.to_text()
     result.faults = host.faults.records
     result.diagnostics.extend(host.faults.diagnostics)
     result.diagnostics.extend(host.proxies.diagnostics())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from faultbox.errors import Code
+from faultbox.model.decisions import fault_key
 from faultbox.model.fault import PARTITION_OP, ActionKind, SyscallRule
 from faultbox.model.proxy import ProxyRule
 from faultbox.model.result import Diagnostic, FaultRecord
@@ -74,8 +75,11 @@ class FaultTable:
     by_id: dict[int, ActiveRule] = field(default_factory=dict)
     _scopes: list[Scope] = field(default_factory=list)
     _activations: dict[str, int] = field(default_factory=dict)
+    # A fault the test's leaf leaves out (off.<key>, from shrinking) is not installed at all.
+    leave_out: Callable[[str], bool] = lambda key: False
 
     def push(self, rules: Sequence[Rule], *, assumption: str = "", imperative: bool = False) -> Scope:
+        rules = self._without_left_out(rules)
         for name, group in _by_backend(rules).items():
             self.backends[name].check(group)
         active: list[ActiveRule] = []
@@ -105,6 +109,18 @@ class FaultTable:
                 fields["assumption"] = assumption
             self.emit("trace_applied" if tracing else "fault_applied", svc, fields)
         return scope
+
+    def _without_left_out(self, rules: Sequence[Rule]) -> list[Rule]:
+        kept = []
+        for rule in rules:
+            label = rule.action.label if isinstance(rule, SyscallRule) else rule.fault.label
+            key = fault_key(rule.service, rule.keyword, label)
+            if self.leave_out(key):
+                what = rule.describe() if isinstance(rule, SyscallRule) else rule.fault.describe()
+                self.emit("fault_off", rule.service, {rule.keyword: what, "fault": key})
+            else:
+                kept.append(rule)
+        return kept
 
     def pop(self, scope: Scope) -> None:
         if scope.removed:

@@ -79,6 +79,7 @@ class TestHost:
             "proxy": ProxyBackend(self.proxies.listeners),
         }
         self.faults = FaultTable(test_name, backends, lambda t, s, f: self.emit(t, s, f))
+        self.faults.leave_out = self.leaf.is_off
         self.assertions = 0
         self.output: list[str] = []
         self.seeding = False  # steps of a service's seed= must succeed

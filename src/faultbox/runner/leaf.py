@@ -49,6 +49,15 @@ class LeafState:
             self._site(Site(ORDER, key, list(options), location))
         return self.forced.orders.get(key)
 
+    def is_off(self, key: str) -> bool:
+        """Whether the leaf leaves this fault out (a shrunk case)."""
+        if key in self.forced.off:
+            with self._lock:
+                if key not in self.taken.off:
+                    self.taken.off.append(key)
+            return True
+        return False
+
     def record_order(self, key: str, schedule: Schedule) -> None:
         """What a scheduled parallel() did, as a schedule that replays it exactly."""
         with self._lock:

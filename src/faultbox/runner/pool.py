@@ -45,6 +45,7 @@ class Job:
     runs: int = 1
     runs_all: bool = False
     leaf: str = ""  # --leaf: the decisions every test runs with (no fan-out)
+    shrink: int = 0  # runs to spend shrinking a failed test
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))

@@ -42,6 +42,7 @@ class RunOptions:
     runs: int = 1
     runs_all: bool = False
     leaf: Decisions | None = None  # --leaf: every test runs with these decisions, and does not fan out
+    shrink: int = 0  # runs to spend shrinking each failed test (the command line: 20)
 
 
 class NoTestMatched(UsageError):
@@ -102,6 +103,7 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
                 runs=options.runs,
                 runs_all=options.runs_all,
                 leaf=options.leaf.to_text() if options.leaf else "",
+                shrink=options.shrink,
             )
             WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
@@ -128,7 +130,13 @@ def _run_serially(
     finished: Callable[[TestResult], None],
 ) -> None:
     with SpecRunner(
-        spec, options.seed, options.timeout, spec_arg=spec_arg, keep_workdir=options.keep_workdir, leaf=options.leaf
+        spec,
+        options.seed,
+        options.timeout,
+        spec_arg=spec_arg,
+        keep_workdir=options.keep_workdir,
+        leaf=options.leaf,
+        shrink=options.shrink,
     ) as tests:
         for name in selected:
             started(name)

@@ -12,10 +12,11 @@ from types import TracebackType
 from faultbox._util.seeds import run_seed
 from faultbox.errors import Code, UsageError
 from faultbox.model.decisions import Decisions, Site, leaf_count, leaf_decisions
-from faultbox.model.result import SEVERITY, LeafRecord, RunRecord, TestResult, Verdict
+from faultbox.model.result import SEVERITY, LeafRecord, RunRecord, ShrinkRecord, TestResult, Verdict
 from faultbox.runner.cell import run_test
 from faultbox.runner.context import RunContext
 from faultbox.runner.leaf import LeafState
+from faultbox.runner.shrink import candidates, describe, fired_faults
 from faultbox.spec import Spec
 
 MAX_LEAVES = 4096  # a test whose sites multiply past this is refused, not run for hours
@@ -35,6 +36,7 @@ class SpecRunner:
         spec_arg: str = "",
         keep_workdir: bool = False,
         leaf: Decisions | None = None,
+        shrink: int = 0,
     ) -> None:
         self.spec = spec
         self.seed = seed
@@ -42,6 +44,7 @@ class SpecRunner:
         self.spec_arg = spec_arg or spec.path
         self._keep_workdir = keep_workdir
         self.forced = leaf  # --leaf: run that one leaf of each test, no fan-out
+        self.shrink_runs = shrink  # at most this many runs to shrink a failed test (0: do not)
         self.on_run_end: Callable[[], None] = lambda: None  # a test worker tells its runner it is alive
         self._ctx: RunContext | None = None  # made at the first test: collecting costs nothing
 
@@ -106,7 +109,7 @@ class SpecRunner:
         """`--runs N`: the test up to N times, run i with seed run_seed(seed, i), stopping at the
         first run that does not pass (halted aside) unless runs_all. One run is just `run`."""
         if runs <= 1:
-            return self.run_fanout(name)
+            return self.shrink(name, self.run_fanout(name))
         results: list[TestResult] = []
         for i in range(runs):
             result = self.run_fanout(name, run_seed(self.seed, i))
@@ -119,7 +122,37 @@ class SpecRunner:
             results.append(result)
             if not runs_all and SEVERITY[result.verdict] >= SEVERITY[Verdict.INCONCLUSIVE]:
                 break
-        return combine(results)
+        return self.shrink(name, combine(results))
+
+    def shrink(self, name: str, result: TestResult) -> TestResult:
+        """A failed test with several faults, fires, priority changes or choices: look for a
+        smaller case that fails the same way (same outcome, same spec line), greedily, within the
+        run budget; the smallest found goes in `result.shrunk` next to the original."""
+        if self.shrink_runs <= 0 or result.verdict is not Verdict.FAIL:
+            return result
+        faults = fired_faults(result.faults)
+        start = Decisions.from_text(result.details.get("forced") or result.decisions)
+        current, smallest, runs = start, None, 0
+        improved = True
+        while improved and runs < self.shrink_runs:
+            improved = False
+            for candidate in candidates(current, faults):
+                if runs >= self.shrink_runs:
+                    break
+                attempt = self.run(name, result.seed, LeafState(candidate))
+                runs += 1
+                if attempt.outcome is result.outcome and attempt.location == result.location:
+                    current, smallest, improved = candidate, attempt, True
+                    break
+        if smallest is not None:
+            result.shrunk = ShrinkRecord(
+                decisions=current.to_text(),
+                removed=describe(start, current),
+                runs=runs,
+                reason=smallest.reason,
+                replay=smallest.replay,
+            )
+        return result
 
     def close(self) -> None:
         if self._ctx is not None:

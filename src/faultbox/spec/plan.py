@@ -27,7 +27,7 @@ _ALWAYS = frozenset(
         "service_started", "service_ready", "service_exited", "step_send", "step_recv",
         "fault_applied", "fault_removed", "fault_not_fired", "trace_applied", "trace_removed",
         "proxy", "proxy_conn_open", "proxy_conn_close", "proxy_request", "proxy_warning", "proxy_started",
-        "supervisor_failed", "proxy_failed", "source_error", "teardown_error", "choice",
+        "supervisor_failed", "proxy_failed", "source_error", "teardown_error", "choice", "fault_off",
     }
 )  # fmt: skip
 # Events only some services produce, and what makes them.

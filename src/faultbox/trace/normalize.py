@@ -47,6 +47,7 @@ LANES: dict[str, str] = {
     "fault_applied": "faults",
     "fault_removed": "faults",
     "fault_not_fired": "faults",
+    "fault_off": "faults",
     "trace_applied": "faults",
     "trace_removed": "faults",
     "step_send": "steps",

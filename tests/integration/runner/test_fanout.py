@@ -81,3 +81,39 @@ def test_choose_refuses_what_cannot_fan_out(run, tmp_path) -> None:
     t = res.test("one")
     assert t.outcome.value in ("failed", "errored") and "at least two options" in t.reason, t.reason
     assert t.location.endswith("spec.star:3"), t.location
+
+
+def test_shrinking_finds_the_fault_that_matters_and_the_fewest_fires(write_spec, tmp_path) -> None:
+    """Two faults fire and either breaks the check alone: shrinking leaves one of them out (and
+    never the last). A leaf firing all three writes shrinks to one fire."""
+    from faultbox.model.decisions import Decisions
+    from faultbox.runner.serial import SpecRunner
+    from faultbox.spec import load_spec
+
+    target = tmp_path / "data"
+    spec = svc_decl("a", free_port()) + f"""
+def test_two_faults():
+    out = fault(a, fsync = deny("EIO", path = "{target}"), close = deny("EIO", path = "{target}"),
+                run = lambda: a.main.send("RESULTS {target} 2"))
+    assert_eq(out, "ok,ok")
+
+def test_fires():
+    out = fault(a, write = deny("EIO", probability = "50%", max_fires = 3, label = "w"),
+                run = lambda: a.main.send("RESULTS {target} 3"))
+    assert_eq(out, "ok,ok,ok")
+"""
+    loaded = load_spec(str(write_spec(spec)))
+    with SpecRunner(loaded, 5, 60.0, shrink=10) as runner:
+        two = runner.run_repeated("test_two_faults", 1)
+        assert two.outcome.value == "failed", two.reason
+        assert two.shrunk is not None, two.reason
+        assert two.shrunk.decisions in ("off.a:fsync=1", "off.a:close=1"), two.shrunk
+        assert f"--leaf '{two.shrunk.decisions}'" in two.shrunk.replay
+        assert two.shrunk.runs == 1  # the one fault left is never left out
+        assert two.shrunk.removed == "without " + two.shrunk.decisions[4:-2]
+    with SpecRunner(loaded, 5, 60.0, shrink=10, leaf=Decisions.from_text("fires.w=111")) as runner:
+        fires = runner.run_repeated("test_fires", 1)
+        assert fires.outcome.value == "failed", fires.reason
+        assert fires.shrunk is not None
+        assert fires.shrunk.decisions == "fires.w=001", fires.shrunk
+        assert fires.shrunk.removed == "w fires 1 of 3 (was 3)"
