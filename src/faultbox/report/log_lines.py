@@ -51,6 +51,11 @@ class JsonLinesReporter:
         if result.runs:
             fields["runs"] = len(result.runs)
             fields["failed_seeds"] = [r.seed for r in result.failed_runs]
+        if result.leaves:
+            fields["leaves"] = len(result.leaves)
+            fields["failed_leaves"] = [leaf.decisions for leaf in result.failed_leaves]
+        if result.shrunk is not None:
+            fields["shrunk"] = result.shrunk.decisions
         if result.diagnostics:
             fields["warnings"] = [d.code for d in result.diagnostics]
         self._line(_level(result), "test finished", **fields)
