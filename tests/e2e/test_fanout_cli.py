@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from support import FIXTURES, faultbox_cli, free_port, svc_decl
 
 CHOICES = """

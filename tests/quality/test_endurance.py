@@ -121,7 +121,7 @@ class Sampler:
         self.started = time.monotonic()
         self.times: dict[int, float] = {}
 
-    def run_started(self, spec: str, seed: int, tests: Any) -> None:
+    def run_started(self, run: Any, tests: Any) -> None:
         self.started = time.monotonic()
 
     def test_started(self, name: str) -> None:

@@ -574,7 +574,7 @@ def _report(args: argparse.Namespace) -> int:
     except FaultboxError as exc:
         return _fail(exc)
     reporter = ConsoleReporter(sys.stdout, verbose=args.verbose, runs=result.runs)
-    reporter.run_started(result.spec, result.seed, [t.name for t in result.tests])
+    reporter.run_started(result, [t.name for t in result.tests])
     for test in result.tests:
         reporter.test_finished(test)
     reporter.run_finished(result)

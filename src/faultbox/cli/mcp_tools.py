@@ -507,7 +507,7 @@ def _show_report(box: Toolbox, arguments: JSON, call: Call) -> ToolResult:
         return ToolResult([exc.render()], is_error=True)
     stream = io.StringIO()
     reporter = ConsoleReporter(stream, color=False, verbose=bool(arguments.get("verbose")))
-    reporter.run_started(result.spec, result.seed, [t.name for t in result.tests])
+    reporter.run_started(result, [t.name for t in result.tests])
     for test in result.tests:
         reporter.test_finished(test)
     reporter.run_finished(result)

@@ -40,10 +40,12 @@ class ConsoleReporter:
 
     # -- RunListener ---------------------------------------------------------------------------
 
-    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
+    def run_started(self, run: RunResult, tests: Sequence[str]) -> None:
         n = len(tests)
         runs = f"  runs={self.runs}" if self.runs > 1 else ""
-        self.console.print(f"[bold]faultbox[/] {escape(spec)}  seed={seed}{runs}  {n} test{'s' if n != 1 else ''}")
+        self.console.print(
+            f"[bold]faultbox[/] {escape(run.spec)}  seed={run.seed}{runs}  {n} test{'s' if n != 1 else ''}"
+        )
 
     def test_started(self, name: str) -> None:
         self._running.append(name)

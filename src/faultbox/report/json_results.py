@@ -3,9 +3,9 @@ result again)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -56,8 +56,10 @@ class PartialResults:
         self._end = 0  # where the closing brackets start
         self._count = 0
 
-    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
-        header = RunResult(spec=spec, seed=seed, started=time.time(), interrupted=True).to_dict()
+    def run_started(self, run: RunResult, tests: Sequence[str]) -> None:
+        # Everything the run knows at its start (a shard's index and suite, the variables): a
+        # killed shard's file is still a shard that `report merge` can name.
+        header = dataclasses.replace(run, tests=[], interrupted=True).to_dict()
         for key in ("tests", "matrix", "counts"):  # tests come last, one by one; the rest is the run's
             header.pop(key, None)
         opening = json.dumps(header, default=_default, ensure_ascii=False)[:-1] + ', "tests": [\n'

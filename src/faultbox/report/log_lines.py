@@ -29,8 +29,8 @@ class JsonLinesReporter:
         self._out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._out.flush()
 
-    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
-        self._line("info", "run started", spec=spec, seed=seed, tests=len(tests))
+    def run_started(self, run: RunResult, tests: Sequence[str]) -> None:
+        self._line("info", "run started", spec=run.spec, seed=run.seed, tests=len(tests))
 
     def test_started(self, name: str) -> None:
         self._line("info", "test started", test=name)

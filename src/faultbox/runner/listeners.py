@@ -1,6 +1,6 @@
 """The one lifecycle contract reporters plug into. The runner calls these in order:
 
-    run_started(spec, seed, tests)
+    run_started(run, tests)           run: the RunResult as it starts (spec, seed, shard, variables...)
         test_started(name)            for each selected test
         test_finished(result)
     run_finished(result)
@@ -22,7 +22,7 @@ from faultbox.model.result import RunResult, TestResult
 
 
 class RunListener(Protocol):
-    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None: ...
+    def run_started(self, run: RunResult, tests: Sequence[str]) -> None: ...
 
     def test_started(self, name: str) -> None: ...
 

@@ -79,7 +79,7 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
         runs_all=options.runs_all and options.runs > 1,
     )
     for listener in listeners:
-        listener.run_started(result.spec, options.seed, selected)
+        listener.run_started(result, selected)
 
     def started(name: str) -> None:
         for listener in listeners:

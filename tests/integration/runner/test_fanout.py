@@ -34,7 +34,7 @@ def nondet_free(mode, size):
 
 
 def test_a_test_without_sites_runs_once(run) -> None:
-    res = run(svc_decl("a", free_port()) + 'def test_plain():\n    assert_eq(choose([1, 2]), 1)\n')
+    res = run(svc_decl("a", free_port()) + "def test_plain():\n    assert_eq(choose([1, 2]), 1)\n")
     t = res.test("plain")
     assert t.outcome.value == "passed", t.reason
     assert t.leaves == [] and t.decisions == ""
@@ -44,7 +44,9 @@ def test_max_fires_explores_which_occurrences_fire(run, tmp_path) -> None:
     """deny(probability=, max_fires=2): four leaves, each firing a different subset of the first two
     writes; the supervisor decides each occurrence as the leaf says."""
     target = tmp_path / "data"
-    spec = svc_decl("a", free_port()) + f"""
+    spec = (
+        svc_decl("a", free_port())
+        + f"""
 def test_writes():
     def body():
         return a.main.send("RESULTS {target} 3")
@@ -52,6 +54,7 @@ def test_writes():
     print(out)
     assert_true(out != "EIO,EIO,ok" and out != "EIO,EIO,EIO", out)
 """
+    )
     res = run(spec, seed=7)
     t = res.test("writes")
     by_label = {leaf.label: leaf for leaf in t.leaves[1:]}
@@ -91,7 +94,9 @@ def test_shrinking_finds_the_fault_that_matters_and_the_fewest_fires(write_spec,
     from faultbox.spec import load_spec
 
     target = tmp_path / "data"
-    spec = svc_decl("a", free_port()) + f"""
+    spec = (
+        svc_decl("a", free_port())
+        + f"""
 def test_two_faults():
     out = fault(a, fsync = deny("EIO", path = "{target}"), close = deny("EIO", path = "{target}"),
                 run = lambda: a.main.send("RESULTS {target} 2"))
@@ -102,6 +107,7 @@ def test_fires():
                 run = lambda: a.main.send("RESULTS {target} 3"))
     assert_eq(out, "ok,ok,ok")
 """
+    )
     loaded = load_spec(str(write_spec(spec)))
     with SpecRunner(loaded, 5, 60.0, shrink=10) as runner:
         two = runner.run_repeated("test_two_faults", 1)

@@ -28,7 +28,7 @@ def test_the_file_parses_after_every_test_and_grows_by_each_test_only(tmp_path: 
     path = tmp_path / "r.json"
     partial = json_results.PartialResults(str(path))
     before = _written()
-    partial.run_started("spec.star", 7, [])
+    partial.run_started(RunResult(spec="spec.star", seed=7, started=0.0), [])
     for i in range(300):
         partial.test_finished(_test(i))
     written = _written() - before
@@ -51,7 +51,7 @@ def test_a_file_cut_short_in_a_write_reads_up_to_its_last_whole_test(tmp_path: P
     gives the run's tests up to the last one written whole, marked interrupted."""
     path = tmp_path / "r.json"
     partial = json_results.PartialResults(str(path))
-    partial.run_started("spec.star", 7, [])
+    partial.run_started(RunResult(spec="spec.star", seed=7, started=0.0), [])
     for i in range(3):
         partial.test_finished(_test(i))
     whole = path.read_bytes()
@@ -77,7 +77,7 @@ def test_a_file_cut_short_in_a_write_reads_up_to_its_last_whole_test(tmp_path: P
 def test_a_file_damaged_before_its_end_is_refused_without_a_parse_per_line(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     partial = json_results.PartialResults(str(path))
-    partial.run_started("spec.star", 7, [])
+    partial.run_started(RunResult(spec="spec.star", seed=7, started=0.0), [])
     for i in range(2000):
         partial.test_finished(_test(i))
     lines = path.read_text().split("\n")
@@ -89,3 +89,18 @@ def test_a_file_damaged_before_its_end_is_refused_without_a_parse_per_line(tmp_p
         assert "not JSON" in str(exc)
     else:
         raise AssertionError("a file damaged in its middle is refused")
+
+
+def test_a_killed_shard_leaves_a_file_that_names_its_shard_and_variables(tmp_path: Path) -> None:
+    from faultbox.model.result import Shard
+
+    path = tmp_path / "shard.json"
+    partial = json_results.PartialResults(str(path))
+    run = RunResult(spec="spec.star", seed=7, started=0.0, variables={"ENV": "ci"}, shard=Shard(2, 3, ("a", "b", "c")))
+    partial.run_started(run, ["b"])
+    partial.test_finished(_test(0))  # and the runner is killed here: run_finished never comes
+    back = json_results.read(str(path))
+    assert back.interrupted
+    assert back.shard is not None and (back.shard.index, back.shard.count, back.shard.suite) == (2, 3, ("a", "b", "c"))
+    assert back.variables == {"ENV": "ci"}
+    assert [t.name for t in back.tests] == [_test(0).name]
