@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--no-shrink", action="store_true", help="do not shrink failed tests")
     test.add_argument(
+        "--concurrent-start",
+        action="store_true",
+        help="start each service as soon as the services it depends_on are ready, the others at the same "
+        "time (by default services start one after another, in declaration order within depends_on order)",
+    )
+    test.add_argument(
         "--runs-all", action="store_true", help="with --runs: run every test all N times, even after a failing run"
     )
     test.add_argument(
@@ -506,6 +512,7 @@ def _test(args: argparse.Namespace) -> int:
         runs_all=args.runs_all,
         leaf=leaf,
         shrink=0 if args.no_shrink else args.shrink,
+        concurrent_start=args.concurrent_start,
     )
     listeners: list[RunListener] = []
     if args.output:

@@ -88,7 +88,7 @@ class CgroupTree:
 
     def __init__(self, announce: Callable[[str], None] | None = None) -> None:
         self.base: Path | None = None
-        self._count = 0
+        self._count = itertools.count(1)
         root = _cgroup2_root()
         if root is None:
             return
@@ -109,8 +109,7 @@ class CgroupTree:
     def new(self, name: str) -> Cgroup | None:
         if self.base is None:
             return None
-        self._count += 1
-        path = self.base / f"{name}-{self._count}"
+        path = self.base / f"{name}-{next(self._count)}"  # services may start in threads of their own
         try:
             path.mkdir()
         except OSError:

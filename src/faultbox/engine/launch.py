@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from faultbox._util.threads import LastingThread
 from faultbox.engine.cgroup import Cgroup
 from faultbox.engine.client import SupervisorClient, SupervisorError
 from faultbox.engine.shim_build import find_or_build
@@ -150,6 +151,11 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+# Every service is forked from this one thread: its PR_SET_PDEATHSIG ties it to the runner's
+# process, not to whichever thread started it (services may start in threads of their own).
+_FORKER = LastingThread("faultbox-forker")
+
+
 def spawn(
     spec: LaunchSpec,
     supervisor: SupervisorClient | None,
@@ -181,16 +187,18 @@ def spawn(
         if os.geteuid() != pw.pw_uid:
             kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(spec.env),
-            cwd=spec.cwd,
-            start_new_session=True,
-            pass_fds=(theirs.fileno(),),
-            **kwargs,  # type: ignore[call-overload]
+        proc = _FORKER.call(
+            lambda: subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                start_new_session=True,
+                pass_fds=(theirs.fileno(),),
+                **kwargs,  # type: ignore[call-overload]
+            )
         )
     except OSError as exc:
         ours.close()

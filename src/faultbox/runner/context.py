@@ -25,10 +25,11 @@ SyscallSink = Callable[[EventBatch], None]
 
 
 class RunContext:
-    def __init__(self, spec: Spec, seed: int, *, keep_workdir: bool = False) -> None:
+    def __init__(self, spec: Spec, seed: int, *, keep_workdir: bool = False, concurrent_start: bool = False) -> None:
         self.spec = spec
         self.seed = seed
         self.keep_workdir = keep_workdir
+        self.concurrent_start = concurrent_start  # --concurrent-start: services start as their depends_on allow
         # The reaper first, told of every directory and cgroup before it is made: a runner killed at
         # any moment leaves nothing behind.
         self.reaper = ReaperClient()

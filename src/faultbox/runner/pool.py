@@ -46,6 +46,7 @@ class Job:
     runs_all: bool = False
     leaf: str = ""  # --leaf: the decisions every test runs with (no fan-out)
     shrink: int = 0  # runs to spend shrinking a failed test
+    concurrent_start: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))

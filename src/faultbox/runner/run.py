@@ -43,6 +43,7 @@ class RunOptions:
     runs_all: bool = False
     leaf: Decisions | None = None  # --leaf: every test runs with these decisions, and does not fan out
     shrink: int = 0  # runs to spend shrinking each failed test (the command line: 20)
+    concurrent_start: bool = False  # services start as soon as their depends_on are ready
 
 
 class NoTestMatched(UsageError):
@@ -104,6 +105,7 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
                 runs_all=options.runs_all,
                 leaf=options.leaf.to_text() if options.leaf else "",
                 shrink=options.shrink,
+                concurrent_start=options.concurrent_start,
             )
             WorkerPool(job, jobs).run(durations.longest_first(selected, durations.load(spec.path)), started, finished)
         else:
@@ -137,6 +139,7 @@ def _run_serially(
         keep_workdir=options.keep_workdir,
         leaf=options.leaf,
         shrink=options.shrink,
+        concurrent_start=options.concurrent_start,
     ) as tests:
         for name in selected:
             started(name)

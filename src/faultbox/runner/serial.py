@@ -37,6 +37,7 @@ class SpecRunner:
         keep_workdir: bool = False,
         leaf: Decisions | None = None,
         shrink: int = 0,
+        concurrent_start: bool = False,
     ) -> None:
         self.spec = spec
         self.seed = seed
@@ -45,6 +46,7 @@ class SpecRunner:
         self._keep_workdir = keep_workdir
         self.forced = leaf  # --leaf: run that one leaf of each test, no fan-out
         self.shrink_runs = shrink  # at most this many runs to shrink a failed test (0: do not)
+        self.concurrent_start = concurrent_start
         self.on_run_end: Callable[[], None] = lambda: None  # a test worker tells its runner it is alive
         self._ctx: RunContext | None = None  # made at the first test: collecting costs nothing
 
@@ -56,7 +58,9 @@ class SpecRunner:
             raise UnknownTest(f"no test named {name} in {self.spec_arg}")
         seed = self.seed if seed is None else seed
         if self._ctx is None:
-            self._ctx = RunContext(self.spec, seed, keep_workdir=self._keep_workdir)
+            self._ctx = RunContext(
+                self.spec, seed, keep_workdir=self._keep_workdir, concurrent_start=self.concurrent_start
+            )
         self._ctx.seed = seed  # read by each test's host: one test at a time on a context
         replay = replay_command(self.spec_arg, name, seed, self.spec.variables)
         if leaf is not None and leaf.forced:

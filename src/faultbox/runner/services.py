@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultbox._util.dag import run_in_order
 from faultbox.deps import ServerPlan
 from faultbox.engine.launch import LaunchError, LaunchSpec, ServiceProcess, spawn
 from faultbox.errors import Code, InfraError
@@ -84,18 +86,33 @@ class ServiceSet:
         self.proxy_aliases: dict[int, str] = {}
         # How a mock's dynamic answers are computed (set by the test's host).
         self.mock_handlers: mocks.MockHandlers | None = None
+        # Set when a concurrent start failed: services still waiting for their health stop waiting.
+        self._giving_up = threading.Event()
 
     @property
     def svc_ids(self) -> dict[str, int]:
         return {name: rs.svc_id for name, rs in self.running.items() if rs.svc_id is not None}
 
     def start_all(self) -> None:
+        """In dependency order, one after another (as the reference does: a service declared after
+        another starts once that one is ready, depends_on or not); with the run's concurrent_start,
+        each service as soon as its depends_on are ready, the others at the same time."""
         env = wiring_env(self.ctx.spec.services.values(), self.proxied)
-        for svc in start_order(self.ctx.spec.services.values()):
+        order = start_order(self.ctx.spec.services.values())
+
+        def start(svc: Service) -> None:
             if svc.is_mock:
                 self._start_mock(svc)
             elif not (svc.reuse and self._adopt(svc)):
                 self._start(svc, env)
+
+        if not self.ctx.concurrent_start:
+            for svc in order:
+                start(svc)
+            return
+        by_name = {svc.name: svc for svc in order}
+        deps = {svc.name: list(svc.depends_on) for svc in order}
+        run_in_order([svc.name for svc in order], deps, lambda name: start(by_name[name]), self._giving_up)
 
     def _adopt(self, svc: Service) -> bool:
         """Take over the service an earlier test kept, if it is alive and healthy."""
@@ -192,7 +209,9 @@ class ServiceSet:
         if probe is None:
             return
         timeout = svc.healthcheck.timeout if svc.healthcheck else 30.0
-        outcome = wait_ready(probe, time.monotonic() + timeout, lambda: not process.alive())
+        outcome = wait_ready(probe, time.monotonic() + timeout, lambda: not process.alive() or self._giving_up.is_set())
+        if outcome == "exited" and self._giving_up.is_set() and process.alive():
+            raise StartFailure(Code.LAUNCH_FAILED, f"{svc.name}: not started (another service failed to start)")
         if outcome == "exited":
             self.ctx.pump.drain(1.0)
             code = process.peek_exit_code()

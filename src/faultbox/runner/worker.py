@@ -80,7 +80,10 @@ def _serve(sock: socket.socket, job: dict[str, object]) -> int:
     runs_all = bool(job.get("runs_all", False))
     leaf = Decisions.from_text(str(job["leaf"])) if job.get("leaf") else None
     shrink = int(job.get("shrink", 0))  # type: ignore[call-overload]
-    with SpecRunner(spec, seed, timeout, spec_arg=str(job["spec_arg"]), leaf=leaf, shrink=shrink) as tests:
+    concurrent = bool(job.get("concurrent_start", False))
+    with SpecRunner(
+        spec, seed, timeout, spec_arg=str(job["spec_arg"]), leaf=leaf, shrink=shrink, concurrent_start=concurrent
+    ) as tests:
         tests.on_run_end = lambda: send_frame(sock, {"progress": True})
         try:
             send_frame(sock, {"ready": True})
