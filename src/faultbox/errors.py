@@ -59,6 +59,9 @@ class Code(enum.Enum):
     RESULTS_UNREADABLE = "RESULTS_UNREADABLE"
     MERGE_REFUSED = "MERGE_REFUSED"
     NO_LAST_SEED = "NO_LAST_SEED"
+    BUNDLE_UNREADABLE = "BUNDLE_UNREADABLE"
+    BUNDLE_VERSION = "BUNDLE_VERSION"
+    BUNDLE_SPEC = "BUNDLE_SPEC"
     INTERNAL = "INTERNAL"
     # Diagnostics: attached to a test's result, they do not change its outcome.
     FAULT_NOT_FIRED = "FAULT_NOT_FIRED"
@@ -110,6 +113,12 @@ HINTS: dict[Code, str] = {
     "each shard once",
     Code.NO_LAST_SEED: "run faultbox test SPEC once (every run records its seed in .faultbox/last-seed beside "
     "the spec), or pass --seed N",
+    Code.BUNDLE_UNREADABLE: "name a .fb file written by faultbox test (in .faultbox/bundles/ beside the spec); "
+    "a bundle cut short by a full disk or a partial copy cannot be read: copy it again",
+    Code.BUNDLE_VERSION: "read the bundle with the faultbox version named in the message (pip install "
+    "faultbox==VERSION), or run the spec again with this one",
+    Code.BUNDLE_SPEC: "the bundle's spec does not load with this faultbox: fix it in the spec's directory and "
+    "run faultbox test again, or read the bundle with faultbox inspect (it runs nothing)",
     Code.INTERNAL: "this is a bug in faultbox; rerun with the same --seed and report it with the output",
     Code.FAULT_NOT_FIRED: "the fault matched no call while it was active: check the syscall, path or "
     "address it names, and that the step really makes the service perform it",

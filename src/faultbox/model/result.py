@@ -277,6 +277,7 @@ class TestResult:
     decisions: str = ""
     leaves: list[LeafRecord] = field(default_factory=list)
     shrunk: ShrinkRecord | None = None  # a failed test: the smallest failing case found
+    bundle: str = ""  # the failure bundle (.fb) written for this test, if any
 
     @property
     def verdict(self) -> Verdict:
@@ -324,6 +325,8 @@ class TestResult:
             out["leaves"] = [leaf.to_dict() for leaf in self.leaves]
         if self.shrunk is not None:
             out["shrunk"] = self.shrunk.to_dict()
+        if self.bundle:
+            out["bundle"] = self.bundle
         if with_events:
             out["events"] = [e.to_dict() for e in self.events]
         return out
@@ -357,6 +360,7 @@ class TestResult:
             decisions=t.get("decisions", ""),
             leaves=[LeafRecord.from_dict(leaf) for leaf in t.get("leaves") or []],
             shrunk=ShrinkRecord.from_dict(t["shrunk"]) if t.get("shrunk") else None,
+            bundle=t.get("bundle", ""),
         )
 
 

@@ -34,6 +34,7 @@ def load_spec(path: str, variables: Mapping[str, str] | None = None) -> Spec:
         spec_monitors=spec_wide,
         syscalls=plan_filters(loader.modules.values(), builder.services, builder.assumptions.values()),
         variables=builder.variables,
+        data_files=builder.data_files,
     )
 
 

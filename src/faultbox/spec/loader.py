@@ -15,7 +15,7 @@ from faultbox.spec import dialect
 from faultbox.spec.args import ArgError
 from faultbox.spec.builtins import make_universe
 from faultbox.spec.compile import Module, as_spec_error, compile_module, execute
-from faultbox.spec.registry import SpecBuilder
+from faultbox.spec.registry import Spec, SpecBuilder
 
 STDLIB_DIR = Path(__file__).resolve().parent.parent / "stdlib"
 STDLIB_PREFIX = "@faultbox/"
@@ -94,3 +94,11 @@ class Loader:
             self._loading.pop()
         self.modules[full] = module
         return module
+
+
+def spec_files(spec: Spec) -> list[str]:
+    """Every file a spec's run depends on, as absolute paths: the spec, the files it load()ed (the
+    stdlib aside: it ships with faultbox) and the data files it read, each once."""
+    stdlib = str(STDLIB_DIR)
+    found = [spec.path, *(p for p in spec.modules if not p.startswith(stdlib)), *spec.data_files]
+    return list(dict.fromkeys(os.path.abspath(p) for p in found))

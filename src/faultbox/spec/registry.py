@@ -27,6 +27,9 @@ class SpecBuilder:
     matrices: list[FaultMatrix] = field(default_factory=list)
     spec_monitors: list[Monitor] = field(default_factory=list)
     claimed: set[int] = field(default_factory=set)  # ids of monitors attached via monitors=
+    # Files the spec read with load_file/load_json/load_yaml/openapi= (absolute paths, in the order
+    # read; a file read twice is listed twice): a failure bundle carries them.
+    data_files: list[str] = field(default_factory=list)
 
     def add_service(self, svc: Service) -> None:
         _add_unique(self.services, svc.name, svc, f'service "{svc.name}"')
@@ -67,6 +70,7 @@ class Spec:
     spec_monitors: list[Monitor]
     syscalls: dict[str, frozenset[str]]  # service -> syscalls its filter intercepts
     variables: dict[str, str] = field(default_factory=dict)
+    data_files: list[str] = field(default_factory=list)  # SpecBuilder.data_files: the same list
 
     def test(self, name: str) -> TestCase | None:
         for t in self.tests:

@@ -169,7 +169,9 @@ def _read(what: str, path: str) -> tuple[str, str]:
 @builtin("load_file", "path: str")
 def load_file(builder: SpecBuilder, path: str) -> str:
     """The text of a file, relative to the directory of the spec file that calls it."""
-    return _read("load_file", path)[1]
+    full, text = _read("load_file", path)
+    builder.data_files.append(full)  # a failure bundle carries the files a spec read
+    return text
 
 
 def _integral(text: str) -> int | float:
@@ -182,6 +184,7 @@ def load_json(builder: SpecBuilder, path: str) -> Any:
     """A JSON file's value, relative to the calling spec file's directory; integral numbers
     (`2.0`, `1e3`) become ints, as in the reference."""
     full, text = _read("load_json", path)
+    builder.data_files.append(full)
     try:
         return json.loads(text, parse_float=_integral)
     except ValueError as exc:
@@ -199,6 +202,7 @@ def load_yaml(builder: SpecBuilder, path: str) -> Any:
     import yaml  # type: ignore[import-untyped]
 
     full, text = _read("load_yaml", path)
+    builder.data_files.append(full)
     try:
         value = yaml.load(text, Loader=_yaml_loader(yaml))
     except yaml.YAMLError as exc:

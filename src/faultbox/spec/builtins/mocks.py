@@ -158,6 +158,7 @@ def mock_service(
             from faultbox.spec.openapi import load_openapi
 
             path = openapi if os.path.isabs(openapi) else os.path.join(_user_dir(), openapi)
+            builder.data_files.append(os.path.normpath(path))  # a failure bundle carries it
             generated = load_openapi(path, examples=examples, overrides=_overrides(what, overrides))
             built = [*generated, *built]  # generated and overridden routes win a tie with routes=
             mode = validate or "strict"
