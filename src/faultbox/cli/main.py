@@ -133,6 +133,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help='a value the spec reads with var("NAME") (repeatable)',
     )
+    test.add_argument(
+        "--bundle-dir",
+        metavar="DIR",
+        help="where to write a failure bundle (.fb) per failed or errored test (default: .faultbox/bundles "
+        "beside the spec; the newest 50 are kept); read one with faultbox inspect, run it again with faultbox replay",
+    )
+    test.add_argument("--no-bundles", action="store_true", help="write no failure bundles")
 
     check = sub.add_parser("check", help="load a spec and list its tests, without running anything")
     check.add_argument("spec", nargs="?", help=f"the .star spec file (default: ./{DEFAULT_SPEC})")
@@ -155,10 +162,12 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="show a saved result (faultbox test --output FILE) again, and write its reports; "
-        "report merge A.json B.json ... joins the results of a sharded run",
+        help="show a saved result (faultbox test --output FILE) or a failure bundle (.fb) again, and write its "
+        "reports; report merge A.json B.json ... joins the results of a sharded run",
     )
-    report.add_argument("results", nargs="+", metavar="RESULTS", help="the JSON result file; or merge FILE...")
+    report.add_argument(
+        "results", nargs="+", metavar="RESULTS", help="the JSON result file or a .fb bundle; or merge FILE..."
+    )
     report.add_argument("--output", "-o", metavar="FILE", help="write the (merged) JSON result to FILE")
     report.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
@@ -179,9 +188,11 @@ def _parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="list the documentation shipped with faultbox, or print one document")
     docs.add_argument("name", nargs="?", help="the document (e.g. spec-language, errors, faults)")
 
+    from faultbox.cli.bundles import add_parsers as add_bundle_parsers
     from faultbox.cli.init import add_parser as add_init_parser
     from faultbox.cli.stubs import add_parser as add_stubs_parser
 
+    add_bundle_parsers(sub)
     add_init_parser(sub)
     add_stubs_parser(sub)
     recipes = sub.add_parser("recipes", help="list the stdlib's protocol fault recipes, or show one file")
@@ -242,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "diff":
         return _diff(args)
+    if args.command in ("replay", "inspect"):
+        from faultbox.cli import bundles
+
+        return bundles.replay(args) if args.command == "replay" else bundles.inspect(args)
     if args.command == "mcp":
         from faultbox.cli.mcp import serve
 
@@ -515,6 +530,11 @@ def _test(args: argparse.Namespace) -> int:
         concurrent_start=args.concurrent_start,
     )
     listeners: list[RunListener] = []
+    if not args.no_bundles:
+        from faultbox.cli.bundles import BundleWriter
+
+        # First: the console and the result file name the bundle of a failed test.
+        listeners.append(BundleWriter(spec, args.spec, seed, timeout, args.bundle_dir))
     if args.output:
         from faultbox.report.json_results import PartialResults
 
@@ -561,7 +581,6 @@ def _dry_run(path: str, spec: Any) -> int:
 def _report(args: argparse.Namespace) -> int:
     """The console report of a saved run, as it was printed then, and the files asked for. Exit 0
     when the reports were written (the run's own verdict is in them), 1 when the file is unusable."""
-    from faultbox.report import json_results
     from faultbox.report.console import ConsoleReporter
     from faultbox.report.merge import merge_runs
 
@@ -576,7 +595,7 @@ def _report(args: argparse.Namespace) -> int:
         )
         return ExitCode.USAGE
     try:
-        runs = [(path, json_results.read(path)) for path in files]
+        runs = [(path, _read_result(path)) for path in files]
         result = merge_runs(runs) if merging else runs[0][1]
     except FaultboxError as exc:
         return _fail(exc)
@@ -588,6 +607,15 @@ def _report(args: argparse.Namespace) -> int:
     _write_reports(result, output=args.output, junit=args.junit, html=args.html, normalize=args.normalize)
     # A merge stands for the run it joins: its exit code is that run's.
     return int(result.exit_code) if merging else ExitCode.OK
+
+
+def _read_result(path: str) -> RunResult:
+    """A saved JSON result, or the one test of a failure bundle as a run."""
+    from faultbox.report import bundle, json_results
+
+    if bundle.is_bundle(path):
+        return bundle.read(path).run_result()
+    return json_results.read(path)
 
 
 def _diff(args: argparse.Namespace) -> int:

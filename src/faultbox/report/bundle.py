@@ -90,6 +90,7 @@ class Bundle:
 
     def run_result(self) -> RunResult:
         """The test's result as a run of that one test: what `faultbox report` renders."""
+        self.result.bundle = self.path
         return RunResult(
             spec=str(self.manifest.get("spec_arg") or self.spec),
             seed=self.seed,

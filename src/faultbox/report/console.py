@@ -178,6 +178,8 @@ class ConsoleReporter:
                 p(f"        replay: {escape(run.replay)}")
         elif r.replay and r.verdict is not Verdict.PASS and not r.failed_leaves:
             p(f"    replay: {escape(r.replay)}")
+        if r.bundle:
+            p(f"    bundle: {escape(r.bundle)}  (faultbox replay {escape(r.bundle)})")
 
     def _leaves(self, r: TestResult) -> None:
         """Every leaf under -v; otherwise those that did not pass, each with its replay."""
