@@ -119,10 +119,14 @@ def test_where_bundles_go(project: Path, tmp_path: Path) -> None:
     assert off.returncode == 2 and "bundle:" not in off.stdout
     assert not (project / ".faultbox" / "bundles").exists()
     elsewhere = tmp_path / "kept"
-    jobs = faultbox_cli("test", str(spec), "--seed", "3", "--jobs", "2", "--bundle-dir", str(elsewhere))
+    jobs = faultbox_cli(
+        "test", str(spec), "--seed", "3", "--jobs", "2", "--bundle-dir", str(elsewhere), "--log-format", "json"
+    )
     assert jobs.returncode == 2, jobs.stdout + jobs.stderr
     assert [p.name for p in elsewhere.iterdir()] == ["test_ping-3.fb"]  # from a test worker
-    assert f"bundle: {elsewhere / 'test_ping-3.fb'}" in jobs.stdout
+    finished = {e["test"]: e for e in map(json.loads, jobs.stdout.splitlines()) if e.get("msg") == "test finished"}
+    assert finished["test_ping"]["bundle"] == str(elsewhere / "test_ping-3.fb"), jobs.stdout
+    assert "bundle" not in finished["test_steady"]
 
 
 FLAKY = """

@@ -42,7 +42,7 @@ class JsonLinesReporter:
             "verdict": result.verdict.value,
             "duration_ms": result.duration_ms,
         }
-        for key in ("reason", "location", "code", "replay"):
+        for key in ("reason", "location", "code", "replay", "bundle"):
             value = getattr(result, key)
             if value and (key != "replay" or result.verdict is not Verdict.PASS):
                 fields[key] = value
