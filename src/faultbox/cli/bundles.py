@@ -37,6 +37,10 @@ def add_parsers(sub: Any) -> None:
         "replay",
         help="run a failure bundle's test again (its spec, seed, variables and decisions) and say whether the "
         "failure reproduced: exit 0 it did, 1 it did not",
+        description="Unpack a failure bundle into a temporary directory and run its one test again, with the "
+        "recorded seed, variables and decisions. Reproduced means the same verdict for the same reason "
+        "(both normalized). Exit codes: 0 the recorded failure reproduced; 1 it did not, or the bundle "
+        "could not be read or its spec no longer loads.",
     )
     replay.add_argument("bundle", metavar="BUNDLE", help="a .fb file written by faultbox test")
     replay.add_argument("--html", metavar="FILE", help="write a self-contained HTML report of the replay")
@@ -49,7 +53,11 @@ def add_parsers(sub: Any) -> None:
         "starts) are taken from where the spec was, so a fixed program replays fixed",
     )
     inspect = sub.add_parser(
-        "inspect", help="show what a failure bundle holds (test, verdict, seed, files, last events); runs nothing"
+        "inspect",
+        help="show what a failure bundle holds (test, verdict, seed, files, last events); runs nothing",
+        description="Show a failure bundle: the test, its verdict, reason and location, seed, decisions, "
+        "variables, files, environment, faults, diagnostics and the events before the failure. Exit 0, or 1 "
+        "when the file is not a bundle this faultbox reads.",
     )
     inspect.add_argument("bundle", metavar="BUNDLE", help="a .fb file written by faultbox test")
     inspect.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
