@@ -319,3 +319,39 @@ def test_replay_of_a_spec_that_no_longer_loads(tmp_path: Path, capsys: pytest.Ca
     )
     assert main(["replay", str(renamed), "--isolated"]) == 1
     assert f"{renamed}: its spec has no test named test_x any more" in capsys.readouterr().err
+
+
+def test_replay_forces_the_recorded_seed_and_decisions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run itself is faked (end to end tests run real ones): what replay hands it, and how it
+    judges what comes back."""
+    from faultbox.runner.leaf import LeafState
+    from faultbox.runner.serial import SpecRunner
+
+    path = write(tmp_path)
+    simple = rezip(
+        path,
+        tmp_path / "simple.fb",
+        lambda n, d: (n, b"def test_x():\n    pass\n") if n == "spec/spec.star" else (n, d),
+    )
+    seen: list[tuple[int, str, float, str]] = []
+    answers = [failed_result(), failed_result(), TestResult("test_x", Outcome.PASSED)]
+    answers[1].reason = "another reason"
+
+    def run(self: SpecRunner, name: str, seed: int | None = None, leaf: LeafState | None = None) -> TestResult:
+        assert leaf is not None
+        seen.append((self.seed, name, self.timeout, leaf.forced.to_text()))
+        return answers[len(seen) - 1]
+
+    monkeypatch.setattr(SpecRunner, "run", run)
+    assert main(["replay", str(simple), "--isolated", "--json", str(tmp_path / "r.json")]) == 0
+    assert seen == [(42, "test_x", 30.0, "choose.mode=1;fires.db:write=101")]
+    out = capsys.readouterr().out
+    assert "reproduced: the replay ended fail for the same reason" in out
+    assert json.loads((tmp_path / "r.json").read_text())["tests"][0]["replay"] == f"faultbox replay {simple}"
+    assert main(["replay", str(simple), "--isolated", "--timeout", "5s"]) == 1
+    assert seen[-1][2] == 5.0
+    assert "did not reproduce: the replay ended fail too, but for another reason" in capsys.readouterr().out
+    assert main(["replay", str(simple), "--isolated"]) == 1
+    assert "did not reproduce: the recorded run ended fail, the replay pass" in capsys.readouterr().out
