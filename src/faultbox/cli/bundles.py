@@ -122,7 +122,7 @@ class BundleWriter:
         self._warn = warn or (lambda text: print(text, file=sys.stderr))
         self._environment: dict[str, Any] | None = None
 
-    def run_started(self, spec: str, seed: int, tests: Sequence[str]) -> None:
+    def run_started(self, run: RunResult, tests: Sequence[str]) -> None:
         pass
 
     def test_started(self, name: str) -> None:

@@ -18,7 +18,8 @@ def _peer(name: str, marks: Path, fixed: Path, peers: int) -> str:
     return (
         f'{name} = service("{name}", "{sys.executable}", interface("main", "tcp", {port}), '
         f'args = ["{FIXTURES}/rendezvous.py"], env = {{"MARKS": "{marks}", "PEERS": "{peers}", '
-        f'"FIXED": "{fixed}", "WAIT": "120", "PORT": "{port}"}}, healthcheck = tcp("127.0.0.1:{port}", timeout = "120s"))\n'
+        f'"FIXED": "{fixed}", "WAIT": "120", "PORT": "{port}"}}, '
+        f'healthcheck = tcp("127.0.0.1:{port}", timeout = "120s"))\n'
     )
 
 
