@@ -37,7 +37,7 @@ from typing import Any
 from faultbox._util.globs import field_match, path_match
 from faultbox.engine import _abi, _notify, procmem
 from faultbox.engine.rules import K_DELAY, K_DENY, K_HOLD, K_TRACE, WireRule
-from faultbox.model.syscalls import FD_ARG0, PATH_ARG, SOCKADDR_ARG1, is_system_path, native_table
+from faultbox.model.syscalls import FD_ARG0, PATH_ARG, SOCKADDR_ARG1, SOCKET_PATH, is_system_path, native_table
 
 _FIRING = (K_DENY, K_DELAY, K_HOLD)
 _SLOW = (*_FIRING, K_TRACE)  # kinds whose syscalls the Python loop must see (a trace records them)
@@ -229,8 +229,9 @@ class Supervisor:
                     rule.unresolved += 1  # a path we could not resolve never counts as a match
                     continue
                 if not path.startswith("/"):
-                    continue  # a socket, pipe or anonymous inode: not a file a glob can name
-                if not path_match(path, rule.path) and not path_match(os.path.dirname(path) + "/", rule.path):
+                    if rule.path != SOCKET_PATH or not path.startswith("socket:"):
+                        continue  # a socket, pipe or anonymous inode: not a file a glob can name
+                elif not path_match(path, rule.path) and not path_match(os.path.dirname(path) + "/", rule.path):
                     continue
             elif path is not None and rule.kind != K_TRACE and is_system_path(path):
                 continue  # without a path glob, a fault leaves the loader's and /dev, /proc files alone

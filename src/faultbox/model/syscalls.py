@@ -81,6 +81,12 @@ FD_ARG0 = frozenset(
 # Syscalls that only ever act on sockets: a path glob means nothing for them.
 SOCKET_ONLY = frozenset({"connect", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "recvmmsg", "bind"})
 
+# The path glob of a rule that selects calls on sockets (an fd whose link reads "socket:[inode]"),
+# whatever the socket: a scheduled parallel() holds sends with it.
+SOCKET_PATH = "socket:*"
+# What a scheduled parallel() holds on sockets: the calls that send (runner/schedule.py).
+SCHEDULED_SYSCALLS = ("connect", "sendto", "sendmsg", "write", "writev")
+
 # Syscalls a `path=` glob can select: path arguments, and fds that may name files.
 PATH_SELECTABLE = (frozenset(PATH_ARG) | FD_ARG0) - SOCKET_ONLY
 

@@ -38,6 +38,7 @@ class ActiveRule:
     rule: Rule
     key: str
     assumption: str = ""
+    internal: bool = False  # the runner's own (a scheduled parallel()'s holds): never reported
 
 
 class Backend(Protocol):
@@ -63,6 +64,7 @@ class Scope:
     rules: list[ActiveRule]
     imperative: bool = False
     removed: bool = False
+    internal: bool = False
 
 
 @dataclass
@@ -78,8 +80,13 @@ class FaultTable:
     # A fault the test's leaf leaves out (off.<key>, from shrinking) is not installed at all.
     leave_out: Callable[[str], bool] = lambda key: False
 
-    def push(self, rules: Sequence[Rule], *, assumption: str = "", imperative: bool = False) -> Scope:
-        rules = self._without_left_out(rules)
+    def push(
+        self, rules: Sequence[Rule], *, assumption: str = "", imperative: bool = False, internal: bool = False
+    ) -> Scope:
+        """Install rules in a scope of their own. An `internal` scope is the runner's, not the
+        spec's: no fault_applied/fault_removed events, no fault records, no FAULT_NOT_FIRED."""
+        if not internal:  # the runner's own rules are never a fault to leave out
+            rules = self._without_left_out(rules)
         for name, group in _by_backend(rules).items():
             self.backends[name].check(group)
         active: list[ActiveRule] = []
@@ -87,10 +94,10 @@ class FaultTable:
             label = rule.action.label if isinstance(rule, SyscallRule) else rule.fault.label
             base = f"{self.test_name}/{rule.service}/{rule.keyword}/{label}"
             n = self._activations[base] = self._activations.get(base, 0) + 1
-            ar = ActiveRule(next(_ids), rule, f"{base}/{n}", assumption)
+            ar = ActiveRule(next(_ids), rule, f"{base}/{n}", assumption, internal)
             active.append(ar)
             self.by_id[ar.id] = ar
-        scope = Scope(active, imperative)
+        scope = Scope(active, imperative, internal=internal)
         self._scopes.append(scope)
         try:
             self._sync(active)
@@ -100,6 +107,8 @@ class FaultTable:
             for ar in active:
                 self.by_id.pop(ar.id, None)
             raise
+        if internal:
+            return scope
         for svc, svc_rules in _group(active).items():
             tracing = all(_is_trace(r.rule) for r in svc_rules)
             fields: dict[str, str] = {}
@@ -129,6 +138,11 @@ class FaultTable:
         if scope in self._scopes:
             self._scopes.remove(scope)
         stats = self._sync(scope.rules)
+        for ar in scope.rules:
+            if ar.internal:
+                self.by_id.pop(ar.id, None)
+        if scope.internal:
+            return
         for svc, svc_rules in _group(scope.rules).items():
             tracing = all(_is_trace(r.rule) for r in svc_rules)
             fields: dict[str, str] = {}

@@ -18,13 +18,15 @@ from typing import Any, TypeVar
 from faultbox._util.frozen import thaw
 from faultbox.engine.client import EventBatch, SupervisorError
 from faultbox.errors import Code, InfraError, MonitorStop, SpecFailure, TestTimeout
+from faultbox.model.decisions import Schedule
 from faultbox.model.event import SOURCE_ERROR, Event
-from faultbox.model.fault import SyscallRule
+from faultbox.model.fault import Action, ActionKind, SyscallRule
 from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.response import Response
 from faultbox.model.result import Violation
 from faultbox.model.scenario import FaultAssumption, Rule
+from faultbox.model.syscalls import SCHEDULED_SYSCALLS, SOCKET_PATH
 from faultbox.protocols import StepClient, make_client
 from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
@@ -34,6 +36,7 @@ from faultbox.runner.leaf import LeafState
 from faultbox.runner.mocks import MockHandlers
 from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.proxies import ProxySet
+from faultbox.runner.schedule import Scheduler, tag_of
 from faultbox.runner.services import RunningService, ServiceSet
 from faultbox.runner.wiring import rewrite
 from faultbox.sources import ServerDown
@@ -102,6 +105,8 @@ class TestHost:
         self._handler_thread = threading.local()
         self._assumption_monitors: set[int] = set()
         self.services.mock_handlers = self.mock_handlers
+        self._nondet: set[str] = set()  # nondet(svc): never held by a scheduled parallel()
+        self._scheduler: Scheduler | None = None  # while a scheduled parallel() runs
 
     def _fires_for(self, rule: SyscallRule) -> str:
         """A max_fires= fault is a fan-out site: its key is its label, else "service:keyword"."""
@@ -198,7 +203,7 @@ class TestHost:
                         fields["proxy"] = addr
             if rule_id >= 0:
                 active = by_id.get(rule_id)
-                if active is not None and isinstance(active.rule, SyscallRule):
+                if active is not None and not active.internal and isinstance(active.rule, SyscallRule):
                     rule = active.rule
                     fields["fault"] = rule.keyword
                     if rule.action.label:
@@ -353,6 +358,9 @@ class TestHost:
         args = dict(kwargs)
         if "timeout" in args:
             args["timeout"] = max(min(args["timeout"], self.deadline - time.monotonic()), 0.001)
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.saw_step(current_branch(), service)
         self.log.merge_clock(service, "test")
         self.emit("step_send", service, _send_fields(service, iface.name, iface.protocol, method, args))
         start = time.monotonic()
@@ -402,11 +410,79 @@ class TestHost:
             self.emit("choice", "", {"name": name, "option": str(index), "value": starlark_repr(options[index])[:200]})
         return index
 
-    def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
+    @property
+    def run_seed(self) -> int:
+        return self.ctx.seed
+
+    def exempt_from_schedule(self, services: Sequence[str]) -> None:
+        self._nondet.update(services)
+
+    def run_parallel(
+        self, fns: Sequence[Callable[[], Any]], schedule: Schedule | None = None, site: str = ""
+    ) -> list[Any]:
         self.checkpoint()
-        results = run_branches(fns)
+        if schedule is None or self._scheduler is not None:  # a parallel() in a scheduled branch: plain
+            results = run_branches(fns)
+        else:
+            results = self._run_scheduled(fns, schedule, site)
         self.checkpoint()
         return results
+
+    def _run_scheduled(self, fns: Sequence[Callable[[], Any]], schedule: Schedule, site: str) -> list[Any]:
+        """The branches, with every scheduled service's socket sends held and released one at a
+        time in the schedule's order (runner/schedule.py). The holds end with the call."""
+        supervisor = self.ctx.supervisor
+        services = self._schedulable()
+        if supervisor is None or not services:
+            self.emit("schedule", "", {"site": site, "skipped": "no service can be scheduled"})
+            return run_branches(fns)
+        hold = [
+            SyscallRule(
+                service=name,
+                keyword="schedule",
+                syscalls=SCHEDULED_SYSCALLS,
+                action=Action(ActionKind.HOLD, tag=tag_of(name), path=SOCKET_PATH),
+                path=SOCKET_PATH,
+            )
+            for name in services
+        ]
+        scheduler = Scheduler(self.log, supervisor, services, schedule, site, self.emit, self.checkpoint)
+        self.barrier()
+        with self.log.lock:
+            scheduler.skip_to(len(self.log))
+        with self._faults_lock:
+            scope = self.faults.push(hold, internal=True)
+
+        def end_holds() -> None:
+            with self._faults_lock:
+                self.faults.pop(scope)  # what is still held goes on
+
+        def drive(done: Callable[[], bool]) -> None:
+            try:
+                scheduler.run(done)
+            finally:
+                end_holds()  # before the branches are interrupted: they may wait on a held send
+
+        self._scheduler = scheduler
+        try:
+            return run_branches(fns, driver=drive)
+        finally:
+            self._scheduler = None
+            end_holds()
+            self.leaf.record_order(site, scheduler.realised())
+
+    def _schedulable(self) -> list[str]:
+        """The services a scheduled call holds: running processes whose filter intercepts the
+        scheduled syscalls (a spec with interleavings= gets them in every filter), nondet() aside."""
+        ids = self.services.svc_ids
+        out = []
+        for name, rs in self.services.running.items():
+            have = self.ctx.spec.syscalls.get(name, frozenset())
+            if name in self._nondet or name not in ids or rs.model.is_mock:
+                continue
+            if all(sc in have for sc in SCHEDULED_SYSCALLS):
+                out.append(name)
+        return out
 
     def _not_in_monitor(self, what: str) -> None:
         """Faults change what the system does; a monitor only watches. (A monitor runs while an

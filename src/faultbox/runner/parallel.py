@@ -31,7 +31,12 @@ def current_branch() -> str:
     return getattr(_local, "branch", "")
 
 
-def run_branches(fns: Sequence[Callable[[], Any]]) -> list[Any]:
+def run_branches(
+    fns: Sequence[Callable[[], Any]], driver: Callable[[Callable[[], bool]], None] | None = None
+) -> list[Any]:
+    """Run the branches; with a `driver`, call it on this thread while they run, with a function
+    that tells whether every branch has returned (a scheduled call's scheduler, runner/schedule.py).
+    An error of the driver interrupts the branches as the caller's interruption does."""
     results: list[Any] = [None] * len(fns)
     errors: list[BaseException | None] = [None] * len(fns)
 
@@ -51,6 +56,8 @@ def run_branches(fns: Sequence[Callable[[], Any]]) -> list[Any]:
     for t in threads:
         t.start()
     try:
+        if driver is not None:
+            driver(lambda: not any(t.is_alive() for t in threads))
         for t in threads:
             while t.is_alive():
                 t.join(_POLL)

@@ -3,7 +3,9 @@
 
 Every call of fault/fault_start/fault_all/fault_assumption/trace/trace_start in every loaded module
 contributes its syscall keywords (families and named ops expanded) to the services its target names;
-a partition(a, b, ...) or partition_start(a, b) call contributes connect to both.
+a partition(a, b, ...) or partition_start(a, b) call contributes connect to both; a
+parallel(..., interleavings=) other than 1 contributes the sends a schedule holds
+(SCHEDULED_SYSCALLS) to every service that runs a process.
 A target that cannot be resolved statically (a function parameter, say) contributes to every
 service: over-intercepting costs speed, missing costs a fault that cannot fire. A rule that still
 falls outside a filter is refused at apply time with FAULT_NOT_FILTERABLE.
@@ -18,7 +20,7 @@ from typing import Any
 from faultbox.model.fault import SyscallRule
 from faultbox.model.scenario import FaultAssumption
 from faultbox.model.service import Service
-from faultbox.model.syscalls import FAMILIES, expand, known_syscalls
+from faultbox.model.syscalls import FAMILIES, SCHEDULED_SYSCALLS, expand, known_syscalls
 from faultbox.spec.compile import Module
 from faultbox.spec.values import InterfaceRef, ServiceValue
 
@@ -68,12 +70,25 @@ def _visit_call(
         for side in sides:
             for svc_name in _resolve(side, globals_, services):
                 wanted[svc_name].update(expand("connect"))
+    elif fname == "parallel" and _explores(call):
+        for svc_name, svc in services.items():
+            if not svc.is_mock:
+                for name in SCHEDULED_SYSCALLS:
+                    wanted[svc_name].update(expand(name))
     elif fname in _TRACE_CALLS:
         names = _string_list(next((kw.value for kw in call.keywords if kw.arg == "syscalls"), None))
         target = call.args[0] if call.args else None
         for svc_name in _resolve(target, globals_, services):
             for name in names:
                 wanted[svc_name].update(expand(name))
+
+
+def _explores(call: ast.Call) -> bool:
+    """parallel(..., interleavings=X) with X not the literal 1 or "1": its leaves are scheduled."""
+    for kw in call.keywords:
+        if kw.arg == "interleavings":
+            return not (isinstance(kw.value, ast.Constant) and kw.value.value in (1, "1"))
+    return False
 
 
 def _target_expr(call: ast.Call, fname: str) -> ast.AST | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from faultbox.model.decisions import Schedule
 from faultbox.model.event import Event, EventTrace
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
@@ -41,8 +42,27 @@ class TraceQueries(EventTrace, Protocol):
         ...
 
 
+class LeafDecisions(Protocol):
+    """The decisions of the running leaf (runner.leaf.LeafState): what a site of the test's body
+    takes, recorded for fan-out and replay."""
+
+    def choose(self, key: str, options: list[object], location: str) -> int:
+        """The option index this run takes (0 for an anonymous choice, key "")."""
+
+    def order(self, key: str, options: list[Schedule], location: str) -> Schedule | None:
+        """The schedule the leaf forces on the parallel() at `key`, or None (a plain run)."""
+
+
 class Host(Protocol):
     test_name: str
+
+    @property
+    def leaf(self) -> LeafDecisions:
+        """The running leaf's decisions."""
+
+    @property
+    def run_seed(self) -> int:
+        """The seed of this run (schedules and probability streams derive from it)."""
 
     def step(self, service: str, interface: str, method: str, kwargs: Mapping[str, Any]) -> Any:
         """Run a protocol step against a service's interface; returns a Response (or str for tcp)."""
@@ -101,8 +121,15 @@ class Host(Protocol):
         """The index of the option this run takes at choose(name, options): the leaf's, else 0.
         A named choice is recorded as a fan-out site of the test."""
 
-    def run_parallel(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
-        """Call the functions concurrently (each a client of its own); results in argument order."""
+    def run_parallel(
+        self, fns: Sequence[Callable[[], Any]], schedule: Schedule | None = None, site: str = ""
+    ) -> list[Any]:
+        """Call the functions concurrently (each a client of its own); results in argument order.
+        With a schedule, the services' cross-service steps are released in its order, and the
+        order taken is recorded for the leaf at `site`."""
+
+    def exempt_from_schedule(self, services: Sequence[str]) -> None:
+        """nondet(svc, ...): these services are never held by a scheduled parallel() of this test."""
 
 
 _current: Host | None = None

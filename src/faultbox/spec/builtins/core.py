@@ -10,13 +10,14 @@ import sys
 import zlib
 from typing import Any
 
-from faultbox.errors import Halted, SpecFailure
+from faultbox.errors import Halted, SourceLocation, SpecFailure
 from faultbox.spec import host as host_mod
+from faultbox.spec import interleavings as interleavings_mod
 from faultbox.spec.args import ArgError, check_arity, type_name
 from faultbox.spec.builtins import builtin
-from faultbox.spec.compile import current_module
+from faultbox.spec.compile import current_location, current_module
 from faultbox.spec.registry import SpecBuilder
-from faultbox.spec.values import JSON_MODULE, Struct, starlark_repr, starlark_str
+from faultbox.spec.values import JSON_MODULE, InterfaceRef, ServiceValue, Struct, starlark_repr, starlark_str
 
 
 def _getattr(value: Any, name: str, *default: Any) -> Any:
@@ -262,7 +263,9 @@ def sleep(builder: SpecBuilder, duration: float) -> None:
 
 @builtin("parallel", "*fns: callable, interleavings: any = 1")
 def parallel(builder: SpecBuilder, fns: tuple[Any, ...], interleavings: Any) -> list[Any]:
-    """Run the functions at the same time, each as its own client; their results in argument order."""
+    """Run the functions at the same time, each as its own client; their results in argument order.
+    With interleavings= other than 1, the call is a fan-out site: each leaf runs it under one
+    schedule of the services' cross-service steps (spec/interleavings.py, runner/schedule.py)."""
     host = host_mod.require("parallel()")
     if len(fns) < 2:
         raise ArgError(
@@ -271,13 +274,46 @@ def parallel(builder: SpecBuilder, fns: tuple[Any, ...], interleavings: Any) -> 
         )
     for i, fn in enumerate(fns):
         check_arity(fn, 0, f"parallel(): fns[{i}]", "no arguments")
-    if interleavings not in (1, "1"):
-        raise ArgError(
-            f"parallel(): interleavings={starlark_repr(interleavings)} is not supported: the branches run "
-            "once, concurrently, in whatever order the system serves them",
-            "drop interleavings=, and repeat the test (or vary --seed) to see other orders",
-        )
-    return host.run_parallel(list(fns))
+    location = current_location()
+    site = site_key(location)
+    options = interleavings_mod.schedules(interleavings, len(fns), host.run_seed, site)
+    if not options:
+        return host.run_parallel(list(fns))
+    schedule = host.leaf.order(site, options, str(location or ""))
+    return host.run_parallel(list(fns), schedule=schedule, site=site)
+
+
+def site_key(location: SourceLocation | None) -> str:
+    """A parallel() site's key: "file:line", the file's name alone (a leaf replays from any
+    working directory)."""
+    if location is None:
+        return "parallel"
+    return f"{os.path.basename(location.file)}:{location.line}"
+
+
+@builtin("nondet", "*services: any")
+def nondet(builder: SpecBuilder, services: tuple[Any, ...]) -> bool | None:
+    """nondet(svc, ...): the services are never held by a scheduled parallel() of this test (their
+    steps run as they come). nondet(): an anonymous choice of True or False, always True."""
+    if not services:
+        host = host_mod.current()
+        if host is not None:
+            location = current_location()
+            host.leaf.choose("", [True, False], str(location or ""))
+        return True
+    names: list[str] = []
+    for i, svc in enumerate(services):
+        if isinstance(svc, InterfaceRef):
+            names.append(svc.service)
+        elif isinstance(svc, ServiceValue):
+            names.append(svc.name)
+        else:
+            raise ArgError(
+                f"nondet(): argument {i + 1} is a {type_name(svc)}, not a service",
+                "write nondet(svc, ...) with services declared by service(), or nondet() for a choice",
+            )
+    host_mod.require("nondet(svc)").exempt_from_schedule(names)
+    return None
 
 
 @builtin("load", "module: str, *symbols: str, **aliases: str")
