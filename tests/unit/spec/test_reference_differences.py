@@ -77,7 +77,7 @@ fault_scenario("s", scenario = create, faults = slow, expect = lambda r: None, m
     assert "(2 more places alike)" in notes[1].message
     assert notes[2].message.startswith('service "cache" has reuse=True') and notes[2].location.endswith("spec.star:8")
     assert notes[3].message.startswith("parallel(..., interleavings=)")
-    assert '"Not in faultbox yet"' in notes[3].hint
+    assert '"Services and faults"' in notes[3].hint
     assert {n.level for n in notes} == {"info"}
 
 
