@@ -245,6 +245,10 @@ class Halted(SpecFailure):
     """halt(reason): the test stops without a verdict of pass or fail (its premise did not hold)."""
 
 
+class TerminateBody(SpecFailure):
+    """terminate_when held: the body is cancelled, which ends the test normally (not a failure)."""
+
+
 class TestTimeout(SpecFailure):
     """The test ran past its deadline (also raised asynchronously into a stuck body)."""
 

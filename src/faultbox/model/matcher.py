@@ -8,7 +8,7 @@ so a query can start from the trace's indexes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from faultbox._util.durations import DurationError, parse_duration
@@ -26,12 +26,17 @@ class EventArgError(FaultboxError, TypeError):
 
 
 class Matcher:
-    __slots__ = ("_test", "filter", "name")
+    __slots__ = ("_test", "filter", "key", "name")
 
-    def __init__(self, name: str, test: Callable[[Any], bool], flt: Filter | None = None) -> None:
+    def __init__(
+        self, name: str, test: Callable[[Any], bool], flt: Filter | None = None, key: Hashable | None = None
+    ) -> None:
         self.name = name
         self._test = test
         self.filter = flt  # set only when the matcher is exactly these criteria
+        # Equal keys match the same events: a predicate that builds match.event(type="x") afresh at
+        # every call still finds the events already collected for it (trace/properties.py).
+        self.key = key
 
     @classmethod
     def criteria(cls, criteria: Mapping[str, str]) -> Matcher:
@@ -40,21 +45,23 @@ class Matcher:
         kept = {k: v for k, v in criteria.items() if v != ""}
         flt = Filter.of(kept)
         shown = ", ".join(f'{k}="{v}"' for k, v in criteria.items())
-        return cls(f"event({shown})", flt.match, flt)
+        return cls(f"event({shown})", flt.match, flt, ("event", frozenset(kept.items())))
 
     @classmethod
     def any_of(cls, matchers: Sequence[Matcher]) -> Matcher:
         tests = [m.match for m in matchers]
-        return cls(f"any({', '.join(m.name for m in matchers)})", lambda e: any(t(e) for t in tests))
+        name = f"any({', '.join(m.name for m in matchers)})"
+        return cls(name, lambda e: any(t(e) for t in tests), key=_composite("any", matchers))
 
     @classmethod
     def all_of(cls, matchers: Sequence[Matcher]) -> Matcher:
         tests = [m.match for m in matchers]
-        return cls(f"all({', '.join(m.name for m in matchers)})", lambda e: all(t(e) for t in tests))
+        name = f"all({', '.join(m.name for m in matchers)})"
+        return cls(name, lambda e: all(t(e) for t in tests), key=_composite("all", matchers))
 
     @classmethod
     def never(cls) -> Matcher:
-        return cls("never()", lambda e: False)
+        return cls("never()", lambda e: False, key=("never",))
 
     def match(self, ev: Any) -> bool:
         return bool(self._test(ev))
@@ -64,6 +71,11 @@ class Matcher:
 
     def __repr__(self) -> str:
         return f"<matcher {self.name}>"
+
+
+def _composite(op: str, matchers: Sequence[Matcher]) -> Hashable | None:
+    keys = tuple(m.key for m in matchers)
+    return None if any(k is None for k in keys) else (op, keys)
 
 
 def kind(value: object) -> str:
@@ -102,7 +114,7 @@ def to_matcher(value: object, what: str) -> Matcher:
         return Matcher.criteria({str(k): criteria_text(v, what, str(k)) for k, v in value.items()})
     if callable(value):
         name = getattr(value, "__name__", "function").replace("<lambda>", "lambda")
-        return Matcher(f"<function {name}>", value)
+        return Matcher(f"<function {name}>", value, key=("function", value))
     raise EventArgError(
         f"{what}: expected a matcher (match.event(...)), a function of the event or a dict of filters, "
         f"got {kind(value)}",

@@ -11,6 +11,7 @@ from faultbox.errors import SourceLocation
 from faultbox.model.fault import SyscallRule
 from faultbox.model.monitor import Monitor
 from faultbox.model.proxy import ProxyRule
+from faultbox.model.temporal import TemporalTest
 
 # A rule of any backend: a syscall fault on a service, or a protocol fault on an interface.
 Rule = SyscallRule | ProxyRule
@@ -86,7 +87,8 @@ class FaultMatrix:
 
 @dataclass(frozen=True)
 class TestCase:
-    """A discovered test: a `def test_*`, a `scenario()`, or a fault scenario / matrix cell."""
+    """A discovered test: a `def test_*`, a `scenario()`, a fault scenario / matrix cell, or a
+    declarative `test()` (`temporal`)."""
 
     __test__ = False  # not a pytest test class
 
@@ -96,6 +98,7 @@ class TestCase:
     location: SourceLocation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     probe: bool = False  # a scenario() run on its own: its checks live where it is used under faults
+    temporal: TemporalTest | None = None
 
 
 class Expectation(abc.ABC):

@@ -13,8 +13,10 @@ from typing import Any, Protocol, TypeVar
 from faultbox.model.decisions import Schedule
 from faultbox.model.event import Event, EventTrace
 from faultbox.model.fault import SyscallRule
+from faultbox.model.matcher import Matcher
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import FaultAssumption, Rule
+from faultbox.model.temporal import Property
 from faultbox.spec.args import ArgError
 
 T = TypeVar("T")
@@ -40,6 +42,13 @@ class TraceQueries(EventTrace, Protocol):
     def holds(self, ev: Event) -> bool:
         """Whether ev is an event of this trace."""
         ...
+
+    # What a temporal predicate asks most: answered without copying a list where the trace can.
+    def count_matching(self, matcher: Matcher) -> int: ...
+
+    def first_matching(self, matcher: Matcher) -> Event | None: ...
+
+    def last_matching(self, matcher: Matcher) -> Event | None: ...
 
 
 class LeafDecisions(Protocol):
@@ -107,6 +116,12 @@ class Host(Protocol):
 
     def add_monitor(self, monitor: Monitor) -> None:
         """Activate a monitor for the rest of the test."""
+
+    def add_property(self, prop: Property) -> None:
+        """Check an eventually/always for the rest of the test (an expectation of its verdict)."""
+
+    def signal_anchor(self, name: str) -> None:
+        """A lifecycle anchor ("stable") happened: windows starting or ending there move."""
 
     def print(self, text: str) -> None: ...
 

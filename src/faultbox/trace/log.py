@@ -11,8 +11,9 @@ await_event(), await_stable() and assert_eventually(timeout=) wait on events, no
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from faultbox._util.hints import hint_for
@@ -38,6 +39,9 @@ class TraceLog:
         self._dispatch = threading.local()
         self._grown = threading.Condition(self.lock)
         self._waiting = 0  # threads in wait_beyond(): append notifies only when there are some
+        # Called on every read that goes past the indexes' callers (trace/properties.py sets it
+        # while a temporal predicate runs, to learn that it read something it cannot track).
+        self.on_read: Callable[[], None] | None = None
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -98,6 +102,18 @@ class TraceLog:
         """True inside a listener (a monitor) on this thread: queries must not wait for barriers."""
         return bool(getattr(self._dispatch, "active", False))
 
+    @contextlib.contextmanager
+    def as_listener(self) -> Iterator[None]:
+        """Run code as a listener runs: under the lock, with dispatching() true, so that spec code
+        in it reads the trace as it is instead of waiting for a barrier (which needs the lock)."""
+        with self.lock:
+            outer = self.dispatching()
+            self._dispatch.active = True
+            try:
+                yield
+            finally:
+                self._dispatch.active = outer
+
     def merge_clock(self, into: str, source: str) -> None:
         """Element-wise max of `source`'s clock into `into`'s (a message from source reached into)."""
         with self.lock:
@@ -137,6 +153,8 @@ class TraceLog:
         The scan starts from the smallest index that the exact filters and the `where` lambda's
         hint allow (_util/hints.py), so a query costs in proportion to what it can return."""
         flt = filters if isinstance(filters, Filter) else Filter.of(filters or {})
+        if self.on_read is not None:
+            self.on_read()
         with self.lock:
             keys = {(k if k in ("type", "service") else "." + k): v for k, v in flt.exact().items()}
             conds: dict[str, str] = {}
@@ -173,22 +191,39 @@ class TraceLog:
     def matching(self, matcher: Matcher, *, after: int = 0, before: int | None = None) -> list[Event]:
         """Events matching, with after < seq < before, in seq order (a criteria matcher starts
         from the indexes)."""
+        if self.on_read is not None:
+            self.on_read()
         with self.lock:
             end = len(self.events) if before is None else min(before - 1, len(self.events))
             if matcher.filter is not None:
                 return [e for e in self.select(matcher.filter) if after < e.seq <= end]
             return [e for e in self.events[max(after, 0) : max(end, 0)] if matcher.match(e)]
 
+    def count_matching(self, matcher: Matcher) -> int:
+        return len(self.matching(matcher))
+
+    def first_matching(self, matcher: Matcher) -> Event | None:
+        found = self.matching(matcher)
+        return found[0] if found else None
+
+    def last_matching(self, matcher: Matcher) -> Event | None:
+        found = self.matching(matcher)
+        return found[-1] if found else None
+
     def holds(self, ev: Event) -> bool:
         with self.lock:
             return 0 < ev.seq <= len(self.events) and self.events[ev.seq - 1] is ev
 
     def service_events(self, service: str) -> list[Event]:
+        if self.on_read is not None:
+            self.on_read()
         with self.lock:
             return list(self._by_service.get(service, _EMPTY))
 
     def between(self, after: int, before: int | None) -> list[Event]:
         """Events with after < seq < before (None: to the end)."""
+        if self.on_read is not None:
+            self.on_read()
         with self.lock:
             end = len(self.events) if before is None else max(before - 1, 0)
             return self.events[max(after, 0) : end]
@@ -196,6 +231,8 @@ class TraceLog:
     def causal_chain(self, ev: Event) -> list[Event]:
         """Every event whose vector clock precedes `ev`'s, in seq order. For each service `ev`'s
         clock knows, its first clock[service] events are exactly its events that precede `ev`."""
+        if self.on_read is not None:
+            self.on_read()
         with self.lock:
             found: list[Event] = []
             for svc, n in ev.vclock.items():

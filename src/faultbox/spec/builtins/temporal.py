@@ -72,15 +72,15 @@ class TraceView:
 
     def event(self, matcher: Any = None, **criteria: Any) -> Event | None:
         """The latest matching event, or None."""
-        return self.events(matcher, **criteria).last
+        return self.log.last_matching(matcher_of(matcher, criteria, "trace.event()"))
 
     last = event
 
     def first(self, matcher: Any = None, **criteria: Any) -> Event | None:
-        return self.events(matcher, **criteria).first
+        return self.log.first_matching(matcher_of(matcher, criteria, "trace.first()"))
 
     def count(self, matcher: Any = None, **criteria: Any) -> int:
-        return len(self.events(matcher, **criteria))
+        return self.log.count_matching(matcher_of(matcher, criteria, "trace.count()"))
 
     def events_between(self, start: Any, end: Any) -> EventList:
         a = _anchor(self.log, start, "events_between()", "start")
