@@ -25,6 +25,8 @@ from faultbox.model.event import SOURCE_ERROR, Event
 from faultbox.model.fault import PARTITION_OP
 from faultbox.model.result import Diagnostic, FaultRecord, Outcome, TestResult
 from faultbox.model.scenario import Expectation, FaultScenario, TestCase
+from faultbox.model.temporal import BODY_START
+from faultbox.runner import temporal
 from faultbox.runner.context import RunContext
 from faultbox.runner.host import TestHost
 from faultbox.runner.leaf import LeafState
@@ -85,6 +87,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf:
     ctx.renew_supervisor()
     test_dir = os.path.join(ctx.workdir, case.name)
     os.makedirs(test_dir, exist_ok=True)
+    timeout = temporal.deadline_for(case, timeout)
     host = TestHost(ctx, case.name, test_dir, deadline=float("inf"), leaf=leaf)
     for monitor in ctx.spec.spec_monitors:
         host.monitors.add(monitor)
@@ -108,6 +111,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf:
             host.deadline = time.monotonic() + timeout
             body_started = time.monotonic()
             outcome = _run_body(case, host)
+            temporal.finish(host, outcome)
             timings["body_ms"] = _ms_since(body_started)
     finally:
         stop_started = time.monotonic()
@@ -195,8 +199,11 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
             _run_seeds(host)
             if case.fault_scenario is not None:
                 _fault_scenario(case.fault_scenario, host, outcome)
+            elif case.temporal is not None:
+                outcome.result = temporal.run_declared(case.temporal, host)
             else:
                 assert case.body is not None
+                host.properties.signal(BODY_START)  # an eventually/always made in the body
                 outcome.result = case.body()
                 host.barrier()
         except BaseException as exc:  # everything the body raises is judged, nothing escapes
@@ -273,9 +280,13 @@ def _state_changes(fresh: dict[str, str], now: dict[str, str]) -> list[str]:
 def _watch(thread: threading.Thread, host: TestHost, outcome: BodyOutcome) -> None:
     """Wait for the body; past its deadline, interrupt it; if it will not stop, leave it."""
     interrupted_at: float | None = None
+    stopper = temporal.BodyStopper(host)  # an always violated, or terminate_when held
     while thread.is_alive():
         thread.join(0.05)
         now = time.monotonic()
+        if stopper.abandon(thread, now):
+            outcome.abandoned = True
+            return
         if interrupted_at is None and now > host.deadline + 1.0:
             if thread.ident is not None:
                 raise_in_thread(thread.ident, TestTimeout)  # a body stuck in pure computation
@@ -372,6 +383,9 @@ def judge(case: TestCase, host: TestHost, start_error: BaseException | None, bod
         res = _set(res, Outcome.FAILED, failure.message, None)
         res.location = failure.location or res.location
         return res
+    decided = temporal.verdict(case, host, body, res)  # eventually/always, and test()'s causes
+    if decided is not None:
+        return decided
     if isinstance(body.error, Halted):
         return _set(res, Outcome.HALTED, f"halted: {body.error}", body.error)
     if isinstance(body.error, TestTimeout):

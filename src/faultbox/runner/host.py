@@ -27,7 +27,9 @@ from faultbox.model.response import Response
 from faultbox.model.result import Violation
 from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.model.syscalls import SCHEDULED_SYSCALLS, SOCKET_PATH
+from faultbox.model.temporal import Property
 from faultbox.protocols import StepClient, make_client
+from faultbox.runner import temporal
 from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
@@ -96,6 +98,7 @@ class TestHost:
         self._barrier_lock = threading.Lock()
         self._partitions: dict[frozenset[str], Scope] = {}  # partition_start() until partition_stop()
         self.violated = threading.Event()
+        self.properties = temporal.property_set(self)  # eventually/always of this test
         # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
         self.syscalls_flushed = Presync(self._sync_supervisor)
         self.wal_flushed = Presync(self._flush_wal)
@@ -344,6 +347,7 @@ class TestHost:
         violation = self.monitors.violation
         if violation is not None:
             raise MonitorStop(f'monitor "{violation.monitor}" violated: {violation.message}')
+        temporal.checkpoint(self.properties)
         if time.monotonic() > self.deadline:
             raise TestTimeout("the test ran past its deadline")
 
@@ -636,6 +640,12 @@ class TestHost:
 
     def add_monitor(self, monitor: Monitor) -> None:
         self.monitors.add(monitor)
+
+    def add_property(self, prop: Property) -> None:
+        temporal.add_expectation(self, prop)
+
+    def signal_anchor(self, name: str) -> None:
+        self.properties.signal(name)
 
     def print(self, text: str) -> None:
         self.output.append(text)

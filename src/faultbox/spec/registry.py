@@ -10,6 +10,7 @@ from faultbox.errors import Code, SourceLocation, SpecError
 from faultbox.model.monitor import Monitor
 from faultbox.model.scenario import FaultAssumption, FaultMatrix, FaultScenario, TestCase, callable_name
 from faultbox.model.service import Service
+from faultbox.model.temporal import TemporalTest
 from faultbox.spec.args import ArgError, check_arity
 from faultbox.spec.compile import Module
 
@@ -30,6 +31,7 @@ class SpecBuilder:
     # Files the spec read with load_file/load_json/load_yaml/openapi= (absolute paths, in the order
     # read; a file read twice is listed twice): a failure bundle carries them.
     data_files: list[str] = field(default_factory=list)
+    declared: dict[str, TemporalTest] = field(default_factory=dict)  # test(): by test_<name>
 
     def add_service(self, svc: Service) -> None:
         _add_unique(self.services, svc.name, svc, f'service "{svc.name}"')
@@ -42,6 +44,9 @@ class SpecBuilder:
 
     def add_fault_scenario(self, fs: FaultScenario) -> None:
         _add_unique(self.fault_scenarios, fs.name, fs, f'a fault scenario named "{fs.name}"')
+
+    def add_declared(self, t: TemporalTest) -> None:
+        _add_unique(self.declared, t.name, t, f'a test named "{t.name.removeprefix("test_")}"')
 
     def claim_monitors(self, monitors: tuple[Monitor, ...]) -> None:
         """Monitors attached through monitors= run only where attached (DECISIONS §7)."""
@@ -88,7 +93,8 @@ def _takes_no_arguments(fn: Callable[..., Any], name: str, location: SourceLocat
 
 def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
     """Tests in name order: `def test_*` in the root module, scenario() functions, fault scenarios
-    and matrix cells. An earlier source wins a name collision."""
+    and matrix cells, test() declarations. An earlier source wins a name collision, except over a
+    test(): that is an error at the test()'s line."""
     found: dict[str, TestCase] = {}
     for name, value in root.globals.items():
         if name.startswith("test_") and callable(value) and name in root.checked.top_level:
@@ -104,4 +110,14 @@ def discover(builder: SpecBuilder, root: Module) -> list[TestCase]:
     for fs in builder.fault_scenarios.values():
         if fs.test_name not in found:
             found[fs.test_name] = TestCase(fs.test_name, fault_scenario=fs, location=fs.location)
+    for t in builder.declared.values():
+        if t.name in found:
+            other = found[t.name].location
+            raise SpecError(
+                Code.SPEC_BAD_ARGUMENT,
+                f"test(): {t.name} is already a test" + (f" (at {other})" if other else ""),
+                t.location,
+                "give the test() another name",
+            )
+        found[t.name] = TestCase(t.name, location=t.location, temporal=t)
     return [found[k] for k in sorted(found)]

@@ -342,7 +342,7 @@ class PropertySet:
                 self._stop(st)
         elif p.kind == "always" and not ok and st.role == EXPECT:
             st.status, st.at_seq = VIOLATED, seq
-            st.message = f"became false after event #{seq}"
+            st.message = f"became false after event #{seq}" + _shown(self.log.events[-1] if seq else None)
             self._forget(st)
             if self.violation is None:
                 self.violation = st
@@ -405,6 +405,12 @@ def _extend(caches: list[_Cache], ev: Event, dirty: list[PropertyState]) -> None
                 if not st.queued:
                     st.queued = True
                     dirty.append(st)
+
+
+def _shown(ev: Event | None) -> str:
+    if ev is None:
+        return ""
+    return f" ({ev.type} {ev.service})" if ev.service else f" ({ev.type})"
 
 
 def _matcher(anchor: Anchor | None) -> Matcher | None:

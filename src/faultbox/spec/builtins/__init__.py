@@ -56,6 +56,7 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         assertions,
         choice,
         core,
+        declarative,
         faults,
         jwt,
         mocks,
@@ -75,7 +76,20 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
     # imported for their registrations
-    del assertions, choice, faults, jwt, mocks, monitors, network, protocol_faults, scenarios, temporal, topology
+    del (
+        assertions,
+        choice,
+        declarative,
+        faults,
+        jwt,
+        mocks,
+        monitors,
+        network,
+        protocol_faults,
+        scenarios,
+        temporal,
+        topology,
+    )
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 

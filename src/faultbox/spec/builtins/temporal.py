@@ -202,6 +202,7 @@ def await_stable(builder: SpecBuilder, quiescence_window: float, ignore: Any, cl
         raise ArgError(f"{what}: quiescence_window must be longer than 0", 'write e.g. quiescence_window="500ms"')
     skip = to_matcher(ignore, f"{what}: ignore=") if ignore is not None else None
     host.await_quiet(quiescence_window, skip.match if skip is not None else None)
+    host.signal_anchor("stable")  # always(..., between=(..., "stable")) windows move here
 
 
 def _matchers(values: tuple[Any, ...], what: str) -> list[Matcher]:
