@@ -50,7 +50,11 @@ BAD = [
     ("eventually(42)\n", "eventually(): predicate must be a function of the trace or a matcher, got int", 1),
     ("eventually('x')\n", "got string", 1),
     ("eventually(lambda: True)\n", "cannot be called with the trace (one argument)", 1),
-    ("x = 1\neventually(lambda t: True, anchor=3)\n", "anchor must be a matcher or a function of the event, got int", 2),
+    (
+        "x = 1\neventually(lambda t: True, anchor=3)\n",
+        "anchor must be a matcher or a function of the event, got int",
+        2,
+    ),
     ("always(match.event(type='x'))\n", "always(): predicate must be a function of the trace, not a matcher", 1),
     (
         "always(lambda t: True, between=('body_start', 'later'))\n",

@@ -61,26 +61,38 @@ class TraceView:
     """The trace API over one trace: what the builtins of this module ask, and what a predicate
     over the whole trace (eventually/always) receives as `trace`."""
 
-    __slots__ = ("log",)
+    __slots__ = ("_made", "log")
 
     def __init__(self, log: host_mod.TraceQueries) -> None:
         self.log = log
+        # Criteria matchers already built: a predicate over the trace runs after many events and
+        # builds the same ones each time (building one costs more than answering from a cache).
+        self._made: dict[tuple[tuple[str, str], ...], Matcher] = {}
+
+    def _matcher(self, matcher: Any, criteria: dict[str, Any], what: str) -> Matcher:
+        if matcher is None and criteria and len(self._made) < 1024:
+            key = tuple(criteria.items())
+            if all(type(v) is str for _, v in key):
+                made = self._made.get(key)
+                if made is None:
+                    made = self._made[key] = matcher_of(None, criteria, what)
+                return made
+        return matcher_of(matcher, criteria, what)
 
     def events(self, matcher: Any = None, **criteria: Any) -> EventList:
-        m = matcher_of(matcher, criteria, "trace.events()")
-        return EventList(self.log.matching(m))
+        return EventList(self.log.matching(self._matcher(matcher, criteria, "trace.events()")))
 
     def event(self, matcher: Any = None, **criteria: Any) -> Event | None:
         """The latest matching event, or None."""
-        return self.log.last_matching(matcher_of(matcher, criteria, "trace.event()"))
+        return self.log.last_matching(self._matcher(matcher, criteria, "trace.event()"))
 
     last = event
 
     def first(self, matcher: Any = None, **criteria: Any) -> Event | None:
-        return self.log.first_matching(matcher_of(matcher, criteria, "trace.first()"))
+        return self.log.first_matching(self._matcher(matcher, criteria, "trace.first()"))
 
     def count(self, matcher: Any = None, **criteria: Any) -> int:
-        return self.log.count_matching(matcher_of(matcher, criteria, "trace.count()"))
+        return self.log.count_matching(self._matcher(matcher, criteria, "trace.count()"))
 
     def events_between(self, start: Any, end: Any) -> EventList:
         a = _anchor(self.log, start, "events_between()", "start")
