@@ -197,13 +197,14 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
     def target() -> None:
         try:
             _run_seeds(host)
+            if case.temporal is None:
+                host.properties.signal(BODY_START)  # for an eventually/always made in the body
             if case.fault_scenario is not None:
                 _fault_scenario(case.fault_scenario, host, outcome)
             elif case.temporal is not None:
                 outcome.result = temporal.run_declared(case.temporal, host)
             else:
                 assert case.body is not None
-                host.properties.signal(BODY_START)  # an eventually/always made in the body
                 outcome.result = case.body()
                 host.barrier()
         except BaseException as exc:  # everything the body raises is judged, nothing escapes

@@ -163,7 +163,9 @@ def verdict(case: TestCase, host: TestHost, body: BodyOutcome, res: TestResult) 
     if isinstance(body.error, Halted) and not isinstance(body.error, SetupFailed):
         return None
     pending = [st for st in props.expectations() if st.prop.kind == "eventually" and st.status == PENDING]
-    if props.terminated is not None and isinstance(body.error, (TerminateBody, type(None))):
+    if props.terminated is not None:
+        # The body was cancelled: what it raised on the way out (a parallel() branch reporting
+        # its cancellation, say) is the cancellation, not a failure.
         cause = "when terminate_when ended the test"
     elif isinstance(body.error, TestTimeout):
         limit = f" after {case.temporal.timeout:g}s" if case.temporal is not None else ""

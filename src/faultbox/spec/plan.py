@@ -341,6 +341,13 @@ def describe(spec: Any) -> dict[str, Any]:
 def _test(t: TestCase) -> dict[str, Any]:
     out: dict[str, Any] = {"name": t.name, "location": str(t.location or "")}
     fs = t.fault_scenario
+    if t.temporal is not None:  # test(): its own timeout and properties
+        out["kind"] = "test"
+        out["timeout"] = t.temporal.timeout
+        out["expect"] = [p.where for p in t.temporal.expect]
+        if t.temporal.terminate_when is not None:
+            out["terminate_when"] = t.temporal.terminate_when.where
+        return out
     if fs is None:
         out["kind"] = "scenario" if t.probe else "def"
         return out

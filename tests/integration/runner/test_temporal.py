@@ -42,6 +42,11 @@ def body_made():
     a.main.send("LOG soon")
 
 test("made_in_body", body=body_made)
+
+def test_plain_def():
+    always(lambda t: t.count(type="stdout", raw="bad") == 0)
+    a.main.send("LOG bad")
+    a.main.send("LOG after")
 """
     )
     res = run(spec)
@@ -57,6 +62,9 @@ test("made_in_body", body=body_made)
     assert passed["status"] == "satisfied" and passed["at_seq"] > 0
     made = res.test("made_in_body")
     assert made.outcome.value == "failed" and "eventually at spec.star:16 never held" in made.reason
+    plain = res.test("plain_def")
+    assert plain.outcome.value == "failed" and plain.reason.startswith("always at spec.star:22 violated"), plain.reason
+    assert not any(e.fields.get("raw") == "after" for e in plain.events), "the body stopped at its next step"
 
 
 def test_always_violated_fails_at_once_and_stops_the_body(run) -> None:
