@@ -9,8 +9,9 @@ from faultbox.model.decisions import CHOOSE, FIRES, ORDER, Decisions, Schedule, 
 
 
 class LeafState:
-    def __init__(self, forced: Decisions | None = None) -> None:
+    def __init__(self, forced: Decisions | None = None, known: list[Site] | None = None) -> None:
         self.forced = forced or Decisions()
+        self.known = known or []  # the sites the test's discovery run met (for a leaf of it)
         self.sites: list[Site] = []
         self.taken = Decisions()
         self._seen: set[tuple[str, str]] = set()
@@ -31,6 +32,14 @@ class LeafState:
         if key:
             self.taken.choices[key] = index
         return index
+
+    def choice_values(self) -> dict[str, object]:
+        """The leaf's named choices as their values, as assume= predicates read them."""
+        return {
+            s.key: s.options[self.forced.choices.get(s.key, 0)]
+            for s in self.known
+            if s.kind == CHOOSE and 0 <= self.forced.choices.get(s.key, 0) < len(s.options)
+        }
 
     def fires(self, key: str, max_fires: int, location: str) -> str | None:
         """The fire bits of a max_fires= fault for occurrences 1..max_fires: the leaf's, or None

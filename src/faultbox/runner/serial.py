@@ -91,15 +91,16 @@ class SpecRunner:
             return first
         records = [_record(0, first, "discovery")]
         # The result is the worst leaf's: a leaf replays with every decision forced. The discovery
-        # run's only when it alone went worse (a stochastic draw no leaf repeats).
+        # run's only when it alone went worse (a stochastic draw no leaf repeats). A halted leaf
+        # (its assume= ruled it out) is not a result of the test while another leaf has one.
         worst = first
         for i in range(count):
             forced = leaf_decisions(sites, i)
-            result = self.run(name, seed, LeafState(forced))
+            result = self.run(name, seed, LeafState(forced, sites))
             records.append(_record(i + 1, result, _label(sites, forced)))
-            if worst is first and SEVERITY[result.verdict] >= SEVERITY[first.verdict]:
+            if worst is first and _rank(result) >= _rank(first):
                 worst.events, worst = [], result  # only the worst keeps its trace
-            elif SEVERITY[result.verdict] > SEVERITY[worst.verdict]:
+            elif _rank(result) > _rank(worst):
                 worst.events, worst = [], result
             else:
                 result.events = []
@@ -173,6 +174,11 @@ class SpecRunner:
 def replay_command(spec_arg: str, name: str, seed: int, variables: Mapping[str, str]) -> str:
     extra = "".join(f" --var {k}={v}" for k, v in sorted(variables.items()))
     return f"faultbox test {spec_arg} --test {name} --seed {seed}{extra}"
+
+
+def _rank(result: TestResult) -> int:
+    """How bad a leaf is, for the one result of a test that fanned out: halted below passed."""
+    return -1 if result.verdict is Verdict.HALTED else SEVERITY[result.verdict]
 
 
 def _record(index: int, result: TestResult, label: str) -> LeafRecord:

@@ -74,7 +74,7 @@ def run_declared(t: TemporalTest, host: TestHost) -> Any:
             failure = SetupFailed(f"setup failed: {message}")
             failure.fb_location = location  # type: ignore[attr-defined]
             raise failure from exc
-    _check_assumptions(t)
+    _check_assumptions(t, host.leaf.choice_values())
     props.signal(BODY_START)
     host.checkpoint()
     result = t.body()
@@ -82,9 +82,11 @@ def run_declared(t: TemporalTest, host: TestHost) -> Any:
     return result
 
 
-def _check_assumptions(t: TemporalTest) -> None:
+def _check_assumptions(t: TemporalTest, choices: dict[str, Any]) -> None:
+    """assume= at body entry, with the choices of the leaf being run (name -> option value); the
+    first run of a test that fans out has made none yet, and gets {}."""
     for i, item in enumerate(t.assume):
-        value = item if isinstance(item, bool) else item({})  # choices: none are made yet
+        value = item if isinstance(item, bool) else item(dict(choices))
         if not value:
             raise Halted(f"assume[{i}] {_described(item)}is false")
 

@@ -123,3 +123,20 @@ def test_fires():
         assert fires.shrunk is not None
         assert fires.shrunk.decisions == "fires.w=001", fires.shrunk
         assert fires.shrunk.removed == "w fires 1 of 3 (was 3)"
+
+
+def test_assume_sees_the_leafs_choices_and_halts_the_leaves_it_rules_out(run) -> None:
+    spec = (
+        svc_decl("a", free_port())
+        + """
+def body():
+    mode = choose("mode", ["fast", "safe", "broken"])
+    assert_true(mode != "broken", "the broken mode ran")
+
+test("modes", body = body, assume = [lambda c: c.get("mode") != "broken"])
+"""
+    )
+    t = run(spec).test("modes")
+    assert t.outcome.value == "passed", t.reason
+    by_label = {leaf.label: leaf.outcome.value for leaf in t.leaves[1:]}
+    assert by_label == {'mode="fast"': "passed", 'mode="safe"': "passed", 'mode="broken"': "halted"}, by_label
