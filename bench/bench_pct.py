@@ -6,8 +6,9 @@ The system is examples/counter: two front ends each read, add one and write a sh
 store; a like is lost only when both read before either writes. Each trial searches twice, with real
 services under the real supervisor:
 
-* PCT: the test's parallel() forced to Schedule("pct", seed=s, depth=2) for s = base, base+1, ...
-  (base = 1000 * trial) until a run fails;
+* PCT: the test's parallel() forced to its leaves, as `interleavings=N` makes them:
+  Schedule("pct", seed=s, depth=2, index=i) for i = 0, 1, ... (s = 1000 * trial + 1), draws of one
+  seed without replacement, until a run fails;
 * plain: the same test without a schedule (the branches run concurrently, as `--runs N` would run
   them), until a run fails or --max-plain runs passed.
 
@@ -75,12 +76,13 @@ def main() -> None:
         site = _site(runner)
         sends, writes = _steps(runner.run(TEST))
         for trial in range(args.trials):
-            base = 1000 * trial
-            seeds: list[int] = []
-            for seed in range(base, base + args.max_pct):
-                seeds.append(seed)
+            seed = 1000 * trial + 1
+            seeds: list[int] = []  # the draws' indices
+            for index in range(args.max_pct):
+                seeds.append(index)
                 started = time.monotonic()
-                result = runner.run(TEST, leaf=LeafState(Decisions(orders={site: Schedule("pct", seed=seed, depth=2)})))
+                schedule = Schedule("pct", seed=seed, depth=2, index=index)
+                result = runner.run(TEST, leaf=LeafState(Decisions(orders={site: schedule})))
                 run_seconds.append(time.monotonic() - started)
                 if result.outcome is not Outcome.PASSED:
                     break
@@ -88,7 +90,7 @@ def main() -> None:
             pct_runs.append(len(seeds))
             print(
                 f"trial {trial}: PCT {'found it' if found else 'did not find it'} in {len(seeds)} runs "
-                f"(seeds {seeds[0]}..{seeds[-1]}; failing schedule {result.decisions or '-'})",
+                f"(seed {seed}, draws {seeds[0]}..{seeds[-1]}; failing schedule {result.decisions or '-'})",
                 flush=True,
             )
             n = 0

@@ -40,7 +40,9 @@ class Schedule:
     """How the cross-service steps of one parallel() call were ordered.
 
     `pct`: a randomised priority schedule: priorities and `depth - 1` priority change points drawn
-    from `seed`. `permutation`: the services keep one fixed priority order, `order` (indices of the
+    from `seed`; with an `index` (the leaves of one parallel() share the seed), draw number `index`
+    *without replacement* from every such schedule of the call, so that N leaves are N different
+    schedules. `permutation`: the services keep one fixed priority order, `order` (indices of the
     branches). `replay`: release the held calls in exactly this order of services, `releases`,
     as a recorded run did."""
 
@@ -49,10 +51,11 @@ class Schedule:
     depth: int = 1
     order: tuple[int, ...] = ()
     releases: tuple[str, ...] = ()
+    index: int = -1  # pct: the draw's number without replacement (-1: an independent draw)
 
     def to_text(self) -> str:
         if self.mode == "pct":
-            return f"pct:{self.seed}:{self.depth}"
+            return f"pct:{self.seed}:{self.depth}" + (f":{self.index}" if self.index >= 0 else "")
         if self.mode == "permutation":
             return "perm:" + "/".join(str(i) for i in self.order)
         return "replay:" + "/".join(self.releases)
@@ -62,8 +65,9 @@ class Schedule:
         mode, _, rest = text.partition(":")
         try:
             if mode == "pct":
-                seed, _, depth = rest.partition(":")
-                return cls("pct", seed=int(seed), depth=int(depth or 1))
+                seed, _, more = rest.partition(":")
+                depth, _, index = more.partition(":")
+                return cls("pct", seed=int(seed), depth=int(depth or 1), index=int(index) if index else -1)
             if mode == "perm":
                 return cls("permutation", order=tuple(int(i) for i in rest.split("/") if i))
             if mode == "replay":
@@ -72,7 +76,7 @@ class Schedule:
             pass
         raise DecisionsError(
             f"schedule {text!r} is not one faultbox writes",
-            "write pct:SEED:DEPTH, perm:0/1/2 or replay:svc/svc/..., as a failed leaf's replay command shows",
+            "write pct:SEED:DEPTH[:INDEX], perm:0/1/2 or replay:svc/svc/..., as a failed leaf's replay command shows",
         )
 
 

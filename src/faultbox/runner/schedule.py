@@ -27,6 +27,8 @@ that replays it, and each release is a `schedule` event in the trace (site, step
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import threading
 import time
@@ -68,14 +70,20 @@ class Policy(Protocol):
 class PctPolicy:
     """PCT's decisions for one call: priorities and change points drawn from `seed`."""
 
-    def __init__(self, services: Sequence[str], seed: int, depth: int = DEFAULT_DEPTH, steps: int = 0) -> None:
+    def __init__(
+        self, services: Sequence[str], seed: int, depth: int = DEFAULT_DEPTH, steps: int = 0, index: int = -1
+    ) -> None:
         rng = random.Random(seed)
         d = max(depth, 1)
         self.steps = steps if steps > 0 else max(STEPS_PER_SERVICE * len(services), 1)
-        priorities = list(range(d, d + len(services)))  # d .. d+n-1; the change points use 1 .. d-1
-        rng.shuffle(priorities)
+        drawn = _draw_without_replacement(len(services), d, self.steps, seed, index) if index >= 0 else None
+        if drawn is not None:
+            priorities, points = drawn
+        else:
+            priorities = list(range(d, d + len(services)))  # d .. d+n-1; the change points use 1 .. d-1
+            rng.shuffle(priorities)
+            points = sorted(rng.sample(range(1, self.steps + 1), min(d - 1, self.steps)))
         self.priority: dict[str, int] = dict(zip(services, priorities, strict=True))
-        points = sorted(rng.sample(range(1, self.steps + 1), min(d - 1, self.steps)))
         # change point i (1-based) lowers the service that ran that step to priority d - i
         self.drops: dict[int, int] = {step: d - i for i, step in enumerate(points, 1)}
         self.step = 0
@@ -90,6 +98,31 @@ class PctPolicy:
         drop = self.drops.get(self.step)
         if drop is not None:
             self.priority[service] = drop
+
+
+_MAX_SPACE = 50_000  # schedules to enumerate for draws without replacement; beyond, draws are independent
+
+
+def _draw_without_replacement(
+    n: int, depth: int, steps: int, seed: int, index: int
+) -> tuple[list[int], list[int]] | None:
+    """Draw `index` of a seeded shuffle of every PCT schedule of n services (each priority order
+    with each set of depth - 1 change points among `steps`): the leaves of one site, numbered
+    0, 1, ..., are distinct schedules, each on its own a uniform draw, and n! * C(steps, depth - 1)
+    leaves cover them all. None when there are too many to enumerate."""
+    changes = min(depth - 1, steps)
+    orders = math.factorial(n)
+    space = orders * math.comb(steps, changes)
+    if space == 0 or space > _MAX_SPACE:
+        return None
+    every = [
+        (p, c)
+        for p in itertools.permutations(range(depth, depth + n))
+        for c in itertools.combinations(range(1, steps + 1), changes)
+    ]
+    random.Random(seed).shuffle(every)
+    priorities, points = every[index % space]
+    return list(priorities), list(points)
 
 
 class PermutationPolicy:
@@ -152,7 +185,7 @@ class ReplayPolicy:
 
 def make_policy(schedule: Schedule, services: Sequence[str], targets: Mapping[int, str]) -> Policy:
     if schedule.mode == "pct":
-        return PctPolicy(services, schedule.seed, schedule.depth)
+        return PctPolicy(services, schedule.seed, schedule.depth, index=schedule.index)
     identity = PermutationPolicy(services, schedule.order or range(len(targets) or len(services)), targets)
     if schedule.mode == "replay":
         return ReplayPolicy(schedule.releases, identity)

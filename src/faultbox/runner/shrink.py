@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from faultbox.model.decisions import Decisions, Schedule, fault_key
+from faultbox.model.decisions import Decisions, fault_key
 from faultbox.model.fault import PARTITION_OP
 from faultbox.model.result import FaultRecord
 
@@ -49,7 +49,7 @@ def candidates(d: Decisions, faults: Sequence[str]) -> Iterator[Decisions]:
                 yield dataclasses.replace(d, fires={**d.fires, key: bits[:i] + "0" + bits[i + 1 :]})
     for key, schedule in d.orders.items():
         if schedule.mode == "pct" and schedule.depth > 1:
-            shallower = Schedule("pct", seed=schedule.seed, depth=schedule.depth - 1)
+            shallower = dataclasses.replace(schedule, depth=schedule.depth - 1)
             yield dataclasses.replace(d, orders={**d.orders, key: shallower})
     for key, index in d.choices.items():
         if index:

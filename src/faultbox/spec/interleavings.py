@@ -46,7 +46,10 @@ def schedules(interleavings: Any, branches: int, run_seed: int, site: str) -> li
             )
         if value == 1:
             return []
-        return [Schedule("pct", seed=pct_seed(run_seed, site, i), depth=PCT_DEPTH) for i in range(value)]
+        # One seed for the site, each leaf its own draw of it without replacement: N leaves are N
+        # different schedules (independent draws repeat the likely ones).
+        seed = pct_seed(run_seed, site, 0)
+        return [Schedule("pct", seed=seed, depth=PCT_DEPTH, index=i) for i in range(value)]
     if value in ("dpor", "sut-internal"):
         raise ArgError(
             f'parallel(): interleavings="{value}" is reserved (the reference reserves it too) and not implemented',

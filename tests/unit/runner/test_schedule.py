@@ -156,3 +156,21 @@ def test_a_replay_that_diverges_says_so_and_finishes() -> None:
     released, log = _drive(Schedule("replay", releases=("c",)), {"a": 1, "b": 1}, patience=0.05)
     assert released == ["a", "b"]
     assert any(e.fields.get("diverged") == "true" for e in log.events if e.type == "schedule")
+
+
+def test_draws_without_replacement_cover_every_schedule_of_one_change() -> None:
+    """Two services, 6 estimated steps, one change point: 2 orders x 6 points = 12 schedules; the
+    leaves 0..11 of one seed are exactly those twelve, and leaf 12 starts over."""
+    from faultbox.runner.schedule import PctPolicy
+
+    def shape(index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        p = PctPolicy(["a", "b"], seed=99, depth=2, index=index)
+        return (tuple(p.priority[s] for s in ("a", "b")), tuple(sorted(p.drops)))
+
+    drawn = [shape(i) for i in range(12)]
+    assert len(set(drawn)) == 12
+    assert {points for _, points in drawn} == {(c,) for c in range(1, 7)}
+    assert shape(12) == drawn[0]
+    assert [shape(i) for i in range(12)] == drawn, "a draw is a function of the seed and the index"
+    other = [tuple(sorted(PctPolicy(["a", "b"], seed=7, depth=2, index=i).drops)) for i in range(12)]
+    assert other != [points for _, points in drawn], "another seed, another order"

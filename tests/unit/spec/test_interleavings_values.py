@@ -18,10 +18,10 @@ def test_one_is_a_plain_call() -> None:
     assert schedules(1, 2, 5, "s.star:3") == [] == schedules("1", 2, 5, "s.star:3")
 
 
-def test_n_is_n_pct_schedules_seeded_by_the_run_the_site_and_the_index() -> None:
+def test_n_is_n_pct_draws_of_one_seed_from_the_run_and_the_site() -> None:
     got = schedules(4, 2, 5, "s.star:3")
     assert [s.mode for s in got] == ["pct"] * 4 and {s.depth for s in got} == {2}
-    assert len({s.seed for s in got}) == 4
+    assert len({s.seed for s in got}) == 1 and [s.index for s in got] == [0, 1, 2, 3]
     assert got == schedules("4", 2, 5, "s.star:3"), "the same run, the same schedules"
     assert got != schedules(4, 2, 6, "s.star:3") and got != schedules(4, 2, 5, "s.star:4")
 
