@@ -32,7 +32,8 @@ def counter() -> Iterator[tuple[SpecRunner, str]]:
         first = runner.run(TEST, leaf=discovery)
         assert first.outcome is Outcome.PASSED, first.reason
         [site] = discovery.sites
-        line = next(i for i, text in enumerate(Path(COUNTER).read_text().splitlines(), 1) if text.strip() == "parallel(")
+        lines = Path(COUNTER).read_text().splitlines()
+        line = next(i for i, text in enumerate(lines, 1) if text.strip() == "parallel(")
         assert site.kind == "order" and site.key == f"counter.star:{line}" and site.size == 12
         yield runner, site.key
 
