@@ -72,6 +72,9 @@ _CONN_KEYS = frozenset({"conn_id", "connection_id", "conn"})
 _ID_KEYS = {"lsn": "<lsn>", "xid": "<xid>", "txid": "<xid>", "nextlsn": "<lsn>"}
 # Fields present or not depending on timing: a delayed call's lateness past its delay.
 _DROPPED_KEYS = ("late_ms",)
+# Fields that say how a run was asked to behave, not what it did: a schedule's release is the same
+# step whether a PCT policy chose it or a replay forced it.
+_DROPPED_BY_TYPE = {"schedule": ("mode",)}
 _FREE_TEXT_TYPES = frozenset({"stdout", "stderr", "mock", "topic", "wal"})
 
 _INODE = re.compile(r"\b(socket|pipe|anon_inode):\[[^\]]*\]")
@@ -108,7 +111,7 @@ def normalize_test(test: TestResult) -> dict[str, Any]:
         fields = dict(ev.fields)
         if ev.type == "syscall" and _incidental(fields):
             continue
-        for key in _DROPPED_KEYS:
+        for key in (*_DROPPED_KEYS, *_DROPPED_BY_TYPE.get(ev.type, ())):
             fields.pop(key, None)
         lane = LANES.get(ev.type) or ("proxy" if ev.type.startswith("proxy") else ev.type)
         conn = next((fields[k] for k in _CONN_KEYS if fields.get(k)), None)

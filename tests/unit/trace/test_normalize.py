@@ -153,6 +153,15 @@ def test_incidental_calls_and_timing_fields_go() -> None:
     ]
 
 
+def test_a_schedule_step_is_the_same_whether_pct_chose_it_or_a_replay_forced_it() -> None:
+    def lane(mode: str) -> list[dict[str, object]]:
+        events = [ev("schedule", "web", 1, site="c.star:9", step="1", mode=mode)]
+        [only] = normalize_test(TestResult("test_x", Outcome.FAILED, events=events))["lanes"]
+        return [e["fields"] for e in only["events"]]
+
+    assert lane("pct") == lane("replay") == [{"site": "c.star:9", "step": "1"}]
+
+
 def test_runs_say_which_run_the_trace_is() -> None:
     test = TestResult("test_x", Outcome.FAILED, seed=99)
     test.runs = [RunRecord(1, 5, Outcome.PASSED), RunRecord(2, 99, Outcome.FAILED)]
