@@ -153,3 +153,26 @@ def test_replay_uses_the_failing_runs_seed(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"seed {test['seed']}" in again.stdout and "reproduced:" in again.stdout
     assert "the normalized traces are the same" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_schedule_is_bundled_and_replays_exactly(tmp_path: Path) -> None:
+    """The counter example's lost update: exploring finds it in a leaf, the leaf's bundle holds the
+    order of releases that run realised, and replaying the bundle forces that order and fails the
+    same way."""
+    counter = Path(__file__).resolve().parents[2] / "examples" / "counter" / "counter.star"
+    bundles = tmp_path / "bundles"
+    out = faultbox_cli(
+        "test", str(counter), "--test", "test_both_likes_count", "--seed", "1", "--no-shrink",
+        "--bundle-dir", str(bundles), "-o", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "a like was lost" in out.stdout and "failing leaves:" in out.stdout
+    test = json.loads((tmp_path / "r.json").read_text())["tests"][0]
+    assert re.fullmatch(r"order\.counter\.star:\d+=replay:(web|mobile)(/(web|mobile))+", test["decisions"])
+    [bundle] = bundles.glob("*.fb")
+    shown = faultbox_cli("inspect", str(bundle))
+    assert test["decisions"] in shown.stdout, shown.stdout
+    replay = faultbox_cli("replay", str(bundle))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "reproduced" in replay.stdout and "not reproduced" not in replay.stdout
