@@ -391,6 +391,10 @@ def _facts(t: TestResult) -> str:
     if t.assumptions:
         facts.append(("fault assumptions", ", ".join(t.assumptions)))
     facts.append(("seed", str(t.seed)))
+    if t.decisions:
+        facts.append(("decisions", t.decisions))
+    if t.bundle:
+        facts.append(("failure bundle", f"{t.bundle} (faultbox replay {t.bundle})"))
     if t.runs:
         failed = t.failed_runs
         facts.append(("runs", f"{len(t.runs) - len(failed)} of {len(t.runs)} passed"))

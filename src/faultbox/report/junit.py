@@ -125,6 +125,8 @@ def _body(test: TestResult) -> str:
         parts.append(f"fault {fr.service}.{fr.keyword}={fr.decision}: matched {fr.matched}, fired {fr.fired}")
     for d in test.diagnostics:
         parts.append(f"{d.level} [{d.code}] {d.message}")
+    if test.bundle:
+        parts.append(f"bundle: {test.bundle} (faultbox replay {test.bundle})")
     if test.shrunk is not None:
         parts.append(f"smallest failing case: {test.shrunk.removed}; replay: {test.shrunk.replay}")
     if test.failed_leaves:
