@@ -1,25 +1,25 @@
 """TestHost: what a running test offers its spec code (the spec.host.Host protocol).
 
-One TestHost per test. It owns the test's trace and monitors, its services and its fault scopes,
-and the barrier that keeps the trace level with the scenario: after each step the supervisor,
-the stdio pump and the event sources are flushed before the step returns (DECISIONS §19).
+One TestHost per test. It owns the test's trace and monitors, its services, its fault scopes and
+its event ingestion (runner/ingest.py: syscall translation, causal flushes, and the barrier that
+keeps the trace level with the scenario: after each step the supervisor, the stdio pump and the
+event sources are flushed before the step returns, DECISIONS §19), and answers the builtins:
+steps, faults, queries, waits, parallel() and its schedules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from faultbox._util.frozen import thaw
-from faultbox.engine.client import EventBatch, SupervisorError
-from faultbox.errors import Code, InfraError, MonitorStop, SpecFailure, TestTimeout
+from faultbox.errors import InfraError, MonitorStop, SpecFailure, TestTimeout
 from faultbox.model.decisions import Schedule
-from faultbox.model.event import SOURCE_ERROR, Event
+from faultbox.model.event import Event
 from faultbox.model.fault import Action, ActionKind, SyscallRule
 from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
@@ -30,10 +30,10 @@ from faultbox.model.syscalls import SCHEDULED_SYSCALLS, SOCKET_PATH
 from faultbox.model.temporal import Property
 from faultbox.protocols import StepClient, make_client
 from faultbox.runner import temporal
-from faultbox.runner.causal import Presync
 from faultbox.runner.context import RunContext
 from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
 from faultbox.runner.faults import Backend, FaultTable, Scope
+from faultbox.runner.ingest import TestEvents
 from faultbox.runner.leaf import LeafState
 from faultbox.runner.mocks import MockHandlers
 from faultbox.runner.parallel import current_branch, run_branches
@@ -41,7 +41,6 @@ from faultbox.runner.proxies import ProxySet
 from faultbox.runner.schedule import Scheduler, tag_of
 from faultbox.runner.services import RunningService, ServiceSet
 from faultbox.runner.wiring import rewrite
-from faultbox.sources import ServerDown
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
 from faultbox.spec.values import starlark_repr
@@ -49,11 +48,9 @@ from faultbox.trace.log import TraceLog
 from faultbox.trace.monitors import MonitorSet
 
 T = TypeVar("T")
-_BARRIER_TIMEOUT = 15.0
 # A wait on the trace wakes on every new event; after this long without one it flushes the
 # sources (a barrier) and looks again, in case something was caused but not yet delivered.
 _QUIET_RECHECK = 0.5
-_SOURCE_BARRIER_TIMEOUT = 5.0  # a database restarting after a PANIC is back in well under a second
 
 
 class TestHost:
@@ -71,7 +68,6 @@ class TestHost:
         self.services = ServiceSet(ctx, test_dir, self.emit)
         self.services.on_unexpected_exit = self._on_exit
         self.proxies = ProxySet(ctx.proxy_hub, ctx.seed, lambda t, s, f: self.emit(t, s, f))
-        self._proxy_ports: dict[int, str] = {}  # proxy port -> the real address behind it
         backends: dict[str, Backend] = {
             "syscall": SyscallBackend(
                 ctx.supervisor,
@@ -85,27 +81,20 @@ class TestHost:
         }
         self.faults = FaultTable(test_name, backends, lambda t, s, f: self.emit(t, s, f))
         self.faults.leave_out = self.leaf.is_off
+        self.events = TestEvents(ctx, self.log, self.services, self.proxies, lambda: self.faults.by_id)
         self.assertions = 0
         self.output: list[str] = []
         self.seeding = False  # steps of a service's seed= must succeed
         self.seed_failure: str | None = None
-        self.infra_error: InfraError | None = None
-        self._svc_names: dict[int, str] = {}
         self._clients: dict[tuple[str, str, str], StepClient] = {}
         self._clients_lock = threading.Lock()
         # parallel() branches may step, fault and query at once: these are taken one at a time.
         self._faults_lock = threading.RLock()
-        self._barrier_lock = threading.Lock()
         self._partitions: dict[frozenset[str], Scope] = {}  # partition_start() until partition_stop()
         self.violated = threading.Event()
         self.properties = temporal.property_set(self)  # eventually/always of this test
-        # Causal ingestion (runner/causal.py): what must be in the trace before a line or a row.
-        self.syscalls_flushed = Presync(self._sync_supervisor)
-        self.wal_flushed = Presync(self._flush_wal)
-        self.proxy_flushed = Presync(self._sync_proxies)
-        self.services.source_emit = self._source_emit
-        self.mock_handlers = MockHandlers(self._without_barrier)
-        self._handler_thread = threading.local()
+        self.services.source_emit = self.events.source_emit
+        self.mock_handlers = MockHandlers(self.events.without_barrier)
         self._assumption_monitors: set[int] = set()
         self.services.mock_handlers = self.mock_handlers
         self._nondet: set[str] = set()  # nondet(svc): never held by a scheduled parallel()
@@ -120,28 +109,18 @@ class TestHost:
 
     def attach(self) -> None:
         """Route run-level notices (syscall events, supervisor trouble) to this test."""
-        self.ctx.pump.before_lines = self._before_lines
-        self.ctx.syscall_sink = self._ingest_syscalls
-        self.ctx.closed_sink = self._on_listener_closed
-        self.ctx.dead_sink = self._on_supervisor_dead
-        self.ctx.proxy_dead_sink = self._on_proxy_dead
-        if self.ctx.supervisor_dead:
-            self._on_supervisor_dead(self.ctx.supervisor_dead)
+        self.events.attach()
 
     def detach(self) -> None:
-        self.ctx.pump.before_lines = None
-        self.ctx.syscall_sink = None
-        self.ctx.closed_sink = None
-        self.ctx.dead_sink = None
-        self.ctx.proxy_dead_sink = None
+        self.events.detach()
 
     def start_services(self) -> None:
         self.proxies.open(self.ctx.spec.services.values())
-        self._proxy_ports = self.proxies.real_addresses
+        self.events.proxy_ports = self.proxies.real_addresses
         self.services.proxied = self.proxies.addresses
         self.services.proxy_aliases = self.proxies.aliases
         self.services.start_all()
-        self._svc_names = {v: k for k, v in self.services.svc_ids.items()}
+        self.events.services_started()
 
     def proxy_address(self, service: str, interface: str) -> tuple[str, int] | None:
         """Where `svc.iface.proxy_addr` points in this test."""
@@ -168,7 +147,7 @@ class TestHost:
                 step()
             except Exception as exc:  # teardown always runs to the end
                 self.emit("teardown_error", "", {"error": f"{type(exc).__name__}: {exc}"})
-        self._svc_names = {}
+        self.events.services_gone()
 
     def _close_clients(self) -> None:
         with self._clients_lock:
@@ -183,43 +162,9 @@ class TestHost:
     ) -> Event:
         return self.log.append(Event(type, service, dict(fields), data, mirrored=mirrored))
 
-    def _ingest_syscalls(self, batch: EventBatch) -> None:
-        names = self._svc_names
-        by_id = self.faults.by_id
-        append = self.log.append
-        proxy_ports = self._proxy_ports
-        for svc_id, ts, pid, tid, syscall, decision, path, addr, rule_id, late_ms in batch:
-            service = names.get(svc_id)
-            if service is None:
-                continue  # a late event of a service from an earlier test
-            fields = {"syscall": syscall, "pid": str(pid), "decision": decision}
-            if tid != pid:
-                fields["tid"] = str(tid)
-            if path is not None:
-                fields["path"] = path
-            if addr is not None:
-                fields["addr"] = addr
-                if proxy_ports:
-                    real = proxy_ports.get(_port_of(addr))
-                    if real is not None:  # the call reached the interface through its proxy
-                        fields["addr"] = real
-                        fields["proxy"] = addr
-            if rule_id >= 0:
-                active = by_id.get(rule_id)
-                if active is not None and not active.internal and isinstance(active.rule, SyscallRule):
-                    rule = active.rule
-                    fields["fault"] = rule.keyword
-                    if rule.action.label:
-                        fields["label"] = rule.action.label
-                    if rule.op:
-                        fields["op"] = rule.op
-                    if rule.action.delay:
-                        fields["latency_ms"] = f"{rule.action.delay * 1000:g}"
-                    if late_ms:
-                        fields["late_ms"] = f"{late_ms:g}"
-                    if active.assumption:
-                        fields["assumption"] = active.assumption
-            append(Event("syscall", service, fields, ts=ts))
+    @property
+    def infra_error(self) -> InfraError | None:
+        return self.events.infra_error
 
     def _on_violation(self, violation: Violation) -> None:
         self.violated.set()
@@ -227,114 +172,9 @@ class TestHost:
     def _on_exit(self, rs: RunningService, code: int) -> None:
         pass  # recorded as a service_exited event; the verdict is the spec's to decide
 
-    def _on_listener_closed(self, svc_id: int, why: str) -> None:
-        service = self._svc_names.get(svc_id)
-        if service is None:
-            return
-        rs = self.services.running.get(service)
-        if why != "closed":
-            self._infra(f"the syscall supervisor lost {service}: {why}")
-            return
-        if rs is not None and not rs.stopping:
-            # All tasks of a service gone closes its listener; a live service must not lose it.
-            def check() -> None:
-                if rs.alive() and not rs.stopping:
-                    self._infra(f"the syscall supervisor stopped answering {service} while it still runs")
-
-            timer = threading.Timer(0.5, check)
-            timer.daemon = True
-            timer.start()
-
-    def _on_supervisor_dead(self, why: str) -> None:
-        self._infra(f"the syscall supervisor died ({why}); intercepted syscalls can no longer be answered")
-
-    def _uses_worker(self) -> bool:
-        """Whether this test has proxies or mocks in the proxy worker."""
-        return bool(self.proxies.by_target) or any(rs.mocks for rs in list(self.services.running.values()))
-
-    def _on_proxy_dead(self, why: str) -> None:
-        if self._uses_worker():
-            self._infra(f"the proxy worker died ({why}); the services' traffic through it is cut", Code.PROXY_FAILED)
-
-    def _infra(self, message: str, code: Code = Code.SUPERVISOR_FAILED) -> None:
-        if self.infra_error is None:
-            self.infra_error = InfraError(code, message)
-            self.emit(code.value.lower(), "", {"error": message})  # supervisor_failed, proxy_failed
-
-    def _source_emit(self, kind: str) -> Callable[..., None]:
-        """The emit a WAL or topic source gets: it flushes what causally precedes its events."""
-
-        def emit(type: str, service: str, fields: Mapping[str, str], data: Any = None) -> None:
-            received = time.monotonic()
-            self.syscalls_flushed.after(received)
-            self.proxy_flushed.after(received)
-            if kind == "kafka":
-                self.wal_flushed.after(received)
-            self.emit(type, service, fields, data)
-
-        return emit
-
-    def _before_lines(self, received: float) -> None:
-        """A log line comes after its service's syscalls and the commits it reports."""
-        self.syscalls_flushed.after(received)
-        self.proxy_flushed.after(received)
-        self.wal_flushed.after(received)
-
-    def _sync_proxies(self) -> None:
-        if self._uses_worker():
-            self.ctx.proxy_sync(5.0)
-
-    def _sync_supervisor(self) -> None:
-        if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
-            self.ctx.supervisor.sync(5.0)
-
-    def _flush_wal(self) -> None:
-        for rs in list(self.services.running.values()):
-            if rs.model.managed is not None and rs.model.managed.kind == "postgres":
-                for source in rs.sources:
-                    source.barrier(2.0)
-
-    # -- the barrier ---------------------------------------------------------------------------
-
     def barrier(self) -> None:
         """Every event caused before now is in the trace when this returns."""
-        if self.log.dispatching() or getattr(self._handler_thread, "active", False):
-            # Inside a monitor, or a mock's handler (whose earlier requests are in the trace
-            # already): the trace is exactly what it should see, and the system waits on it.
-            return
-        with self._barrier_lock:  # parallel() branches: one barrier at a time, each complete
-            self._barrier()
-
-    def _barrier(self) -> None:
-        if self.ctx.supervisor is not None and self._svc_names and self.infra_error is None:
-            try:
-                self.ctx.supervisor.sync(_BARRIER_TIMEOUT)
-            except SupervisorError as exc:
-                self._infra(str(exc))
-        self.ctx.pump.drain(_BARRIER_TIMEOUT)
-        if self._uses_worker():
-            try:
-                self.ctx.proxy_sync(_BARRIER_TIMEOUT)
-            except Exception as exc:
-                self._infra(f"the proxy worker did not answer: {exc}", Code.PROXY_FAILED)
-        for rs in list(self.services.running.values()):
-            if not rs.sources or not rs.alive():
-                continue  # a server that exited has nothing more to say
-            for source in rs.sources:
-                try:
-                    source.barrier(_SOURCE_BARRIER_TIMEOUT)
-                except ServerDown:
-                    continue  # crashed or restarting: it committed nothing since; it catches up later
-                except Exception as exc:
-                    self.emit(SOURCE_ERROR, rs.name, {"error": f"{type(exc).__name__}: {exc}"})
-
-    @contextlib.contextmanager
-    def _without_barrier(self) -> Iterator[None]:
-        self._handler_thread.active = True
-        try:
-            yield
-        finally:
-            self._handler_thread.active = False
+        self.events.barrier()
 
     def _quiet_barrier(self) -> None:
         self.barrier()
@@ -709,8 +549,3 @@ def _recv_fields(
         fields["reply"] = result[:200]
     fields["success"] = fields["ok"]  # the reference's name for ok
     return fields
-
-
-def _port_of(addr: str) -> int:
-    port = addr.rpartition(":")[2]
-    return int(port) if port.isdigit() else -1
