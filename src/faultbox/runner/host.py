@@ -9,14 +9,12 @@ steps, faults, queries, waits, parallel() and its schedules.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from faultbox._util.frozen import thaw
 from faultbox.errors import InfraError, MonitorStop, SpecFailure, TestTimeout
 from faultbox.model.decisions import Schedule
 from faultbox.model.event import Event
@@ -28,7 +26,6 @@ from faultbox.model.result import Violation
 from faultbox.model.scenario import FaultAssumption, Rule
 from faultbox.model.syscalls import SCHEDULED_SYSCALLS, SOCKET_PATH
 from faultbox.model.temporal import Property
-from faultbox.protocols import StepClient, make_client
 from faultbox.runner import temporal
 from faultbox.runner.context import RunContext
 from faultbox.runner.fault_backends import ProxyBackend, SyscallBackend
@@ -40,7 +37,7 @@ from faultbox.runner.parallel import current_branch, run_branches
 from faultbox.runner.proxies import ProxySet
 from faultbox.runner.schedule import Scheduler, tag_of
 from faultbox.runner.services import RunningService, ServiceSet
-from faultbox.runner.wiring import rewrite
+from faultbox.runner.steps import StepClients, recv_fields, send_fields
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
 from faultbox.spec.values import starlark_repr
@@ -86,8 +83,7 @@ class TestHost:
         self.output: list[str] = []
         self.seeding = False  # steps of a service's seed= must succeed
         self.seed_failure: str | None = None
-        self._clients: dict[tuple[str, str, str], StepClient] = {}
-        self._clients_lock = threading.Lock()
+        self.clients = StepClients(ctx, self.proxies, test_name)
         # parallel() branches may step, fault and query at once: these are taken one at a time.
         self._faults_lock = threading.RLock()
         self._partitions: dict[frozenset[str], Scope] = {}  # partition_start() until partition_stop()
@@ -137,7 +133,7 @@ class TestHost:
         steps = (
             self.faults.clear,
             self._quiet_barrier,
-            self._close_clients,
+            self.clients.close,
             self.services.stop_all,  # mocks last of all: their consumers may still call them
             self.mock_handlers.stop,
             self.proxies.close,
@@ -148,12 +144,6 @@ class TestHost:
             except Exception as exc:  # teardown always runs to the end
                 self.emit("teardown_error", "", {"error": f"{type(exc).__name__}: {exc}"})
         self.events.services_gone()
-
-    def _close_clients(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
 
     # -- events --------------------------------------------------------------------------------
 
@@ -198,7 +188,7 @@ class TestHost:
             raise ArgError(f'{service}.{interface}.{method}(): service "{service}" is not running in this test')
         iface = rs.model.interface(interface)
         assert iface is not None
-        client = self._client(rs, interface)
+        client = self.clients.get(rs, interface)
         args = dict(kwargs)
         if "timeout" in args:
             args["timeout"] = max(min(args["timeout"], self.deadline - time.monotonic()), 0.001)
@@ -206,7 +196,7 @@ class TestHost:
         if scheduler is not None:
             scheduler.saw_step(current_branch(), service)
         self.log.merge_clock(service, "test")
-        self.emit("step_send", service, _send_fields(service, iface.name, iface.protocol, method, args))
+        self.emit("step_send", service, send_fields(service, iface.name, iface.protocol, method, args))
         start = time.monotonic()
         try:
             result = client.call(method, args)
@@ -214,39 +204,17 @@ class TestHost:
             start_barrier = time.monotonic()
             self.barrier()
             start += time.monotonic() - start_barrier
-            self.emit("step_recv", service, _recv_fields(service, iface.name, method, None, start, str(exc)))
+            self.emit("step_recv", service, recv_fields(service, iface.name, method, None, start, str(exc)))
             self.checkpoint()  # a step cut short by the deadline is a timeout, not a failure
             raise
         took = time.monotonic() - start
         if self.seeding and isinstance(result, Response) and not result.ok and self.seed_failure is None:
             self.seed_failure = f"{service}.{interface}.{method}() failed: {result.error}"
         self.barrier()
-        self.emit("step_recv", service, _recv_fields(service, iface.name, method, result, time.monotonic() - took))
+        self.emit("step_recv", service, recv_fields(service, iface.name, method, result, time.monotonic() - took))
         self.log.merge_clock("test", service)
         self.checkpoint()
         return result
-
-    def _client(self, rs: RunningService, interface: str) -> StepClient:
-        key = (rs.name, interface, current_branch())  # each parallel() branch is a client of its own
-        with self._clients_lock:
-            client = self._clients.get(key)
-        if client is None:
-            iface = rs.model.interface(interface)
-            assert iface is not None
-            options = self.ctx.managed.options(rs.model, rs.plan, self.test_name)
-            host, port = iface.host, iface.port
-            proxy = self.proxies.by_target.get(f"{rs.name}.{interface}")
-            if proxy is not None:  # steps go through the proxy too, so protocol faults reach them
-                host, port = proxy.host, proxy.port
-                if isinstance(options.get("endpoint"), str):
-                    options["endpoint"] = rewrite(options["endpoint"], {iface.port: proxy.addr})
-            try:
-                client = make_client(iface.protocol, host, port, options)
-            except ValueError as exc:
-                raise ArgError(str(exc)) from None
-            with self._clients_lock:
-                self._clients[key] = client
-        return client
 
     def choose(self, name: str, options: Sequence[Any], location: str) -> int:
         index = self.leaf.choose(name, list(options), location)
@@ -505,47 +473,3 @@ class TestHost:
 
 
 # The step's arguments an event carries (the reference's list, with faultbox's own names).
-_SENT = ("path", "sql", "key", "topic", "data", "value", "pattern", "field", "body", "headers", "params", "cmd", "args")
-
-
-def _send_fields(target: str, interface: str, protocol: str, method: str, args: Mapping[str, Any]) -> dict[str, str]:
-    # `target` is the reference's name for the service a step talks to (the event's service here).
-    fields = {"target": target, "interface": interface, "protocol": protocol, "method": method}
-    for key in _SENT:
-        value = args.get(key)
-        if value is not None and not (isinstance(value, (dict, list, tuple)) and not value):  # headers={}: nothing sent
-            fields[key] = _text(value)[:200]
-    return fields
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(thaw(value), separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _recv_fields(
-    target: str, interface: str, method: str, result: Any, start: float, error: str = ""
-) -> dict[str, str]:
-    # The step's own duration: the barrier that follows it is the trace's business, not the step's.
-    took = result.duration_ms if isinstance(result, Response) else int((time.monotonic() - start) * 1000)
-    fields = {"target": target, "interface": interface, "method": method, "duration_ms": str(took)}
-    if error:
-        fields["ok"] = "false"
-        fields["error"] = error[:500]
-    if isinstance(result, Response):
-        fields["ok"] = "true" if result.ok else "false"
-        if result.status:
-            fields["status"] = fields["status_code"] = str(result.status)  # status_code: the reference's name
-            if not 200 <= result.status < 300:
-                fields["body"] = result.body[:2048]
-        if result.error:
-            fields["error"] = result.error[:500]
-    elif isinstance(result, str):
-        fields["ok"] = "true"
-        fields["reply"] = result[:200]
-    fields["success"] = fields["ok"]  # the reference's name for ok
-    return fields
