@@ -25,7 +25,26 @@ Listener = Callable[[Event], None]
 _EMPTY: list[Event] = []
 
 
-class TraceLog:
+class MatchingQueries:
+    """count, first and last of a `matching()`: the trace log's own, and the one a temporal
+    property's predicate reads through (trace/properties.py)."""
+
+    def matching(self, matcher: Matcher, *, after: int = 0, before: int | None = None) -> list[Event]:
+        raise NotImplementedError
+
+    def count_matching(self, matcher: Matcher) -> int:
+        return len(self.matching(matcher))
+
+    def first_matching(self, matcher: Matcher) -> Event | None:
+        found = self.matching(matcher)
+        return found[0] if found else None
+
+    def last_matching(self, matcher: Matcher) -> Event | None:
+        found = self.matching(matcher)
+        return found[-1] if found else None
+
+
+class TraceLog(MatchingQueries):
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.events: list[Event] = []
@@ -198,17 +217,6 @@ class TraceLog:
             if matcher.filter is not None:
                 return [e for e in self.select(matcher.filter) if after < e.seq <= end]
             return [e for e in self.events[max(after, 0) : max(end, 0)] if matcher.match(e)]
-
-    def count_matching(self, matcher: Matcher) -> int:
-        return len(self.matching(matcher))
-
-    def first_matching(self, matcher: Matcher) -> Event | None:
-        found = self.matching(matcher)
-        return found[0] if found else None
-
-    def last_matching(self, matcher: Matcher) -> Event | None:
-        found = self.matching(matcher)
-        return found[-1] if found else None
 
     def holds(self, ev: Event) -> bool:
         with self.lock:

@@ -26,7 +26,7 @@ from faultbox.errors import SpecFailure, TerminateBody, TestTimeout
 from faultbox.model.event import Event
 from faultbox.model.matcher import Matcher
 from faultbox.model.temporal import BODY_END, BODY_START, Anchor, Property
-from faultbox.trace.log import TraceLog
+from faultbox.trace.log import MatchingQueries, TraceLog
 
 Describer = Callable[[BaseException], tuple[str, str]]  # (message, "file:line")
 
@@ -80,7 +80,7 @@ class PropertyState:
         return out
 
 
-class TrackingLog:
+class TrackingLog(MatchingQueries):
     """The trace as a predicate reads it: what a TraceView needs (spec.host.TraceQueries), answered
     from the PropertySet's caches where it can, and recording what was read."""
 
@@ -93,17 +93,6 @@ class TrackingLog:
         if cache is None:
             return self.log.matching(matcher, after=after, before=before)
         return cache.events
-
-    def count_matching(self, matcher: Matcher) -> int:
-        return len(self.matching(matcher))
-
-    def first_matching(self, matcher: Matcher) -> Event | None:
-        found = self.matching(matcher)
-        return found[0] if found else None
-
-    def last_matching(self, matcher: Matcher) -> Event | None:
-        found = self.matching(matcher)
-        return found[-1] if found else None
 
     def holds(self, ev: Event) -> bool:
         return self.log.holds(ev)

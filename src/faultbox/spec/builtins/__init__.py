@@ -7,6 +7,7 @@ objects (at load time) or Host calls (inside a test). Nothing else happens here.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,11 @@ from faultbox.spec.args import Signature, register_type_name
 from faultbox.spec.registry import SpecBuilder
 
 Impl = Callable[..., Any]
+# The modules of this package that declare builtins, one per area of the language.
+_AREAS = (
+    "assertions", "choice", "core", "declarative", "faults", "jwt", "mocks", "monitors", "network",
+    "protocol_faults", "scenarios", "temporal", "topology",
+)  # fmt: skip
 _BUILTINS: dict[str, tuple[Signature, Impl, bool]] = {}  # name -> (signature, impl, stdlib only)
 
 
@@ -52,22 +58,10 @@ register_type_name(Builtin, "builtin_function_or_method")
 
 def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, Any]:
     """Every name a spec can use without defining it."""
-    from faultbox.spec.builtins import (
-        assertions,
-        choice,
-        core,
-        declarative,
-        faults,
-        jwt,
-        mocks,
-        monitors,
-        network,
-        protocol_faults,
-        scenarios,
-        temporal,
-        topology,
-    )
+    from faultbox.spec.builtins import core
 
+    for area in _AREAS:  # imported for their registrations
+        importlib.import_module(f"{__name__}.{area}")
     universe: dict[str, Any] = dict(core.PLAIN_VALUES)
     for name, (sig, impl, stdlib_only) in _BUILTINS.items():
         if stdlib_only and not stdlib:
@@ -75,21 +69,6 @@ def make_universe(builder: SpecBuilder, *, stdlib: bool = False) -> dict[str, An
         universe[name] = Builtin(name, sig, impl, builder)
     # namespaces built from builtins; their parts are not names of their own
     universe.update(core.namespaces(universe))
-    # imported for their registrations
-    del (
-        assertions,
-        choice,
-        declarative,
-        faults,
-        jwt,
-        mocks,
-        monitors,
-        network,
-        protocol_faults,
-        scenarios,
-        temporal,
-        topology,
-    )
     return {k: v for k, v in universe.items() if not k.startswith("_")}
 
 
