@@ -265,3 +265,14 @@ class MonitorOverdue(TestTimeout):
         self, message: str = "still running at the test's deadline (a monitor must return quickly: an endless loop?)"
     ) -> None:
         super().__init__(message)
+
+
+class PredicateOverdue(MonitorOverdue):
+    """Raised asynchronously into a temporal property's predicate still running at the deadline."""
+
+    def __init__(
+        self,
+        message: str = "still running at the test's deadline (a property's predicate must return quickly: "
+        "an endless loop?)",
+    ) -> None:
+        super().__init__(message)

@@ -177,7 +177,9 @@ class _MonitorWatchdog:
     def _run(self) -> None:
         while not self._stopped.wait(self._POLL):
             deadline = self._host.deadline
-            self._host.monitors.interrupt_overdue(deadline if deadline != float("inf") else self._fallback)
+            limit = deadline if deadline != float("inf") else self._fallback
+            self._host.monitors.interrupt_overdue(limit)
+            self._host.properties.interrupt_overdue(limit)
 
     def stop(self) -> None:
         self._stopped.set()

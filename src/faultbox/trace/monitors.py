@@ -12,19 +12,17 @@ whole test. The runner's watchdog calls `interrupt_overdue` to stop such a call 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultbox._util.threads import raise_in_thread
 from faultbox.errors import MonitorOverdue, SpecFailure
 from faultbox.model.event import Event
 from faultbox.model.filter import Filter
 from faultbox.model.monitor import Monitor
 from faultbox.model.result import Violation
 from faultbox.trace.log import TraceLog
+from faultbox.trace.overdue import CallWatch
 
 # (exception) -> (message, spec location "file:line" or "")
 ExceptionDescriber = Callable[[BaseException], tuple[str, str]]
@@ -33,7 +31,6 @@ _CONTEXT_EVENTS = 5
 # A proxy's connections opening and closing say little about why an invariant broke, and their
 # timing against the system's own events varies from run to run: the context leaves them out.
 _BOOKKEEPING = frozenset({"proxy_conn_open", "proxy_conn_close"})
-_OVERDUE_GRACE = 1.0  # seconds a monitor call may run past the deadline (or its own start, if later)
 
 
 @dataclass(eq=False)
@@ -53,11 +50,7 @@ class MonitorSet:
     later_violations: list[Violation] = field(default_factory=list)
     calls_total: int = 0  # monitor calls in this test, for the vacuity warning
     _active: list[_Active] = field(default_factory=list)
-    # The monitor call in progress: (thread ident, start time), or None. Only one thread at a time
-    # can be inside a call (the log's lock is held); `_guard` orders the watchdog against it.
-    _call: tuple[int, float] | None = None
-    _interrupted: bool = False
-    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _watch: CallWatch = field(default_factory=lambda: CallWatch(MonitorOverdue))
 
     def __post_init__(self) -> None:
         self.log.subscribe(self._dispatch)
@@ -86,46 +79,21 @@ class MonitorSet:
                 continue
             active.calls += 1
             self.calls_total += 1
-            outer = self._call
             try:
-                self._begin_call()
-                if active.monitor.stateful:
-                    self._run_stateful(active, ev)
-                else:
-                    assert active.monitor.fn is not None
-                    active.monitor.fn(ev)
-                self._end_call(outer)
+                with self._watch.watching():
+                    if active.monitor.stateful:
+                        self._run_stateful(active, ev)
+                    else:
+                        assert active.monitor.fn is not None
+                        active.monitor.fn(ev)
             except (Exception, SpecFailure) as exc:  # any raise inside a monitor is a violation
-                self._end_call(outer)
                 message, location = self.describe(exc)
                 self._record(active.monitor, ev, message, location)
 
     def interrupt_overdue(self, deadline: float) -> bool:
-        """Stop the monitor call in progress if it runs past the deadline (given at least a grace
-        period of its own): it fails with MonitorOverdue, a violation like any other raise."""
-        with self._guard:
-            call = self._call
-            if call is None or self._interrupted:
-                return False
-            ident, started = call
-            if time.monotonic() < max(deadline, started) + _OVERDUE_GRACE:
-                return False
-            raise_in_thread(ident, MonitorOverdue)
-            self._interrupted = True
-            return True
-
-    def _begin_call(self) -> None:
-        # One atomic store: the watchdog sees either no call or this one. (Ending a call needs the
-        # guard, so that an interruption never lands after the call is over.)
-        self._call = (threading.get_ident(), time.monotonic())
-
-    def _end_call(self, outer: tuple[int, float] | None) -> None:
-        # Idempotent: it may run twice when the interruption lands inside the first run.
-        with self._guard:
-            if self._interrupted and self._call is not None:
-                raise_in_thread(self._call[0], None)  # not delivered yet: take it back
-                self._interrupted = False
-            self._call = outer
+        """Stop the monitor call in progress if it runs past the deadline: it fails with
+        MonitorOverdue, a violation like any other raise."""
+        return self._watch.interrupt_overdue(deadline)
 
     def _run_stateful(self, active: _Active, ev: Event) -> None:
         mon = active.monitor

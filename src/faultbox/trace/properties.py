@@ -22,11 +22,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultbox.errors import SpecFailure, TerminateBody, TestTimeout
+from faultbox.errors import PredicateOverdue, SpecFailure, TerminateBody, TestTimeout
 from faultbox.model.event import Event
 from faultbox.model.matcher import Matcher
 from faultbox.model.temporal import BODY_END, BODY_START, Anchor, Property
 from faultbox.trace.log import MatchingQueries, TraceLog
+from faultbox.trace.overdue import CallWatch
 
 Describer = Callable[[BaseException], tuple[str, str]]  # (message, "file:line")
 
@@ -121,6 +122,7 @@ class PropertySet:
         on_stop: Callable[[PropertyState], None] | None = None,
     ) -> None:
         self.log = log
+        self._watch = CallWatch(PredicateOverdue)
         self.describe = describe
         self.on_stop = on_stop  # an always was violated, a predicate raised, or terminate_when held
         self.states: list[PropertyState] = []
@@ -352,18 +354,17 @@ class PropertySet:
         self._reading = st
         hook, self.log.on_read = self.log.on_read, self._untracked
         try:
-            value = st.prop.predicate(self._trace)
-        except (TestTimeout, TerminateBody):
-            raise  # the test's own interruptions, landing while a predicate ran
+            with self._watch.watching():
+                value = st.prop.predicate(self._trace)
+        except TerminateBody:
+            raise  # terminate_when held: the body's own interruption, landing while a predicate ran
+        except TestTimeout as exc:
+            # The deadline reached the predicate itself (the watchdog's PredicateOverdue, or the
+            # body's own timeout on the body's thread): a predicate that does not return fails its
+            # test at its line, whichever thread it ran on.
+            return self._raised(st, exc if isinstance(exc, PredicateOverdue) else PredicateOverdue())
         except (Exception, SpecFailure) as exc:  # a predicate that raises fails its test, at its line
-            message, location = self.describe(exc)
-            st.status, st.at_seq = VIOLATED, len(self.log.events)
-            st.message, st.location = f"raised: {message}", location
-            self._forget(st)
-            if self.violation is None:
-                self.violation = st
-                self._stop(st)
-            return False
+            return self._raised(st, exc)
         finally:
             self._reading = None
             self.log.on_read = hook
@@ -374,6 +375,20 @@ class PropertySet:
         else:
             self._every.pop(st, None)
         return bool(value)
+
+    def _raised(self, st: PropertyState, exc: BaseException) -> bool:
+        message, location = self.describe(exc)
+        st.status, st.at_seq = VIOLATED, len(self.log.events)
+        st.message, st.location = f"raised: {message}", location
+        self._forget(st)
+        if self.violation is None:
+            self.violation = st
+            self._stop(st)
+        return False
+
+    def interrupt_overdue(self, deadline: float) -> bool:
+        """Stop a predicate still running past the deadline: it fails its test, as a raise does."""
+        return self._watch.interrupt_overdue(deadline)
 
     def _forget(self, st: PropertyState) -> None:
         """A settled property is no longer followed."""

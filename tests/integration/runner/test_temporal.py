@@ -243,3 +243,40 @@ test("b_quiet", body=quiet, expect=[MARKED, HELD])
     assert b.outcome.value == "failed", res.explain()
     assert "eventually at spec.star:3 never held" in b.reason, b.reason  # not satisfied by test a
     assert [p["status"] for p in b.details["properties"]] == ["pending", "satisfied"]
+
+
+def test_a_predicate_still_running_at_the_deadline_is_stopped_and_fails_its_test(run) -> None:
+    """A predicate runs on whichever thread appended the event, holding the trace: one that never
+    returns would hold the test past its deadline. The watchdog stops it, as it stops a monitor."""
+    spec = (
+        with_svc()
+        + """
+def endless(t):
+    n = 0
+    for i in range(10000000):
+        for j in range(10000000):
+            n += 1
+    return True
+
+def body():
+    a.main.send("LOG go")
+
+test("stuck", body=body, timeout="2s", expect=always(endless))
+
+def on_ticks(t):
+    return t.count(type="stdout", service="ticker") < 3 or endless(t)
+
+test("stuck_on_the_pump", body=lambda: sleep("30s"), timeout="2s", expect=always(on_ticks))
+"""
+    )
+    started = time.monotonic()
+    res = run(TICKER + spec)
+    # on the body's thread (the step's event), and on the output pump's (the ticker's lines)
+    for name, line in (("stuck", 15), ("stuck_on_the_pump", 20)):
+        t = res.test(name)
+        assert t.outcome.value == "failed", res.explain()
+        assert t.reason.startswith(f"always at spec.star:{line}: its predicate raised"), t.reason
+        assert "still running at the test's deadline" in t.reason, t.reason
+        # where it was stopped: inside the predicate, or (stopped between two of its lines) the property
+        assert int(t.location.rsplit(":", 1)[1]) in (*range(5, 11), 17, line), t.location
+    assert time.monotonic() - started < 60, "the predicates were stopped, not waited for"
