@@ -48,6 +48,7 @@ class SpecRunner:
         self.shrink_runs = shrink  # at most this many runs to shrink a failed test (0: do not)
         self.concurrent_start = concurrent_start
         self.on_run_end: Callable[[], None] = lambda: None  # a test worker tells its runner it is alive
+        self._sites: dict[str, list[Site]] = {}  # by test: its discovery run's sites, for its leaves
         self._ctx: RunContext | None = None  # made at the first test: collecting costs nothing
 
     def run(self, name: str, seed: int | None = None, leaf: LeafState | None = None) -> TestResult:
@@ -78,7 +79,7 @@ class SpecRunner:
             return self.run(name, seed, LeafState(self.forced))
         discovery = LeafState()
         first = self.run(name, seed, discovery)
-        sites = list(discovery.sites)
+        sites = self._sites[name] = list(discovery.sites)
         if not sites:
             return first
         count, total_ms = leaf_count(sites), first.duration_ms
@@ -112,7 +113,8 @@ class SpecRunner:
 
     def run_repeated(self, name: str, runs: int, runs_all: bool = False) -> TestResult:
         """`--runs N`: the test up to N times, run i with seed run_seed(seed, i), stopping at the
-        first run that does not pass (halted aside) unless runs_all. One run is just `run`."""
+        first run that does not pass (halted aside) unless runs_all. Each run fans out into its
+        leaves (run_fanout), and a failed test is shrunk once, at the end."""
         if runs <= 1:
             return self.shrink(name, self.run_fanout(name))
         results: list[TestResult] = []
@@ -144,7 +146,7 @@ class SpecRunner:
             for candidate in candidates(current, faults):
                 if runs >= self.shrink_runs:
                     break
-                attempt = self.run(name, result.seed, LeafState(candidate))
+                attempt = self.run(name, result.seed, LeafState(candidate, self._sites.get(name)))
                 runs += 1
                 if attempt.outcome is result.outcome and attempt.location == result.location:
                     current, smallest, improved = candidate, attempt, True
