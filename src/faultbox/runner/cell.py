@@ -16,7 +16,6 @@ from faultbox.errors import (
     Halted,
     InfraError,
     MonitorStop,
-    SourceLocation,
     SpecError,
     SpecFailure,
     TestTimeout,
@@ -32,7 +31,7 @@ from faultbox.runner.host import TestHost
 from faultbox.runner.leaf import LeafState
 from faultbox.runner.services import RunningService
 from faultbox.spec import host as host_mod
-from faultbox.spec.compile import describe_exception, source_line
+from faultbox.spec.compile import describe_exception, function_source
 from faultbox.spec.values import starlark_repr
 
 _ABANDON_AFTER = 3.0  # seconds a body may ignore its timeout before we stop waiting for it
@@ -340,26 +339,10 @@ def _refuse_false(expect: Any, value: Any) -> None:
     """An expectation that returns False (or a tuple of checks holding a False) failed: it is a
     predicate that said no, not a pass. None, and anything else, passes (checks that raise)."""
     if value is False or (isinstance(value, (tuple, list)) and any(v is False for v in value)):
-        code = getattr(expect, "__code__", None)
-        where = SourceLocation(code.co_filename, code.co_firstlineno) if code is not None else None
-        text = (source_line(where) or "").strip() if where is not None else ""
-        shown = _balanced(text[text.find("lambda") :] if "lambda" in text else text)
+        where, shown = function_source(expect)
         failure = SpecFailure(f"expect returned False: {shown or _expectation_text(expect)}")
         failure.fb_location = where  # type: ignore[attr-defined]
         raise failure
-
-
-def _balanced(text: str) -> str:
-    """`text` up to where its brackets close more than they opened (the end of the lambda)."""
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth < 0:
-                return text[:i].rstrip().rstrip(",")
-    return text.rstrip().rstrip(",")
 
 
 # -- the verdict -----------------------------------------------------------------------------

@@ -15,12 +15,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from faultbox._util.threads import raise_in_thread
-from faultbox.errors import Halted, MonitorStop, SourceLocation, SpecFailure, TerminateBody, TestTimeout
+from faultbox.errors import Halted, MonitorStop, SpecFailure, TerminateBody, TestTimeout
 from faultbox.model.result import Outcome, TestResult
 from faultbox.model.scenario import TestCase
 from faultbox.model.temporal import BODY_START, Property, TemporalTest
 from faultbox.spec.builtins.temporal import TraceView
-from faultbox.spec.compile import describe_exception, source_line
+from faultbox.spec.compile import describe_exception, function_source
 from faultbox.trace.properties import EXPECT, PENDING, TERMINATE, VIOLATED, PropertySet, PropertyState
 
 if TYPE_CHECKING:
@@ -92,23 +92,11 @@ def _check_assumptions(t: TemporalTest, choices: dict[str, Any]) -> None:
 
 
 def _described(item: Any) -> str:
-    code = getattr(item, "__code__", None)
-    if code is None:
+    where, text = function_source(item)
+    if where is None:
         return ""
-    loc = SourceLocation(code.co_filename, code.co_firstlineno)
-    line = (source_line(loc) or "").strip()
-    text = line[line.find("lambda") :] if "lambda" in line else ""
-    return f"at {loc.file.rsplit('/', 1)[-1]}:{loc.line} ({_until_closed(text)}) " if text else f"at {loc} "
-
-
-def _until_closed(text: str) -> str:
-    depth = 0
-    for i, ch in enumerate(text):
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth < 0:
-            return text[:i].rstrip().rstrip(",")
-    return text.rstrip().rstrip(",")
+    shown = f" ({text})" if text.startswith("lambda") else ""
+    return f"at {where.file.rsplit('/', 1)[-1]}:{where.line}{shown} "
 
 
 class BodyStopper:

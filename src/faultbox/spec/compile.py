@@ -287,6 +287,29 @@ def source_line(loc: SourceLocation | None) -> str | None:
     return None
 
 
+def function_source(fn: Any) -> tuple[SourceLocation | None, str]:
+    """Where a spec function was defined, and how it was written there: a lambda from `lambda` to
+    where its brackets close (the lambda passed as an argument, without the call around it), else
+    its first line. (None, "") for what is not spec code."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None, ""
+    where = SourceLocation(code.co_filename, code.co_firstlineno)
+    text = (source_line(where) or "").strip()
+    if "lambda" in text:
+        text = text[text.find("lambda") :]
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                text = text[:i]
+                break
+    return where, text.rstrip().rstrip(",")
+
+
 def describe_exception(exc: BaseException) -> tuple[str, str]:
     """(message, "file:line") for any exception raised by spec code, in the spec's terms."""
     loc = getattr(exc, "fb_location", None) or location_of(exc)

@@ -11,6 +11,7 @@ await_event(), await_stable() and assert_eventually(timeout=) wait on events, no
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,12 +26,13 @@ Listener = Callable[[Event], None]
 _EMPTY: list[Event] = []
 
 
-class MatchingQueries:
+class MatchingQueries(abc.ABC):
     """count, first and last of a `matching()`: the trace log's own, and the one a temporal
     property's predicate reads through (trace/properties.py)."""
 
+    @abc.abstractmethod
     def matching(self, matcher: Matcher, *, after: int = 0, before: int | None = None) -> list[Event]:
-        raise NotImplementedError
+        """The events matching, in seq order (after < seq < before)."""
 
     def count_matching(self, matcher: Matcher) -> int:
         return len(self.matching(matcher))
