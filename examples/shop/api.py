@@ -99,6 +99,21 @@ cache = redis.Redis.from_url(
     decode_responses=True,
 )
 
+# Ready to publish means connected to the broker that leads the topic's partition (the one
+# metadata names), not only to the bootstrap address: otherwise the first order opens that
+# connection, and under a slow broker its handshake eats the order's publish timeout. librdkafka
+# tells a connection's state only in its statistics; they are read until that connection is UP.
+leader_connected = threading.Event()
+
+
+def _stats(text):
+    if leader_connected.is_set():
+        return
+    brokers = json.loads(text).get("brokers", {}).values()
+    if any(b.get("nodeid", -1) >= 0 and b.get("state") == "UP" for b in brokers):
+        leader_connected.set()
+
+
 producer = Producer(
     {
         "bootstrap.servers": KAFKA_BOOTSTRAP,
@@ -107,6 +122,9 @@ producer = Producer(
         "linger.ms": 0,
         "message.timeout.ms": 30000,
         "socket.keepalive.enable": True,
+        "enable.sparse.connections": False,  # connect to the brokers metadata names at once
+        "statistics.interval.ms": 100,
+        "stats_cb": _stats,
     }
 )
 
@@ -464,7 +482,11 @@ def main():
     while True:
         try:
             cache.ping()
-            producer.list_topics(timeout=2)
+            producer.list_topics(TOPIC, timeout=2)
+            while not leader_connected.is_set() and time.monotonic() < deadline:
+                producer.poll(0.05)  # serves the statistics callback
+            if not leader_connected.is_set():
+                raise KafkaException("no connection to the topic's leader")
             break
         except (redis.RedisError, KafkaException) as exc:
             if time.monotonic() > deadline:
