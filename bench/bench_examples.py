@@ -9,8 +9,10 @@ Every figure comes from this one run, side by side:
 * shop: `examples/shop/shop.star` (PostgreSQL and Redis kept between tests, the broker, the apps
   and a mock started for each) with --jobs 1, --jobs 2 and --jobs 4, and --jobs 2 with
   --concurrent-start (services start as their depends_on allow); wall times and their ratios (its
-  tests mostly wait, so more workers than cores still help), and the mean time to start a test's
-  services.
+  tests mostly wait, so more workers than cores still help), the mean time to start a test's
+  services, and the CPU time each run took (the runner, its workers and every service they
+  started): that CPU time over the machine's cores is the least wall time any number of workers
+  can reach.
 * light: a generated suite of --tests (16) tests, each starting one small TCP service and waiting
   --wait (1.5 s) in its body: what a suite of tests that mostly wait gains from workers.
 * overhead: per test, its wall time minus its body's (starting and stopping services, the barrier,
@@ -26,6 +28,8 @@ Targets, printed with PASS/MISS (the exit status is 0 unless a suite itself fail
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -62,11 +66,29 @@ def _light_suite(directory: Path, tests: int, wait: float) -> Path:
     return spec
 
 
+CPU_SECONDS: dict[int, float] = {}  # id(result) -> the CPU time its run took
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of every process it has reaped (workers, and through them
+    the services they reaped)."""
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
 def _run(path: Path, jobs: int, **extra: object) -> tuple[RunResult, float]:
     spec = load_spec(str(path))
-    began = time.monotonic()
+    began, cpu = time.monotonic(), _cpu()
     result = run_spec(spec, RunOptions(seed=1, jobs=jobs, **extra))  # type: ignore[arg-type]
+    CPU_SECONDS[id(result)] = _cpu() - cpu
     return result, time.monotonic() - began
+
+
+def _cpu_line(runs: list[tuple[str, RunResult]]) -> str:
+    cores = os.cpu_count() or 1
+    parts = [f"{label} {CPU_SECONDS[id(r)]:5.1f}s" for label, r in runs]
+    floor = min(CPU_SECONDS[id(r)] for _, r in runs) / cores
+    return f"        CPU time: {'   '.join(parts)}   (over {cores} cores: no run below {floor:4.1f}s)"
 
 
 def _overhead_ms(result: RunResult) -> float:
@@ -107,6 +129,7 @@ def main() -> int:
             f"target --jobs 2 <= 45s: {_mark(min(parallel_s, eager_s) <= 45)}   "
             f"start per test: {_start_ms(parallel):5.0f} ms, concurrent {_start_ms(eager):5.0f} ms"
         )
+        print(_cpu_line([("--jobs 1", serial), ("--jobs 2", parallel), ("--jobs 4", wide), ("concurrent", eager)]))
         for label, other in (("2", parallel), ("4", wide), ("2 --concurrent-start", eager)):
             if _summary(serial) != _summary(other):
                 print(f"  results differ between --jobs 1 and --jobs {label}:")
