@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
+from faultbox._util.threads import ContextThread
+
 
 def run_in_order(
     names: Sequence[str],
@@ -35,7 +37,7 @@ def run_in_order(
                 done.add(name)
                 changed.notify_all()
 
-    threads: list[threading.Thread] = []
+    threads: list[ContextThread] = []
     try:
         with changed:
             while len(done) < len(names):
@@ -43,7 +45,9 @@ def run_in_order(
                     for name in names:
                         if name not in started and all(d in done or d not in wanted for d in deps.get(name, ())):
                             started.add(name)
-                            t = threading.Thread(target=one, args=(name,), name=f"faultbox-start:{name}", daemon=True)
+                            # In the caller's context: each task runs on the caller's behalf
+                            # and sees what it would (the running test's host, spec/host.py).
+                            t = ContextThread(target=one, args=(name,), name=f"faultbox-start:{name}", daemon=True)
                             threads.append(t)
                             t.start()
                 if errors and started <= done:

@@ -1,5 +1,6 @@
 """Interrupting a Python thread that will not stop by itself, and the main thread on SIGTERM; a
-thread that outlives the calls it runs (for forking children that die with their parent).
+thread that outlives the calls it runs (for forking children that die with their parent); a thread
+that runs in its creator's context.
 
 CPython delivers an exception set with PyThreadState_SetAsyncExc at the thread's next bytecode
 boundary: spec code stuck in a loop is stopped; a thread blocked inside a C call is stopped when
@@ -8,7 +9,9 @@ that call returns. Passing None takes back an exception that has not been delive
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
+import functools
 import queue
 import signal
 import threading
@@ -36,6 +39,23 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+class ContextThread(threading.Thread):
+    """A thread that runs in a copy of the context (contextvars) of the thread that created it.
+
+    A plain thread starts in an empty context: it would not see the running test's host
+    (spec/host.py), so spec code on it would find itself outside any test. Every thread started on
+    a test's behalf that may run spec code (its body, parallel() branches, concurrent service
+    starts) is one of these. The copy is taken at construction, one per thread: a Context cannot
+    be entered by two threads at once, and what the thread sets stays its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._context.run(super().run)
+
+
 class LastingThread:
     """Runs calls on one daemon thread that lives as long as the process.
 
@@ -57,7 +77,9 @@ class LastingThread:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
         done: Future[T] = Future()
-        self._jobs.put((fn, done))
+        # The call runs as if on the caller's thread: in (a copy of) its context, since the
+        # serving thread is shared by every caller, whichever test it runs for.
+        self._jobs.put((functools.partial(contextvars.copy_context().run, fn), done))
         return done.result()
 
     def _serve(self) -> None:

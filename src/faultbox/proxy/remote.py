@@ -202,6 +202,8 @@ class RemoteHub:
             handler = self._handlers.get(lid)
             if pending is None and handler is not None:
                 pending = self._calls[lid] = queue.SimpleQueue()
+                # Started off the reader, so in no test's context (contextvars): a handler that
+                # needs its test's brings it itself (runner/mocks.py, TestHost._in_mock_handler).
                 thread = threading.Thread(
                     target=self._serve_calls, args=(handler, pending), name=f"faultbox-mock-{lid}", daemon=True
                 )

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from faultbox._util.threads import raise_in_thread
+from faultbox._util.threads import ContextThread, raise_in_thread
 from faultbox.errors import (
     Code,
     FaultboxError,
@@ -98,8 +98,9 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf:
     timings: dict[str, int] = {}
     watchdog = _MonitorWatchdog(host, fallback_deadline=started + timeout)
     # The test's host is current from its first service to its last teardown step: monitors run on
-    # the events of all of them, and may query the trace.
-    host_mod.set_current(host)
+    # the events of all of them, and may query the trace. Current in this thread's context only
+    # (spec/host.py): the threads this test starts copy it, another test's threads never see it.
+    current = host_mod.set_current(host)
     try:
         try:
             host.start_services()
@@ -116,7 +117,7 @@ def run_test(ctx: RunContext, case: TestCase, timeout: float, replay: str, leaf:
         stop_started = time.monotonic()
         host.teardown()
         host.detach()
-        host_mod.set_current(None)
+        host_mod.reset(current)
         watchdog.stop()
         timings["stop_ms"] = _ms_since(stop_started)
     result = judge(case, host, start_error, outcome)
@@ -170,6 +171,7 @@ class _MonitorWatchdog:
         self._host = host
         self._fallback = fallback_deadline  # while services start, the body's deadline is not set
         self._stopped = threading.Event()
+        # A plain thread: it runs no spec code, only interrupts calls of the host it was given.
         self._thread = threading.Thread(target=self._run, name="faultbox-monitor-watchdog", daemon=True)
         self._thread.start()
 
@@ -211,7 +213,8 @@ def _run_body(case: TestCase, host: TestHost) -> BodyOutcome:
         except BaseException as exc:  # everything the body raises is judged, nothing escapes
             outcome.error = exc
 
-    thread = threading.Thread(target=target, name=f"faultbox-test:{case.name}", daemon=True)
+    # In this thread's context, where the host is current: the body (and seed=/reset=) is spec code.
+    thread = ContextThread(target=target, name=f"faultbox-test:{case.name}", daemon=True)
     thread.start()
     _watch(thread, host, outcome)
     return outcome

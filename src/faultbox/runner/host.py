@@ -9,10 +9,11 @@ steps, faults, queries, waits, parallel() and its schedules.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from faultbox.errors import InfraError, MonitorStop, SpecFailure, TestTimeout
@@ -38,6 +39,7 @@ from faultbox.runner.proxies import ProxySet
 from faultbox.runner.schedule import Scheduler, tag_of
 from faultbox.runner.services import RunningService, ServiceSet
 from faultbox.runner.steps import StepClients, recv_fields, send_fields
+from faultbox.spec import host as host_mod
 from faultbox.spec.args import ArgError
 from faultbox.spec.compile import describe_exception
 from faultbox.spec.values import starlark_repr
@@ -60,7 +62,9 @@ class TestHost:
         self.leaf = leaf or LeafState()
         self.test_name = test_name
         self.deadline = deadline
-        self.log = TraceLog()
+        # Monitors and predicates run on the thread that appends an event, often one shared by
+        # every test (the I/O pump, the proxy reader): the log makes this host current around them.
+        self.log = TraceLog(self.as_current)
         self.monitors = MonitorSet(self.log, describe_exception, self._on_violation)
         self.services = ServiceSet(ctx, test_dir, self.emit)
         self.services.on_unexpected_exit = self._on_exit
@@ -90,7 +94,7 @@ class TestHost:
         self.violated = threading.Event()
         self.properties = temporal.property_set(self)  # eventually/always of this test
         self.services.source_emit = self.events.source_emit
-        self.mock_handlers = MockHandlers(self.events.without_barrier)
+        self.mock_handlers = MockHandlers(self._in_mock_handler)
         self._assumption_monitors: set[int] = set()
         self.services.mock_handlers = self.mock_handlers
         self._nondet: set[str] = set()  # nondet(svc): never held by a scheduled parallel()
@@ -100,6 +104,18 @@ class TestHost:
         """A max_fires= fault is a fan-out site: its key is its label, else "service:keyword"."""
         key = rule.action.label or f"{rule.service}:{rule.keyword}"
         return self.leaf.fires(key, rule.action.max_fires, "") or ""
+
+    def as_current(self) -> host_mod.using:
+        """`with host.as_current():` this host is the running test's on this thread (spec/host.py),
+        for spec code called on a thread that does not run in the test's context."""
+        return host_mod.using(self)
+
+    @contextlib.contextmanager
+    def _in_mock_handler(self) -> Iterator[None]:
+        """Around a mock's dynamic handler: it runs on a thread of the proxy's (RemoteHub's, started
+        off its reader, run-level), so this host is made current there; and it skips its barrier."""
+        with self.as_current(), self.events.without_barrier():
+            yield
 
     # -- lifecycle -----------------------------------------------------------------------------
 

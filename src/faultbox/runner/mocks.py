@@ -57,7 +57,9 @@ class MockHandlers:
         context: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         timeout: float = DYNAMIC_TIMEOUT,
     ) -> None:
-        self.context = context  # entered around every handler call (the host skips its barrier there)
+        # Entered around every handler call, on the proxy's thread that makes it (a thread of no
+        # test's context): the host makes itself current there, and skips its barrier.
+        self.context = context
         self.timeout = timeout
         self.failure: HandlerFailure | None = None
         self._lock = threading.Lock()
@@ -104,6 +106,7 @@ class MockHandlers:
                 raise HandlerStopped("the test has ended")
             self._running[ident] = (time.monotonic() + self.timeout, f"it did not return within {self.timeout:g}s")
             if self._watchdog is None:
+                # A plain thread: it runs no spec code, it only interrupts the handlers' threads.
                 self._watchdog = threading.Thread(target=self._watch, name="faultbox-mock-watchdog", daemon=True)
                 self._watchdog.start()
         try:

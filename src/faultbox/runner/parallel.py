@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faultbox._util.threads import raise_in_thread
+from faultbox._util.threads import ContextThread, raise_in_thread
 from faultbox.errors import TestTimeout
 
 _STOP_WAIT = 3.0  # seconds an interrupted branch gets to unwind before it is left behind
@@ -49,9 +49,9 @@ def run_branches(
         except BaseException as exc:  # judged by the caller, in argument order
             errors[i] = exc
 
+    # Each branch in a copy of the caller's context: branches run spec code of the caller's test.
     threads = [
-        threading.Thread(target=branch, args=(i, fn), name=f"faultbox-branch-{i}", daemon=True)
-        for i, fn in enumerate(fns)
+        ContextThread(target=branch, args=(i, fn), name=f"faultbox-branch-{i}", daemon=True) for i, fn in enumerate(fns)
     ]
     for t in threads:
         t.start()

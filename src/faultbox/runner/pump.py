@@ -55,6 +55,8 @@ class IoPump:
         self._stopping = False
         self._pending: list[tuple[_Stream, bytes]] = []
         self.before_lines: Callable[[float], None] | None = None
+        # A plain thread, shared by every test of the run: the callbacks it makes reach a test's
+        # trace, whose log makes the test's host current around its monitors (runner/host.py).
         self._thread = threading.Thread(target=self._run, name="faultbox-io", daemon=True)
         self._thread.start()
 

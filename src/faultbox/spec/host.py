@@ -3,11 +3,21 @@
 The runner implements Host; spec code reaches processes, faults and the trace only through it, so
 the spec package never imports the runner (ARCHITECTURE-NOTES §8.2). Outside a test (while a spec
 loads) there is no host, and builtins that need one say so.
+
+The running test's host is a context variable, not a global: two tests running in one process, each
+on threads of its own, each see their own. A new thread does not inherit it (it starts in an empty
+context), so every thread that runs spec code for a test must be given the test's context or host:
+the runner starts a test's threads as _util.threads.ContextThread (which copies its creator's
+context), and where spec code runs on a thread shared by tests (monitors and temporal predicates on
+whichever thread appends an event, mock handlers on the proxy's threads) it makes the test's host
+current around the call with `using`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from faultbox.model.decisions import Schedule
@@ -147,23 +157,52 @@ class Host(Protocol):
         """nondet(svc, ...): these services are never held by a scheduled parallel() of this test."""
 
 
-_current: Host | None = None
+_current: ContextVar[Host | None] = ContextVar("faultbox_host", default=None)
 
 
 def current() -> Host | None:
-    return _current
+    """The host of the test this thread runs spec code for (None outside a test)."""
+    return _current.get()
 
 
-def set_current(host: Host | None) -> None:
-    global _current
-    _current = host
+def set_current(host: Host | None) -> Token[Host | None]:
+    """Make `host` current in this thread's context; reset(token) puts back what was current."""
+    return _current.set(host)
+
+
+def reset(token: Token[Host | None]) -> None:
+    _current.reset(token)
+
+
+class using:  # lower case: it reads as a call, `with using(host):`
+    """`with using(host):` makes `host` current in this thread for the block, and then puts back
+    what was current before (None, or another test's host on a thread shared by tests). A class,
+    not a generator: the runner enters one around every dispatch of an event to its monitors."""
+
+    __slots__ = ("_host", "_token")
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._token: Token[Host | None] | None = None
+
+    def __enter__(self) -> Host:
+        self._token = _current.set(self._host)
+        return self._host
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
 
 def require(what: str) -> Host:
     """The running test's host, or an error saying `what` only works inside a test."""
-    if _current is None:
+    host = _current.get()
+    if host is None:
         raise ArgError(
             f"{what} can only run inside a test",
             "call it from a def test_*(), a scenario, or an expect= function, not at the top level",
         )
-    return _current
+    return host

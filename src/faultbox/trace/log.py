@@ -5,6 +5,11 @@ the listeners (the monitors) before `append` returns (DECISIONS §8). Appends co
 threads (the I/O pump, event sources, the test body); one re-entrant lock serialises them, so a
 monitor sees the trace exactly up to the event it is called for, and may query it.
 
+Listeners run spec code (monitors, temporal predicates) on whichever thread appends, often one
+shared by every test of the run (the I/O pump, the proxy reader, the supervisor's reader): the log's
+owner gives an `enter` that is entered around them (the runner makes the test's host current there,
+spec/host.py), since such a thread's own context knows nothing of the test.
+
 A thread may wait for the trace to grow (`wait_beyond`): every append wakes the waiters, so
 await_event(), await_stable() and assert_eventually(timeout=) wait on events, not on a timer.
 """
@@ -47,8 +52,11 @@ class MatchingQueries(abc.ABC):
 
 
 class TraceLog(MatchingQueries):
-    def __init__(self) -> None:
+    def __init__(self, enter: Callable[[], contextlib.AbstractContextManager[object]] | None = None) -> None:
         self.lock = threading.RLock()
+        # Entered around the listeners' calls (and as_listener()): what spec code in them needs
+        # of the thread they run on.
+        self._enter = enter or contextlib.nullcontext
         self.events: list[Event] = []
         self._by_type: dict[str, list[Event]] = {}
         self._by_service: dict[str, list[Event]] = {}
@@ -100,8 +108,9 @@ class TraceLog(MatchingQueries):
             if self._listeners:
                 self._dispatch.active = True
                 try:
-                    for listener in self._listeners:
-                        listener(ev)
+                    with self._enter():
+                        for listener in self._listeners:
+                            listener(ev)
                 finally:
                     self._dispatch.active = False
             if self._waiting:
@@ -127,7 +136,7 @@ class TraceLog(MatchingQueries):
     def as_listener(self) -> Iterator[None]:
         """Run code as a listener runs: under the lock, with dispatching() true, so that spec code
         in it reads the trace as it is instead of waiting for a barrier (which needs the lock)."""
-        with self.lock:
+        with self.lock, self._enter():
             outer = self.dispatching()
             self._dispatch.active = True
             try:
