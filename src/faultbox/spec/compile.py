@@ -27,6 +27,8 @@ from faultbox.spec.dialect import CheckedModule
 SPEC_FILES: dict[str, list[str]] = {}
 
 MODULE_KEY = "__fb_module__"  # hidden global: spec code cannot name it (the resolver refuses it)
+REPEAT_KEY = "__fb_repeat__"  # hidden global: what every `*` of spec code calls (_repeat)
+REPEAT_LIMIT = 10_000_000  # characters or items a repetition may build, as range() may count
 _STDLIB = str(Path(__file__).resolve().parent.parent / "stdlib")
 
 
@@ -51,7 +53,8 @@ class Module:
 def compile_module(checked: CheckedModule) -> CodeType:
     SPEC_FILES[checked.filename] = checked.lines
     try:
-        code = compile(checked.tree, checked.filename, "exec", dont_inherit=True)
+        guarded = ast.fix_missing_locations(_RepeatGuard().visit(copy.deepcopy(checked.tree)))
+        code = compile(guarded, checked.filename, "exec", dont_inherit=True)
     except SyntaxError as exc:  # what the parser lets through: a keyword argument given twice
         line = exc.lineno or 0
         src = checked.lines[line - 1] if 0 < line <= len(checked.lines) else None
@@ -67,11 +70,51 @@ def compile_module(checked: CheckedModule) -> CodeType:
 
 def execute(module: Module, code: CodeType, universe: Mapping[str, Any]) -> None:
     """Run a module's top level with the builtin universe, then freeze its globals (DECISIONS §2)."""
-    module.globals.update({"__builtins__": dict(universe), MODULE_KEY: module, "__name__": module.name})
+    module.globals.update(
+        {"__builtins__": dict(universe), MODULE_KEY: module, REPEAT_KEY: _repeat, "__name__": module.name}
+    )
     exec(code, module.globals)
     for name in module.checked.top_level:
         if name in module.globals:
             module.globals[name] = freeze(module.globals[name])
+
+
+# -- repetition --------------------------------------------------------------------------------
+
+
+class _RepeatGuard(ast.NodeTransformer):
+    """`a * b` and `a *= b` in spec code become calls of _repeat: Python builds `"ab" * 4000000000`
+    (8 GB) in one C call that nothing can interrupt, so the size is checked before it starts."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.Mult):
+            return node
+        call = ast.Call(func=ast.Name(id=REPEAT_KEY, ctx=ast.Load()), args=[node.left, node.right], keywords=[])
+        return ast.copy_location(call, node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.Mult) or not isinstance(node.target, ast.Name):
+            return node  # a *= on an element or attribute: the dialect's values are frozen there
+        value = ast.Call(
+            func=ast.Name(id=REPEAT_KEY, ctx=ast.Load()),
+            args=[ast.Name(id=node.target.id, ctx=ast.Load()), node.value],
+            keywords=[],
+        )
+        return ast.copy_location(ast.Assign(targets=[node.target], value=value), node)
+
+
+def _repeat(a: Any, b: Any) -> Any:
+    times, seq = (b, a) if isinstance(b, int) else (a, b)
+    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) and len(seq) * times > REPEAT_LIMIT:
+        from faultbox.spec.args import ArgError, type_name
+
+        raise ArgError(
+            f"a repetition of more than {REPEAT_LIMIT:,} items ({type_name(seq)} of {len(seq):,} * {times:,})",
+            "a spec builds small values; check the count",
+        )
+    return a * b
 
 
 # -- where= hints ------------------------------------------------------------------------------

@@ -119,6 +119,25 @@ def test_a_range_of_billions_is_refused_instead_of_looping_for_ever(tmp_path: Pa
     assert load_spec(str(spec)).root.globals["n"] == 1003
 
 
+def test_a_repetition_of_billions_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.star"
+    spec.write_text('x = 1\ny = "ab" * 4000000000\n')
+    started = time.monotonic()
+    err = _error(spec)
+    assert time.monotonic() - started < 2.0
+    assert err.code is Code.SPEC_BAD_ARGUMENT and "a repetition of more than 10,000,000 items" in err.message
+    assert "string of 2 * 4,000,000,000" in err.message
+    assert err.location is not None and err.location.line == 2
+    spec.write_text("def f():\n    q = [0, 1]\n    q *= 6000000\n    return q\nx = f()\n")
+    err = _error(spec)
+    assert "list of 2 * 6,000,000" in err.message and err.location is not None and err.location.line == 3
+    spec.write_text(
+        'def test_x():\n    pass\ndef f():\n    q = "e"\n    q *= 2\n    return q\n'
+        'v = ["ab" * 3, [0] * 2, 3 * 7, 2 * "cd", f(), 1.5 * 2, "x" * -1]\n'
+    )
+    assert list(load_spec(str(spec)).root.globals["v"]) == ["ababab", [0, 0], 21, "cdcd", "ee", 3.0, ""]
+
+
 def test_a_bad_argument_to_a_stdlib_helper_is_reported_at_the_users_call(tmp_path: Path) -> None:
     spec = tmp_path / "spec.star"
     spec.write_text('load("@faultbox/services.star", "kafka")\n\nbus = kafka("", topics = ["t"])\n')
