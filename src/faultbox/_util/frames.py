@@ -41,6 +41,11 @@ class FrameReader:
         self._buf = bytearray()
         self.closed = False
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole message."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if not data:
             self.closed = True

@@ -28,15 +28,26 @@ produce-to-event latency (10 ms -> ~1-5 ms latency for ~4% of a core in the brok
 
 Where it runs: librdkafka can end its process (an assertion abort was seen while a broker's sends
 were delayed), so the consumer and the admin client run in a reader process of their own
-(`topic_reader.py`, protocol there), started by start() and stopped by stop(); this class is the
-runner's side of it and never loads confluent-kafka. The reader streams its events over one ordered
-socket, so a barrier's answer comes after the events it covers, and emit() is called here, on a
-thread of this class, as before. The reader dies with the runner (PR_SET_PDEATHSIG; it is started
-from a thread that lives as long as the process, because the signal follows the *thread* that
-forked it) and is reaped here. If it dies (a signal, an abort, an exit), the source fails: it emits
-one `source_error` event at once (fields `error`, `fatal`="true", so a death after the last step is
-reported too), and every later barrier() raises SourceError with the same reason (signal name or
-exit code, and the reader's last stderr line). The next source starts a fresh reader.
+(`topic_reader.py`, protocol there); this class is the runner's side of it and never loads
+confluent-kafka. The reader streams its events over one ordered socket, so a barrier's answer comes
+after the events it covers, and emit() is called here, on a thread of this class, as before. The
+reader dies with the runner (PR_SET_PDEATHSIG; it is started from a thread that lives as long as
+the process, because the signal follows the *thread* that forked it).
+
+A reader outlives its source when it can: importing confluent-kafka costs it ~0.35 s of CPU, as
+much as a small test's app. start() takes a reader from `_readers` (the idle one if there is one,
+else a new one) and sends it its config. stop() drops the reader's events from then on and, if the
+reader is beyond doubt (it answered "ready" and every barrier in time, reported no failure, and is
+alive), sends it "release": the reader closes its clients and forgets this source, answers
+"released" (within `_RELEASE_WAIT`), and is given back to `_readers`, which keeps it idle for the
+next source (or ends it if one is idle already). Any other reader (one that failed, died, did not
+start, did not answer in time, or has a barrier outstanding) is ended as before: its socket closed,
+reaped, SIGKILL if it lingers; and a new one is started ahead for the next source.
+
+If a reader dies (a signal, an abort, an exit), the source fails: it emits one `source_error` event
+at once (fields `error`, `fatal`="true", so a death after the last step is reported too), and every
+later barrier() raises SourceError with the same reason (signal name or exit code, and the reader's
+last stderr line). The next source gets another reader.
 """
 
 from __future__ import annotations
@@ -80,6 +91,7 @@ _COUNTERS = (
 _READER_MODULE = "faultbox.sources.topic_reader"
 _SPAWN_ALLOWANCE = 20.0  # seconds a reader has to start its interpreter and import its client
 _STOP_WAIT = 5.0  # seconds a reader has to exit once its socket is closed, before SIGKILL
+_RELEASE_WAIT = 2.0  # seconds a reader has to answer "release" (it takes ~15 ms) before it is ended
 _STDERR_LINES = 20
 
 
@@ -123,8 +135,11 @@ class TopicSource:
         self._ready = threading.Event()  # the reader answered its config (or ended, or start gave up)
         self._following = False  # it answered "ready": from now on its end is a failure
         self._start_error: str | None = None
-        self._stopping = False
-        self._ended = False  # the reader is gone and every barrier was answered
+        self._stopping = False  # stop() began: the reader's events are dropped from now on
+        self._doubt = False  # a barrier went unanswered in time: the reader is not given back
+        self._release_seen = threading.Event()  # the reader answered "release" (or _run() ended)
+        self._released = False  # ...with "released", last: it can serve the next source
+        self._ended = False  # the reader is gone (or released) and every barrier was answered
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -136,7 +151,7 @@ class TopicSource:
 
     @property
     def reader_pid(self) -> int | None:
-        """The reader process's pid while it runs."""
+        """The pid of the reader process this source was given (also after stop())."""
         return self._proc.pid if self._proc is not None else None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -178,29 +193,72 @@ class TopicSource:
             )
 
     def stop(self) -> None:
-        """Stop following: close the reader's socket, reap it (SIGKILL if it lingers). Safe to call
-        twice; never raises. Commits nothing."""
+        """Stop following; no event reaches emit once this returns. A reader beyond doubt is
+        released and given back for the next source; any other has its socket closed and is reaped
+        (SIGKILL if it lingers). Safe to call twice; never raises. Commits nothing."""
         proc, sock, thread = self._proc, self._sock, self._thread
-        if proc is None or self._stopping:
+        if proc is None or sock is None or thread is None:
             return
-        self._stopping = True
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        with self._lock:  # the lock barrier() takes: no barrier starts after this
+            if self._stopping:
+                return
+            self._stopping = True
+            reusable = (
+                self._following
+                and self._start_error is None
+                and self._failure is None
+                and not self._doubt
+                and not self._ended
+                and not self._pending
+                and thread is not threading.current_thread()  # (stop() from emit: _run() cannot answer)
+            )
+        if reusable and self._give_back(proc, sock, thread):
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             proc.wait(timeout=_STOP_WAIT)
         except subprocess.TimeoutExpired:
             log.warning("topic reader for %s (pid %d) did not exit: killing it", self._service, proc.pid)
             proc.kill()
             proc.wait()
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not threading.current_thread():
             thread.join(timeout=10)
             if thread.is_alive():
                 log.warning("topic source thread for %s did not stop within 10 s", self._service)
-        if sock is not None:
-            sock.close()
+            elif proc.stderr is not None:
+                proc.stderr.close()  # _run() leaves it open when the reader answered "released"
+        sock.close()
+        _readers.start_ahead()  # this reader will not come back: the next source need not wait
+
+    def _give_back(self, proc: subprocess.Popen[bytes], sock: socket.socket, thread: threading.Thread) -> bool:
+        """Release the reader and give it back to `_readers`; False (nothing given) if it is gone,
+        does not answer "released" in time, or reports anything amiss meanwhile."""
+        if proc.poll() is not None:
+            return False
+        try:
+            self._write({"op": "release"})
+        except OSError:
+            return False
+        if not self._release_seen.wait(_RELEASE_WAIT):
+            log.warning(
+                "topic reader for %s (pid %d) did not answer release within %gs: ending it",
+                self._service,
+                proc.pid,
+                _RELEASE_WAIT,
+            )
+            return False
+        if not self._released:
+            return False
+        thread.join(timeout=_STOP_WAIT)  # it returns right after "released", reading nothing more
+        with self._lock:
+            healthy = self._released and self._failure is None
+        if not healthy or thread.is_alive() or proc.poll() is not None or not _quiet(sock):
+            return False
+        _readers.give_back(_Reader(proc, sock))
+        return True
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -229,6 +287,7 @@ class TopicSource:
                 raise SourceError(f"topic source for {self._service!r} is not running") from None
             # The reader answers even when it runs out of time; the grace covers one consume tick.
             if not request.done.wait(timeout + 1.0):
+                self._doubt = True
                 self._raise_if_failed()
                 raise SourceError(f"topic barrier for {self._service!r} timed out after {timeout:g}s (reader busy)")
         finally:
@@ -252,7 +311,15 @@ class TopicSource:
 
     def _run(self) -> None:
         """Read the reader's frames and its stderr until both end; then reap it and, unless it was
-        told to stop, report how it ended."""
+        told to stop, report how it ended. Or, once stop() released it, until its "released": then
+        return at once, leaving the reader, its socket and its stderr as they are, for the next
+        source."""
+        try:
+            self._follow()
+        finally:
+            self._release_seen.set()
+
+    def _follow(self) -> None:
         assert self._proc is not None and self._sock is not None and self._proc.stderr is not None
         proc, sock, stderr = self._proc, self._sock, self._proc.stderr
         frames = FrameReader()
@@ -262,7 +329,7 @@ class TopicSource:
             with selectors.DefaultSelector() as selector:
                 selector.register(sock, selectors.EVENT_READ)
                 selector.register(stderr, selectors.EVENT_READ)
-                while selector.get_map():
+                while selector.get_map() and not self._released:
                     for key, _ in selector.select():
                         if key.fileobj is sock:
                             try:
@@ -271,7 +338,14 @@ class TopicSource:
                                 data = b""
                             if not data:
                                 selector.unregister(sock)
-                            for frame in frames.feed(data):
+                            batch = frames.feed(data)
+                            for n, frame in enumerate(batch):
+                                if frame.get("op") == "released" and self._stopping:
+                                    # Its last word for this source: anything after it would be
+                                    # read by the next source's thread, so nothing may follow.
+                                    self._released = n == len(batch) - 1 and not frames.buffered
+                                    self._release_seen.set()
+                                    continue
                                 child_failure = self._on_frame(frame) or child_failure
                         else:
                             chunk = os.read(stderr.fileno(), 1 << 16)
@@ -284,9 +358,13 @@ class TopicSource:
                                 self._note_stderr(line)
         except BaseException as exc:  # a bug here: never leave the reader running unreported
             log.exception("topic source thread crashed")
+            self._released = False
             self._fail(f"topic source for {self._service!r}: its reading thread crashed: {exc!r}")
             if not self._stopping:
                 proc.kill()
+        if self._released:  # stop() gives it back
+            self._release(f"topic source for {self._service!r} stopped")
+            return
         try:
             code = proc.wait(timeout=_STOP_WAIT)
         except subprocess.TimeoutExpired:  # it closed its socket and stderr, yet lives on
@@ -319,6 +397,8 @@ class TopicSource:
     def _on_frame(self, message: dict[str, Any]) -> str | None:
         op = message.get("op")
         if op == "events":
+            if self._stopping:
+                return None  # the test is over: its trace takes nothing more
             for fields in message["events"]:
                 self._deliver(fields)
         elif op == "done":
@@ -376,6 +456,18 @@ class TopicSource:
                 self._failure = message
 
 
+def _quiet(sock: socket.socket) -> bool:
+    """Nothing waits to be read (the reader sends nothing between "released" and its next config),
+    and the reader has not closed its end."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # a byte, or b"" at the end
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 def _exit_text(code: int) -> str:
     if code < 0:
         try:
@@ -392,10 +484,17 @@ class _Reader:
 
 
 class _Readers:
-    """Starts reader processes, one ahead: a reader spends most of its start importing its client
-    (0.2-0.6 s on a busy machine, against ~40 ms to connect), so the next one is started while the
-    current one works and waits, idle, for its config. At most one idle reader exists; it dies with
-    this process and is killed and reaped at exit.
+    """Hands reader processes to sources and keeps at most one idle, waiting for its config: the
+    spare. It dies with this process and is killed and reaped at exit.
+
+    A source that stops with a healthy reader gives it back (give_back), and it becomes the spare
+    (or is ended, if there is one already): a run's sources share one reader, and its ~0.35 s of
+    CPU importing the client is paid once. A source that must end its reader (it failed or died)
+    has the next one started ahead (start_ahead), since a start is mostly that import (0.2-0.6 s on
+    a busy machine, against ~40 ms to connect) and the next source need not wait for it. take()
+    starts none ahead: the reader it hands out is expected back (starting one would only have one
+    of the two ended when it comes back). So only the first source, and one taken while another
+    source holds the reader, wait for a reader to start.
 
     Every reader is started from one daemon thread that lives as long as the process: a child's
     PR_SET_PDEATHSIG fires when the *thread* that forked it ends, and a source may be started from
@@ -411,7 +510,8 @@ class _Readers:
         self._closed = False
 
     def take(self) -> _Reader:
-        """A started reader, waiting for its config (raises OSError if none can be started)."""
+        """A reader waiting for its config: the spare if it is alive, else a new one (raises
+        OSError if none can be started)."""
         with self._lock:
             spare, self._spare = self._spare, None
         reader = _result(spare) if spare is not None else None
@@ -420,16 +520,25 @@ class _Readers:
             reader = None
         if reader is None:
             reader = self._submit().result()
-        with self._lock:
-            ahead = self._spare is None and not self._closed
-        if ahead:
-            spare = self._submit()
-            with self._lock:
-                if self._spare is None and not self._closed:
-                    self._spare, spare = spare, None
-            if spare is not None:  # another take() or close() came between
-                _discard_later(spare)
         return reader
+
+    def give_back(self, reader: _Reader) -> None:
+        """A reader its source released, alive and waiting for its next config: the spare if there
+        is none (and starts none ahead), else it is killed and reaped."""
+        idle: Future[_Reader] = Future()
+        idle.set_result(reader)
+        with self._lock:
+            kept = self._spare is None and not self._closed
+            if kept:
+                self._spare = idle
+        if not kept:
+            _discard(reader)
+
+    def start_ahead(self) -> None:
+        """Start a reader for the next source, unless one is idle (or being started) already."""
+        with self._lock:
+            if self._spare is None and not self._closed:
+                self._spare = self._submit()
 
     def spare_pid(self) -> int | None:
         """The idle reader's pid, if one is ready."""
@@ -439,7 +548,7 @@ class _Readers:
         return reader.proc.pid if reader is not None else None
 
     def close(self) -> None:
-        """Kill and reap the idle reader; start no more."""
+        """Kill and reap the idle reader; keep none from now on."""
         with self._lock:
             spare, self._spare = self._spare, None
             self._closed = True
@@ -487,10 +596,6 @@ def _result(future: Future[_Reader], timeout: float | None = None) -> _Reader | 
         return future.result(timeout)
     except Exception:  # it could not be started (or not in time): the caller starts another
         return None
-
-
-def _discard_later(future: Future[_Reader]) -> None:
-    future.add_done_callback(lambda f: _discard(r) if (r := _result(f, 0)) is not None else None)
 
 
 def _discard(reader: _Reader) -> None:

@@ -5,22 +5,30 @@ it never runs in the runner: `topic.TopicSource` starts this module as a child p
 
     python -m faultbox.sources.topic_reader FD PARENT_PID
 
-and the two talk over one stream socket (FD) of length-prefixed JSON frames (`_util/frames.py`),
-in order:
+and the two talk over one stream socket (FD) of length-prefixed JSON frames (`_util/frames.py`).
+A reader serves one source after another (importing confluent-kafka costs it ~0.35 s of CPU, so a
+healthy one is kept for the next test); for each, in order:
 
-    parent -> reader   {"op": "config", ...TopicSource's settings}   first, once
+    parent -> reader   {"op": "config", ...TopicSource's settings}   first
                        {"op": "barrier", "id": n, "timeout": seconds}
+                       {"op": "release"}                             this source is done with it
                        {"op": "stop"}                                or just closing the socket
     reader -> parent   {"op": "ready"} | {"op": "start_failed", "error": text}
                        {"op": "events", "events": [fields, ...]}     each with its "action"
                        {"op": "done", "id": n, "error": text|null, "stats": {...}}
                        {"op": "stats", "stats": {...}}
                        {"op": "failed", "error": text}               unrecoverable, the reader goes on
+                       {"op": "released"}                            the answer to "release", last
 
 A barrier's "done" follows the events it covers on the same socket, so when the parent has read it,
-it has emitted them. The reader dies with its parent (PR_SET_PDEATHSIG), ignores SIGINT (Ctrl-C is
-the runner's) and exits at once when the socket closes: it holds nothing that needs a clean close
-(it never joins a group, never commits). What it writes on stderr is the parent's to report.
+it has emitted them. On "release" the reader answers the barriers sent before it, closes its
+consumer, drops its admin client and everything it knew of that source (caches, group baselines,
+counts), sends "released" and then nothing until the next "config", which it serves as a freshly
+started reader would. After "start_failed" it exits (a reader that could not start is not kept).
+The reader dies with its parent (PR_SET_PDEATHSIG), ignores SIGINT (Ctrl-C is the runner's) and
+exits at once on "stop" or when the socket closes, whatever it is doing: it holds nothing that
+needs a clean close (it never joins a group, never commits). What it writes on stderr is the
+parent's to report.
 """
 
 from __future__ import annotations
@@ -81,12 +89,68 @@ class _Barrier:
     deadline: float
 
 
-class Reader:
-    """The observer itself (see topic.py): one consumer with manual assignment, never committing,
-    and the admin API for the groups' committed offsets. Runs on this process's main thread."""
+class _Release:
+    """The parent's "release": the current source is done with this reader."""
 
-    def __init__(self, sock: socket.socket, config: dict[str, Any]) -> None:
+
+class _Channel:
+    """The socket to the parent, for the reader's whole life. A thread of its own reads it (so a
+    "stop" or the socket's end is noticed at once, whatever the main thread is doing) and queues,
+    in the order they came, the configs and each source's barriers and release."""
+
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._send_lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._configs: deque[dict[str, Any]] = deque()
+        self._requests: deque[_Barrier | _Release] = deque()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._send_lock:
+            send_frame(self._sock, message)
+
+    def next_config(self) -> dict[str, Any]:
+        """Wait for the next source's config."""
+        with self._ready:
+            while not self._configs:
+                self._ready.wait()
+            return self._configs.popleft()
+
+    def next_request(self) -> _Barrier | _Release | None:
+        with self._ready:
+            return self._requests.popleft() if self._requests else None
+
+    def listen(self) -> None:
+        """Read the parent's messages (a thread of its own); exit the process when it is gone."""
+        reader = FrameReader()
+        try:
+            while not reader.closed:
+                for message in reader.feed(self._sock.recv(1 << 16)):
+                    op = message.get("op")
+                    if op == "stop":
+                        os._exit(0)
+                    with self._ready:
+                        if op == "config":
+                            self._requests.clear()  # of no source (the parent sends none before)
+                            self._configs.append(message)
+                            self._ready.notify()
+                        elif op == "barrier":
+                            deadline = time.monotonic() + float(message["timeout"])
+                            self._requests.append(_Barrier(int(message["id"]), deadline))
+                        elif op == "release":
+                            self._requests.append(_Release())
+        except OSError:
+            pass
+        os._exit(0)  # the parent closed the socket (stop) or died: nothing here to keep
+
+
+class Reader:
+    """The observer itself (see topic.py), for one source: one consumer with manual assignment,
+    never committing, and the admin API for the groups' committed offsets. Runs on this process's
+    main thread; a new one (with nothing of the last) for each source the process serves."""
+
+    def __init__(self, channel: _Channel, config: dict[str, Any]) -> None:
+        self._channel = channel
         self._bootstrap: str = config["bootstrap"]
         self._service: str = config["service"]
         topics = config.get("topics")
@@ -96,9 +160,6 @@ class Reader:
         self._request_timeout = float(config["request_timeout"])
         self._group_id: str = config["group_id"]
 
-        self._send_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._requests: deque[_Barrier] = deque()
         self._outbox: list[dict[str, str]] = []
         self._failed = False
         self._last_error: str | None = None
@@ -117,26 +178,7 @@ class Reader:
     # -- the conversation with the parent -----------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
-        with self._send_lock:
-            send_frame(self._sock, message)
-
-    def listen(self, reader: FrameReader, pending: list[dict[str, Any]]) -> None:
-        """Read the parent's requests (a thread of its own); exit the process when it is gone."""
-        try:
-            while True:
-                for message in pending:
-                    if message.get("op") == "barrier":
-                        timeout = float(message["timeout"])
-                        with self._lock:
-                            self._requests.append(_Barrier(int(message["id"]), time.monotonic() + timeout))
-                    elif message.get("op") == "stop":
-                        os._exit(0)
-                if reader.closed:
-                    break
-                pending = reader.feed(self._sock.recv(1 << 16))
-        except OSError:
-            pass
-        os._exit(0)  # the parent closed the socket (stop) or died: nothing here to keep
+        self._channel.send(message)
 
     def start(self) -> None:
         """Connect, read what the topics already hold (no events for it), record each group's
@@ -168,11 +210,13 @@ class Reader:
         self._poll_groups(deadline, baseline=True)
 
     def run(self) -> None:
+        """Follow until the parent releases this reader (the barriers sent before are answered)."""
         assert self._consumer is not None
         next_poll = 0.0
         while True:
-            with self._lock:
-                request = self._requests.popleft() if self._requests else None
+            request = self._channel.next_request()
+            if isinstance(request, _Release):
+                return
             if request is not None:
                 self._serve(request)
                 continue
@@ -190,6 +234,15 @@ class Reader:
                 self._send_stats()
             self._consume(_TICK)
             self._flush()
+
+    def close(self) -> None:
+        """Close the consumer (it never joined a group: nothing to leave, nothing to commit) and
+        drop the admin client; librdkafka's threads for both end here."""
+        consumer, admin = self._consumer, self._admin
+        self._consumer = self._admin = None
+        if consumer is not None:
+            consumer.close()
+        del consumer, admin  # the admin client is destroyed with its last reference
 
     def _serve(self, request: _Barrier) -> None:
         error: str | None = None
@@ -401,32 +454,28 @@ def main() -> None:
     fd, parent = int(sys.argv[1]), int(sys.argv[2])
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
-    sock = socket.socket(fileno=fd)
-    reader = FrameReader()
-    messages: list[dict[str, Any]] = []
-    while not messages:
-        messages = reader.feed(sock.recv(1 << 16))
-        if reader.closed:
+    channel = _Channel(socket.socket(fileno=fd))
+    threading.Thread(target=channel.listen, name="faultbox-topic-requests", daemon=True).start()
+    while True:  # one source after another, until the parent closes the socket (or says "stop")
+        config = channel.next_config()
+        source = Reader(channel, config)
+        try:
+            source.start()
+        except (KafkaException, TimeoutError) as exc:
+            channel.send({"op": "start_failed", "error": str(exc) or type(exc).__name__})
             os._exit(0)
-    config = messages[0]
-    source = Reader(sock, config)
-    threading.Thread(
-        target=source.listen, args=(reader, messages[1:]), name="faultbox-topic-requests", daemon=True
-    ).start()
-    try:
-        source.start()
-    except (KafkaException, TimeoutError) as exc:
-        source.send({"op": "start_failed", "error": str(exc) or type(exc).__name__})
-        os._exit(0)
-    source.send({"op": "ready"})
-    try:
-        source.run()
-    except BaseException as exc:  # a bug: say what it was, then let the parent report the exit
-        log.exception("topic reader crashed")
-        with contextlib.suppress(OSError):
-            source.fail(f"topic source for {config['service']!r} crashed: {exc!r}")
-        sys.stderr.flush()
-        os._exit(1)
+        channel.send({"op": "ready"})
+        try:
+            source.run()
+            source.close()
+        except BaseException as exc:  # a bug: say what it was, then let the parent report the exit
+            log.exception("topic reader crashed")
+            with contextlib.suppress(OSError):
+                source.fail(f"topic source for {config['service']!r} crashed: {exc!r}")
+            sys.stderr.flush()
+            os._exit(1)
+        del source  # nothing of this source is left for the next
+        channel.send({"op": "released"})
 
 
 if __name__ == "__main__":

@@ -220,9 +220,72 @@ def test_a_killed_reader_fails_its_source_not_the_runner(broker: str) -> None:
         assert [f["value"] for t, f in events if t == "topic"] == ["before", "after"]
     finally:
         again.stop()
-    assert descendants_alive([pid, again.reader_pid or 0]) == []
-    readers = [p for p in process_tree(os.getpid()) if "faultbox.sources.topic_reader" in cmdline(p)]
-    assert set(readers) <= {topic._readers.spare_pid()}, "only the reader started ahead for the next source"
+    assert descendants_alive([pid]) == []
+    # The healthy one is kept for the next source, and it is the only reader left.
+    assert topic._readers.spare_pid() == again.reader_pid
+    assert idle_readers() == [again.reader_pid]
+
+
+def test_the_next_source_reuses_a_healthy_reader_afresh(broker: str) -> None:
+    """One reader serves two sources in turn: the second sees nothing of the first's messages, and
+    its groups' baselines are its own."""
+    first, second = Sink(), Sink()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": "billing",
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        src = TopicSource(broker, "bus", first)
+        src.start()
+        pid = src.reader_pid
+        try:
+            produce(broker, "alpha", [(b"a", f'{{"n": {i}}}'.encode()) for i in range(3)])
+            consumer.subscribe(["alpha"])
+            _poll(consumer, 3)
+            consumer.commit(asynchronous=False)
+            src.barrier(10)
+        finally:
+            src.stop()
+        assert sorted(e["n"] for e in first.of("produce", "alpha")) == ["0", "1", "2"]
+        assert sorted(e["n"] for e in first.of("consume", "alpha")) == ["0", "1", "2"]
+        assert topic._readers.spare_pid() == pid and idle_readers() == [pid]
+
+        again = TopicSource(broker, "bus", second)
+        started = time.monotonic()
+        again.start()
+        print(f"start with a reused reader: {time.monotonic() - started:.3f}s")
+        try:
+            assert again.reader_pid == pid, "the released reader serves the next source"
+            assert idle_readers(again) == [], "and none was started ahead"
+            produce(broker, "alpha", [(b"a", b'{"n": 3}')])
+            produce(broker, "beta", [(b"b", b'{"n": 10}'), (b"b", b'{"n": 11}')])
+            _poll(consumer, 1)
+            consumer.commit(asynchronous=False)
+            again.barrier(10)
+            stats = again.stats()
+        finally:
+            again.stop()
+    finally:
+        consumer.close()
+    # Only what happened after the second start, as a fresh reader would have seen it.
+    produced = sorted((e["topic"], e["n"]) for e in second.events if e["action"] == "produce")
+    assert produced == [("alpha", "3"), ("beta", "10"), ("beta", "11")]
+    assert [(e["topic"], e["n"], e["group"]) for e in second.of("consume", "alpha")] == [("alpha", "3", "billing")]
+    assert len(first.events) == 6, "nothing reached the first source after it stopped"
+    # Its counts began again: every message read once, from the broker, for this source.
+    assert stats["messages"] == 6 and stats["produce_events"] == 3 and stats["consume_events"] == 1, stats
+    assert topic._readers.spare_pid() == pid and idle_readers() == [pid]
+
+
+def idle_readers(*running: TopicSource) -> list[int]:
+    """The reader processes alive under this process that none of the running sources holds."""
+    ours = [p for p in process_tree(os.getpid()) if "faultbox.sources.topic_reader" in cmdline(p)]
+    return sorted(set(descendants_alive(ours)) - {source.reader_pid for source in running})
 
 
 def _poll(consumer: Consumer, n: int, timeout: float = 20.0) -> list[tuple[int, int]]:

@@ -1,11 +1,16 @@
 """TopicSource's side of its reader process, against a stand-in reader (fake_topic_reader.py): how
-events and barriers cross, and how a reader that dies is reported and reaped. No Kafka here; the
-real reader is tested against a real broker in tests/integration/deps/test_topic.py."""
+events and barriers cross, how a reader that dies is reported and reaped, and which readers serve
+the next source. No Kafka here; the real reader is tested against a real broker in
+tests/integration/deps/test_topic.py."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +18,7 @@ import pytest
 
 from faultbox.sources import SourceError, topic
 from faultbox.sources.topic import TopicSource
-from support import descendants_alive, wait_until
+from support import cmdline, descendants_alive, process_tree, wait_until
 
 FAKE = Path(__file__).resolve().parent / "fake_topic_reader.py"
 
@@ -49,7 +54,7 @@ def readers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], topic._
 
 
 def test_events_and_barriers_cross_in_order(readers: Callable[[str], topic._Readers]) -> None:
-    readers("follow")
+    pool = readers("follow")
     sink = Sink()
     source = TopicSource("127.0.0.1:1", "bus", sink)
     source.start()
@@ -64,7 +69,7 @@ def test_events_and_barriers_cross_in_order(readers: Callable[[str], topic._Read
         assert (stats["produce_events"], stats["messages"], stats["barriers"]) == (3, 3, 3)
     finally:
         source.stop()
-    assert descendants_alive([pid]) == [], "stop() reaps the reader"
+    assert pool.spare_pid() == pid, "stop() gave the healthy reader back"
     assert sink.of("source_error") == []  # a reader told to stop is no failure
     source.stop()  # twice is fine
     with pytest.raises(SourceError, match="not running"):
@@ -120,26 +125,143 @@ def test_a_reader_that_cannot_connect_fails_start_with_its_reason(readers: Calla
     wait_until(lambda: not descendants_alive([pid]), "the reader reaped")
 
 
-def test_the_next_reader_is_started_ahead_and_killed_at_close(readers: Callable[[str], topic._Readers]) -> None:
+def test_a_healthy_reader_serves_the_next_source_and_is_killed_at_close(
+    readers: Callable[[str], topic._Readers],
+) -> None:
     pool = readers("follow")
-    first = TopicSource("127.0.0.1:1", "bus", Sink())
+    first_sink, second_sink = Sink(), Sink()
+    first = TopicSource("127.0.0.1:1", "first", first_sink)
     first.start()
-    first.stop()
-    wait_until(lambda: pool.spare_pid() is not None, "a reader started ahead")
-    spare = pool.spare_pid()
-    second = TopicSource("127.0.0.1:1", "bus", Sink())
+    pid = first.reader_pid
+    try:
+        first.barrier(5)
+    finally:
+        first.stop()
+    # Released and given back: the spare, and no other reader was started ahead.
+    assert pool.spare_pid() == pid
+    assert idle_readers() == [pid]
+    second = TopicSource("127.0.0.1:1", "second", second_sink)
     second.start()
     try:
-        assert second.reader_pid == spare
+        assert second.reader_pid == pid
+        assert pool.spare_pid() is None and idle_readers(second) == [], "none started ahead: this one comes back"
+        second.barrier(5)
         second.barrier(5)
     finally:
         second.stop()
-    wait_until(lambda: pool.spare_pid() is not None, "another reader started ahead")
-    idle = pool.spare_pid()
-    assert idle is not None
+    # The reader began afresh for the second source (its offsets from 0), and each source got
+    # only its own events (the stand-in names the topic after the config's service).
+    assert [(e["topic"], e["offset"]) for e in first_sink.of("topic")] == [("first", "0")]
+    assert [(e["topic"], e["offset"]) for e in second_sink.of("topic")] == [("second", "0"), ("second", "1")]
+    assert second.stats()["produce_events"] == 2
+    assert pool.spare_pid() == pid
     pool.close()
-    assert descendants_alive([idle]) == [], "close() kills and reaps the idle reader"
+    assert descendants_alive([pid]) == [], "close() kills and reaps the idle reader"
     assert pool.spare_pid() is None
+
+
+def test_at_most_one_reader_is_kept_idle(readers: Callable[[str], topic._Readers]) -> None:
+    pool = readers("follow")
+    sources = [TopicSource("127.0.0.1:1", f"bus{n}", Sink()) for n in range(3)]
+    for source in sources:  # three at once: three readers
+        source.start()
+    pids = [source.reader_pid for source in sources]
+    assert len(set(pids)) == 3 and idle_readers(*sources) == []
+    for n, source in enumerate(sources):
+        source.barrier(5)
+        source.stop()
+        assert idle_readers(*sources[n + 1 :]) == [pids[0]]
+    # The first one given back is kept; the others found the place taken and were reaped.
+    assert pool.spare_pid() == pids[0]
+    assert descendants_alive([p for p in pids if p is not None]) == [pids[0]]
+    again = TopicSource("127.0.0.1:1", "bus", Sink())
+    again.start()
+    again.stop()
+    assert idle_readers() == [pids[0]]
+
+
+def test_a_reader_is_never_killed_in_use_nor_kept_once_closed(readers: Callable[[str], topic._Readers]) -> None:
+    pool = readers("follow")
+    source = TopicSource("127.0.0.1:1", "bus", Sink())
+    source.start()
+    pid = source.reader_pid
+    pool.close()  # (at exit) while a source holds its reader
+    assert descendants_alive([pid or 0]) == [pid]
+    source.barrier(5)
+    source.stop()
+    assert descendants_alive([pid or 0]) == [], "given back after close(): killed and reaped"
+    assert pool.spare_pid() is None
+
+
+@pytest.mark.parametrize("how", ["failed", "killed", "barrier-timeout", "deaf", "chatty", "start-failed"])
+def test_a_reader_in_doubt_is_ended_not_reused(
+    how: str, readers: Callable[[str], topic._Readers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(topic, "_RELEASE_WAIT", 0.3)
+    mode = {"killed": "follow", "barrier-timeout": "slow"}.get(how, how)
+    pool = readers(mode)
+    sink = Sink()
+    source = TopicSource("127.0.0.1:1", "bus", sink)
+    if how == "start-failed":
+        with pytest.raises(SourceError, match="no broker at that address"):
+            source.start()
+    else:
+        source.start()
+    pid = source.reader_pid
+    assert pid is not None
+    pool.command[-1] = "follow"  # the readers started from now on are healthy
+    try:
+        if how == "failed":
+            with pytest.raises(SourceError, match="made up"):
+                source.barrier(5)
+        elif how == "killed":
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: sink.of("source_error"), "the source_error event")
+        elif how == "barrier-timeout":
+            with pytest.raises(SourceError, match="timed out"):
+                source.barrier(0.1)
+        elif how in ("deaf", "chatty"):
+            source.barrier(5)
+    finally:
+        source.stop()
+    assert descendants_alive([pid]) == [], "ended and reaped"
+    assert [e["topic"] for e in sink.of("topic")] in ([], ["bus"]), "nothing after stop() reached the test"
+    # The next reader was started ahead; the next source gets it, and it works.
+    wait_until(lambda: pool.spare_pid() is not None, "a reader started ahead")
+    ahead = pool.spare_pid()
+    assert ahead != pid
+    again_sink = Sink()
+    again = TopicSource("127.0.0.1:1", "bus", again_sink)
+    again.start()
+    try:
+        assert again.reader_pid == ahead
+        again.barrier(5)
+    finally:
+        again.stop()
+    assert [e["offset"] for e in again_sink.of("topic")] == ["0"]
+    assert pool.spare_pid() == ahead, "a healthy one is kept"
+
+
+def test_a_reader_that_does_not_answer_release_is_ended_in_time(
+    readers: Callable[[str], topic._Readers], caplog: pytest.LogCaptureFixture
+) -> None:
+    readers("deaf")
+    source = TopicSource("127.0.0.1:1", "bus", Sink())
+    source.start()
+    pid = source.reader_pid
+    with caplog.at_level(logging.WARNING, logger="faultbox.sources.topic"):
+        started = time.monotonic()
+        source.stop()
+        took = time.monotonic() - started
+    assert topic._RELEASE_WAIT <= took < topic._RELEASE_WAIT + 1.0, took
+    assert f"(pid {pid}) did not answer release within 2s: ending it" in caplog.text
+    assert descendants_alive([pid or 0]) == []
+
+
+def idle_readers(*running: TopicSource) -> list[int]:
+    """The stand-in readers alive under this process that none of the running sources holds."""
+    ours = [p for p in process_tree(os.getpid()) if "fake_topic_reader.py" in cmdline(p)]
+    return sorted(set(descendants_alive(ours)) - {source.reader_pid for source in running})
 
 
 def test_the_runner_side_never_loads_librdkafka() -> None:
