@@ -335,6 +335,10 @@ class Reader:
                     self._produce_from.setdefault(tp, 0)
                     new.append(TopicPartition(name, partition, OFFSET_BEGINNING))
         if new:
+            # The consumer's own metadata first: a partition assigned before it knows the leader
+            # waits for librdkafka's retry timer (~500 ms) before its first offset lookup, which
+            # was every other start of this source.
+            self._consumer.list_topics(timeout=_remaining(deadline))
             self._consumer.incremental_assign(new)
             self._counts["partitions"] = len(self._assigned)
 
