@@ -53,8 +53,8 @@ class Module:
 def compile_module(checked: CheckedModule) -> CodeType:
     SPEC_FILES[checked.filename] = checked.lines
     try:
-        guarded = ast.fix_missing_locations(_RepeatGuard().visit(copy.deepcopy(checked.tree)))
-        code = compile(guarded, checked.filename, "exec", dont_inherit=True)
+        _guard_repetitions(checked.tree)
+        code = compile(checked.tree, checked.filename, "exec", dont_inherit=True)
     except SyntaxError as exc:  # what the parser lets through: a keyword argument given twice
         line = exc.lineno or 0
         src = checked.lines[line - 1] if 0 < line <= len(checked.lines) else None
@@ -82,27 +82,39 @@ def execute(module: Module, code: CodeType, universe: Mapping[str, Any]) -> None
 # -- repetition --------------------------------------------------------------------------------
 
 
-class _RepeatGuard(ast.NodeTransformer):
-    """`a * b` and `a *= b` in spec code become calls of _repeat: Python builds `"ab" * 4000000000`
-    (8 GB) in one C call that nothing can interrupt, so the size is checked before it starts."""
+def _guard_repetitions(tree: ast.Module) -> None:
+    """Rewrite `a * b` and `a *= b` in place into calls of _repeat: Python builds `"ab" * 4000000000`
+    (8 GB) in one C call that nothing can interrupt, so the size is checked before it starts.
+    Without recursion (a spec may nest an expression hundreds deep): each node's fields are rewritten
+    before its children are visited, so a rewritten node's operands are visited too."""
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        for name, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, ast.AST):
+                        value[i] = _guarded(item)
+                        todo.append(value[i])
+            elif isinstance(value, ast.AST):
+                guarded = _guarded(value)
+                if guarded is not value:
+                    setattr(node, name, guarded)
+                todo.append(guarded)
 
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
-        self.generic_visit(node)
-        if not isinstance(node.op, ast.Mult):
-            return node
-        call = ast.Call(func=ast.Name(id=REPEAT_KEY, ctx=ast.Load()), args=[node.left, node.right], keywords=[])
-        return ast.copy_location(call, node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
-        self.generic_visit(node)
-        if not isinstance(node.op, ast.Mult) or not isinstance(node.target, ast.Name):
-            return node  # a *= on an element or attribute: the dialect's values are frozen there
-        value = ast.Call(
-            func=ast.Name(id=REPEAT_KEY, ctx=ast.Load()),
-            args=[ast.Name(id=node.target.id, ctx=ast.Load()), node.value],
-            keywords=[],
-        )
-        return ast.copy_location(ast.Assign(targets=[node.target], value=value), node)
+def _guarded(node: ast.AST) -> ast.AST:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return _repeat_call(node, node.left, node.right)
+    if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Mult) and isinstance(node.target, ast.Name):
+        current = ast.copy_location(ast.Name(id=node.target.id, ctx=ast.Load()), node.target)
+        return ast.copy_location(ast.Assign(targets=[node.target], value=_repeat_call(node, current, node.value)), node)
+    return node  # (a *= on an element or attribute: the dialect's values are frozen there)
+
+
+def _repeat_call(at: ast.AST, left: ast.expr, right: ast.expr) -> ast.Call:
+    func = ast.copy_location(ast.Name(id=REPEAT_KEY, ctx=ast.Load()), at)
+    return ast.copy_location(ast.Call(func=func, args=[left, right], keywords=[]), at)
 
 
 def _repeat(a: Any, b: Any) -> Any:

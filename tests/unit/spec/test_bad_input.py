@@ -136,6 +136,12 @@ def test_a_repetition_of_billions_is_refused_before_it_is_built(tmp_path: Path) 
         'v = ["ab" * 3, [0] * 2, 3 * 7, 2 * "cd", f(), 1.5 * 2, "x" * -1]\n'
     )
     assert list(load_spec(str(spec)).root.globals["v"]) == ["ababab", [0, 0], 21, "cdcd", "ee", 3.0, ""]
+    # checked without recursion: an expression nested as deep as the dialect allows still loads
+    spec.write_text("def test_x():\n    pass\nv = " + "[" * 150 + "2 * 3 * 4" + "]" * 150 + "\n")
+    v = load_spec(str(spec)).root.globals["v"]
+    for _ in range(150):
+        v = v[0]
+    assert v == 24
 
 
 def test_a_bad_argument_to_a_stdlib_helper_is_reported_at_the_users_call(tmp_path: Path) -> None:
