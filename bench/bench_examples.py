@@ -66,9 +66,6 @@ def _light_suite(directory: Path, tests: int, wait: float) -> Path:
     return spec
 
 
-CPU_SECONDS: dict[int, float] = {}  # id(result) -> the CPU time its run took
-
-
 def _cpu() -> float:
     """CPU seconds of this process and of every process it has reaped (workers, and through them
     the services they reaped)."""
@@ -76,18 +73,18 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
-def _run(path: Path, jobs: int, **extra: object) -> tuple[RunResult, float]:
+def _run(path: Path, jobs: int, **extra: object) -> tuple[RunResult, float, float]:
+    """The run's result, its wall time and its CPU time, in seconds."""
     spec = load_spec(str(path))
     began, cpu = time.monotonic(), _cpu()
     result = run_spec(spec, RunOptions(seed=1, jobs=jobs, **extra))  # type: ignore[arg-type]
-    CPU_SECONDS[id(result)] = _cpu() - cpu
-    return result, time.monotonic() - began
+    return result, time.monotonic() - began, _cpu() - cpu
 
 
-def _cpu_line(runs: list[tuple[str, RunResult]]) -> str:
+def _cpu_line(runs: list[tuple[str, float]]) -> str:
     cores = os.cpu_count() or 1
-    parts = [f"{label} {CPU_SECONDS[id(r)]:5.1f}s" for label, r in runs]
-    floor = min(CPU_SECONDS[id(r)] for _, r in runs) / cores
+    parts = [f"{label} {cpu:5.1f}s" for label, cpu in runs]
+    floor = min(cpu for _, cpu in runs) / cores
     return f"        CPU time: {'   '.join(parts)}   (over {cores} cores: no run below {floor:4.1f}s)"
 
 
@@ -118,10 +115,10 @@ def main() -> int:
     status = 0
 
     if not args.no_shop and SHOP.exists():
-        serial, serial_s = _run(SHOP, 1)
-        parallel, parallel_s = _run(SHOP, 2)
-        wide, wide_s = _run(SHOP, 4)
-        eager, eager_s = _run(SHOP, 2, concurrent_start=True)
+        serial, serial_s, serial_cpu = _run(SHOP, 1)
+        parallel, parallel_s, parallel_cpu = _run(SHOP, 2)
+        wide, wide_s, wide_cpu = _run(SHOP, 4)
+        eager, eager_s, eager_cpu = _run(SHOP, 2, concurrent_start=True)
         print(f"shop    {len(serial.tests)} tests   --jobs 1 {serial_s:6.1f}s   --jobs 2 {parallel_s:6.1f}s   ", end="")
         print(f"speedup {serial_s / parallel_s:4.2f}x   --jobs 4 {wide_s:6.1f}s ({serial_s / wide_s:4.2f}x)")
         print(
@@ -129,7 +126,8 @@ def main() -> int:
             f"target --jobs 2 <= 45s: {_mark(min(parallel_s, eager_s) <= 45)}   "
             f"start per test: {_start_ms(parallel):5.0f} ms, concurrent {_start_ms(eager):5.0f} ms"
         )
-        print(_cpu_line([("--jobs 1", serial), ("--jobs 2", parallel), ("--jobs 4", wide), ("concurrent", eager)]))
+        cpu = [("--jobs 1", serial_cpu), ("--jobs 2", parallel_cpu), ("--jobs 4", wide_cpu), ("concurrent", eager_cpu)]
+        print(_cpu_line(cpu))
         for label, other in (("2", parallel), ("4", wide), ("2 --concurrent-start", eager)):
             if _summary(serial) != _summary(other):
                 print(f"  results differ between --jobs 1 and --jobs {label}:")
@@ -143,8 +141,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-examples-") as tmp:
         light = _light_suite(Path(tmp), args.tests, args.wait)
-        serial, serial_s = _run(light, 1)
-        parallel, parallel_s = _run(light, 2)
+        serial, serial_s, _ = _run(light, 1)
+        parallel, parallel_s, _ = _run(light, 2)
         speedup = serial_s / parallel_s
         print(
             f"light   {args.tests} tests of {args.wait}s   --jobs 1 {serial_s:6.1f}s   --jobs 2 {parallel_s:6.1f}s   "

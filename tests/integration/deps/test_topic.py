@@ -56,6 +56,19 @@ def source(broker: str, sink: Sink) -> Iterator[TopicSource]:
     src.stop()
 
 
+def billing_consumer(bootstrap: str) -> Consumer:
+    """A consumer of the system under test: group "billing", committing by hand."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "billing",
+            "session.timeout.ms": 6000,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+
+
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     for key, value in messages:
@@ -113,15 +126,7 @@ def test_consume_events_follow_group_commits_without_joining(broker: str, source
     produce(broker, "payments", [(f"k{i}".encode(), json.dumps({"n": i}).encode()) for i in range(6)])
     assigned: list[list[TopicPartition]] = []
     revoked: list[list[TopicPartition]] = []
-    consumer = Consumer(
-        {
-            "bootstrap.servers": broker,
-            "group.id": "billing",
-            "session.timeout.ms": 6000,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = billing_consumer(broker)
     joined_at = time.monotonic()
     consumer.subscribe(
         ["payments"],
@@ -230,15 +235,7 @@ def test_the_next_source_reuses_a_healthy_reader_afresh(broker: str) -> None:
     """One reader serves two sources in turn: the second sees nothing of the first's messages, and
     its groups' baselines are its own."""
     first, second = Sink(), Sink()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": broker,
-            "group.id": "billing",
-            "session.timeout.ms": 6000,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = billing_consumer(broker)
     try:
         src = TopicSource(broker, "bus", first)
         src.start()
@@ -256,9 +253,7 @@ def test_the_next_source_reuses_a_healthy_reader_afresh(broker: str) -> None:
         assert topic._readers.spare_pid() == pid and idle_readers() == [pid]
 
         again = TopicSource(broker, "bus", second)
-        started = time.monotonic()
         again.start()
-        print(f"start with a reused reader: {time.monotonic() - started:.3f}s")
         try:
             assert again.reader_pid == pid, "the released reader serves the next source"
             assert idle_readers(again) == [], "and none was started ahead"

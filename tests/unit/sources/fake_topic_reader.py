@@ -9,7 +9,7 @@ reader end in the ways a real one can: `fake_topic_reader.py MODE FD PARENT_PID`
     start-failed  answers its config with start_failed
     failed        as follow, but reports "failed" at the first barrier (and goes on)
     deaf          as follow, but never answers "release"
-    slow          as follow, but answers each barrier 1.5 s late
+    mute          as follow, but never answers a barrier (the parent's wait for it times out)
     chatty        as follow, but sends one more event after "released"
 """
 
@@ -20,7 +20,6 @@ import os
 import socket
 import struct
 import sys
-import time
 
 from faultbox._util.frames import FrameReader, send_frame
 
@@ -50,8 +49,8 @@ def main() -> None:
                 if mode == "abort":
                     print(ASSERTION, file=sys.stderr, flush=True)
                     os.abort()
-                if mode == "slow":
-                    time.sleep(1.5)
+                if mode == "mute":
+                    continue
                 if mode == "failed" and offset == 0:
                     send_frame(sock, {"op": "failed", "error": "fatal Kafka client error: made up"})
                 event = {"action": "produce", "topic": config["service"], "partition": "0", "offset": str(offset)}

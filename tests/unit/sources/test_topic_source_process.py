@@ -198,7 +198,7 @@ def test_a_reader_in_doubt_is_ended_not_reused(
     how: str, readers: Callable[[str], topic._Readers], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(topic, "_RELEASE_WAIT", 0.3)
-    mode = {"killed": "follow", "barrier-timeout": "slow"}.get(how, how)
+    mode = {"killed": "follow", "barrier-timeout": "mute"}.get(how, how)
     pool = readers(mode)
     sink = Sink()
     source = TopicSource("127.0.0.1:1", "bus", sink)
@@ -253,7 +253,7 @@ def test_a_reader_that_does_not_answer_release_is_ended_in_time(
         started = time.monotonic()
         source.stop()
         took = time.monotonic() - started
-    assert topic._RELEASE_WAIT <= took < topic._RELEASE_WAIT + 1.0, took
+    assert topic._RELEASE_WAIT <= took < topic._RELEASE_WAIT + topic._STOP_WAIT, took  # not both waits
     assert f"(pid {pid}) did not answer release within 2s: ending it" in caplog.text
     assert descendants_alive([pid or 0]) == []
 

@@ -19,6 +19,15 @@ def _error(path: Path) -> SpecError:
     return caught.value
 
 
+def _error_quickly(path: Path) -> SpecError:
+    """The error of a spec whose mistake would otherwise run for ever or fill the memory: refused
+    before any of that starts."""
+    started = time.monotonic()
+    err = _error(path)
+    assert time.monotonic() - started < 2.0
+    return err
+
+
 def test_a_keyword_given_twice_is_a_syntax_error_at_its_line(tmp_path: Path) -> None:
     spec = tmp_path / "spec.star"
     spec.write_text('def test_x():\n    fault(None, write = deny("EIO"), write = deny("EIO"))\n')
@@ -98,9 +107,7 @@ def test_an_expression_too_deep_to_check_is_a_syntax_error_where_it_is_deepest(t
 def test_a_long_dotted_import_is_refused_before_the_parser_spends_seconds_on_it(tmp_path: Path) -> None:
     spec = tmp_path / "spec.star"
     spec.write_text("x = 1\nimport " + ".".join(["os"] * 50_000) + "\n")
-    started = time.monotonic()
-    err = _error(spec)
-    assert time.monotonic() - started < 2.0
+    err = _error_quickly(spec)
     assert err.code is Code.SPEC_NOT_STARLARK and "`import`" in err.message
     assert err.location is not None and err.location.line == 2
 
@@ -108,9 +115,7 @@ def test_a_long_dotted_import_is_refused_before_the_parser_spends_seconds_on_it(
 def test_a_range_of_billions_is_refused_instead_of_looping_for_ever(tmp_path: Path) -> None:
     spec = tmp_path / "spec.star"
     spec.write_text("x = 1\ny = [i for i in range(9999999999)]\nz = max(range(10 * 1000000000000000000000000000000))\n")
-    started = time.monotonic()
-    err = _error(spec)
-    assert time.monotonic() - started < 2.0
+    err = _error_quickly(spec)
     assert err.code is Code.SPEC_BAD_ARGUMENT and "range() of more than 10,000,000 numbers" in err.message
     assert err.location is not None and err.location.line == 2
     spec.write_text("z = max(range(10 * 1000000000000000000000000000000))\n")
@@ -122,9 +127,7 @@ def test_a_range_of_billions_is_refused_instead_of_looping_for_ever(tmp_path: Pa
 def test_a_repetition_of_billions_is_refused_before_it_is_built(tmp_path: Path) -> None:
     spec = tmp_path / "spec.star"
     spec.write_text('x = 1\ny = "ab" * 4000000000\n')
-    started = time.monotonic()
-    err = _error(spec)
-    assert time.monotonic() - started < 2.0
+    err = _error_quickly(spec)
     assert err.code is Code.SPEC_BAD_ARGUMENT and "a repetition of more than 10,000,000 items" in err.message
     assert "string of 2 * 4,000,000,000" in err.message
     assert err.location is not None and err.location.line == 2
