@@ -2,6 +2,11 @@
 parallel run can start the longest tests first: a long test started last would otherwise finish
 alone while the other workers sit idle (longest-first is the classic greedy answer to that).
 
+A long test is usually long because it waits: its faults delay replies by seconds, its steps wait
+for a timeout. Two of them in flight at once leave the cores idle while short tests, which could use
+them, wait in the queue; so `Dispatch` keeps the long ones apart (at most one per two workers) and
+hands the short ones out in their waits.
+
 The file is a cache: unreadable or unwritable, it is ignored, and a test it does not know counts as
 long (it may be)."""
 
@@ -9,13 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from faultbox.model.result import TestResult
 
 CACHE_DIR = ".faultbox"
 FILE = "durations.json"
+LONG_FACTOR = 3  # a test is long if it took this many times the suite's median or more
 
 
 def cache_path(spec_path: str) -> str:
@@ -39,6 +46,32 @@ def longest_first(names: Iterable[str], known: Mapping[str, int]) -> list[str]:
     ordered = list(names)
     position = {n: i for i, n in enumerate(ordered)}
     return sorted(ordered, key=lambda n: (n in known, -known.get(n, 0), position[n]))
+
+
+class Dispatch:
+    """Which waiting test a free worker takes: the first in longest-first order, unless that one is
+    long and enough long tests are already running; then the first short one (if any is left)."""
+
+    def __init__(self, known: Mapping[str, int], jobs: int) -> None:
+        self.known = known
+        self.long_at_once = max(1, jobs // 2)
+        self._long: set[str] = set()
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        ordered = longest_first(names, self.known)
+        times = [self.known[n] for n in ordered if n in self.known]
+        threshold = LONG_FACTOR * statistics.median(times) if times else 0
+        self._long = {n for n in ordered if n in self.known and self.known[n] >= threshold > 0}
+        return ordered
+
+    def is_long(self, name: str) -> bool:
+        return name in self._long
+
+    def pick(self, waiting: Sequence[str], running: Iterable[str]) -> int:
+        """The index in `waiting` (in `order`'s order) of the test to start next."""
+        if not self.is_long(waiting[0]) or sum(map(self.is_long, running)) < self.long_at_once:
+            return 0
+        return next((i for i, n in enumerate(waiting) if not self.is_long(n)), 0)
 
 
 def save(spec_path: str, results: Iterable[TestResult]) -> None:

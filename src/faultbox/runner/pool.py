@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,8 +75,10 @@ class WorkerPool:
         names: Sequence[str],
         started: Callable[[str], None],
         finished: Callable[[TestResult], None],
+        pick: Callable[[Sequence[str], list[str]], int] = lambda waiting, running: 0,
     ) -> None:
-        waiting = deque(names)
+        """Run `names`; a free worker takes `waiting[pick(waiting, running)]`."""
+        waiting = list(names)
         start_failures = 0
         try:
             while waiting or any(w.test for w in self._workers):
@@ -85,7 +86,7 @@ class WorkerPool:
                     self._spawn()
                 for w in self._workers:
                     if w.ready and w.test is None and waiting:
-                        name = waiting.popleft()
+                        name = waiting.pop(pick(waiting, [t.test for t in self._workers if t.test]))
                         w.test, w.since = name, time.monotonic()
                         started(name)
                         try:
@@ -112,7 +113,7 @@ class WorkerPool:
                     # workers cannot start here: say why on every test left
                     why = self._last_failure or "test workers exit as they start"
                     while waiting:
-                        name = waiting.popleft()
+                        name = waiting.pop(0)
                         started(name)
                         finished(_errored(name, f"no test worker could start: {why}"))
         finally:

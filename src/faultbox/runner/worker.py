@@ -22,6 +22,7 @@ import socket
 import sys
 
 from faultbox._util.frames import recv_frame, send_frame
+from faultbox._util.imports import decline_test_data_generators
 from faultbox._util.threads import sigterm_as_interrupt
 from faultbox.engine._abi import die_with_parent
 
@@ -43,6 +44,7 @@ def _interrupted_by_the_runner_only() -> None:
 
 def main(argv: list[str]) -> int:
     fd, parent = int(argv[1]), int(argv[2])
+    decline_test_data_generators()  # a Kafka fault's check imports the codec: 0.6 s of CPU spared
     _die_with(parent)
     _interrupted_by_the_runner_only()
     sock = socket.socket(fileno=fd)

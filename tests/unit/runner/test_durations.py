@@ -34,3 +34,46 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path) -> None:
         durations.save(str(tmp_path / "other" / "x.star"), [])  # no directory: nothing raised
     finally:
         (tmp_path / ".faultbox").chmod(0o700)
+
+
+# A suite like the shop's: three tests that mostly wait on their faults, the rest a second or two.
+SHOP_LIKE = {"slow_a": 14000, "slow_b": 13000, "slow_c": 11000, "s1": 2100, "s2": 2000, "s3": 1900, "s4": 1800}
+
+
+def test_long_tests_are_kept_apart_two_workers_one_long_at_a_time() -> None:
+    dispatch = durations.Dispatch(SHOP_LIKE, jobs=2)
+    waiting = dispatch.order(list(SHOP_LIKE))
+    assert waiting[:3] == ["slow_a", "slow_b", "slow_c"]
+    assert [n for n in waiting if dispatch.is_long(n)] == ["slow_a", "slow_b", "slow_c"]
+    assert dispatch.pick(waiting, []) == 0  # nothing long running: the longest
+    waiting.pop(0)
+    assert waiting[dispatch.pick(waiting, ["slow_a"])] == "s1"  # the other worker takes short ones
+    assert dispatch.pick(waiting, ["s1"]) == 0  # the long one's worker is free again: the next long
+
+
+def test_only_long_tests_left_are_started_anyway() -> None:
+    dispatch = durations.Dispatch(SHOP_LIKE, jobs=2)
+    waiting = dispatch.order(["slow_a", "slow_b", "s1"])
+    assert dispatch.pick(["slow_b", "slow_c"], ["slow_a"]) == 0
+    assert waiting == ["slow_a", "slow_b", "s1"]
+
+
+def test_four_workers_run_two_long_tests_at_once() -> None:
+    dispatch = durations.Dispatch(SHOP_LIKE, jobs=4)
+    waiting = dispatch.order(list(SHOP_LIKE))[1:]
+    assert dispatch.pick(waiting, ["slow_a"]) == 0
+    assert waiting[dispatch.pick(waiting, ["slow_a", "slow_b"])] == "s1"
+
+
+def test_without_history_or_with_even_tests_nothing_is_long() -> None:
+    fresh = durations.Dispatch({}, jobs=2)
+    assert fresh.order(["b", "a", "c"]) == ["b", "a", "c"]
+    assert not any(map(fresh.is_long, "abc"))
+    assert fresh.pick(["a", "c"], ["b"]) == 0
+    even = durations.Dispatch({"a": 2000, "b": 2500, "c": 1500}, jobs=2)
+    even.order(["a", "b", "c"])
+    assert not any(map(even.is_long, "abc"))
+    # a test the cache does not know is not long: it goes first, in the suite's order
+    partial = durations.Dispatch(SHOP_LIKE, jobs=2)
+    assert partial.order(["new", "s1", "slow_a"]) == ["new", "slow_a", "s1"]
+    assert not partial.is_long("new")
