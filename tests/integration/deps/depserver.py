@@ -4,11 +4,16 @@ Used by this directory's tests (through conftest.py) and by bench/bench_deps.py.
 spawns plan.argv as plan.user in a new session (its own process group) and probes it until ready;
 `stop()` sends the plan's stop signal, SIGKILLs after the grace, and asserts that no process of the
 server's tree (its group and its descendants) is still alive.
+
+A server dies with the thread that started it (setpriv --pdeathsig, from util-linux): a test run
+that is killed or interrupted before its teardown leaves no server behind. The runner's launcher
+does the same for the servers of a real run.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +26,10 @@ except ImportError:  # not installed into the venv: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
 
 from faultbox.deps import ServerPlan, wait_ready
+
+# execs the server in place (same pid) with SIGKILL as its parent-death signal, which survives the
+# exec and the switch to plan.user
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
 
 
 def _processes() -> dict[int, tuple[str, int, int]]:
@@ -75,7 +84,7 @@ class Server:
         plan = self.plan
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                plan.argv,
+                (*_DIE_WITH_PARENT, *plan.argv),
                 env={**os.environ, **plan.env},
                 cwd=plan.cwd,
                 user=plan.user,

@@ -6,6 +6,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ import psycopg
 import pytest
 import redis as redis_py
 from confluent_kafka import Consumer, Producer, TopicPartition
-from depserver import Server
+from depserver import Server, alive
 
 from faultbox.deps import (
     DependencyError,
@@ -29,6 +31,7 @@ from faultbox.deps import (
     redis,
 )
 from faultbox.deps.base import server_owner
+from support import wait_until
 
 Serve = Callable[[ServerPlan], Server]
 
@@ -241,3 +244,37 @@ def test_postgres_state_leaves_out_what_a_reload_renews(workdir: str, serve: Ser
         after = postgres.state(plan.endpoint)
     assert after["table public.t"] != before["table public.t"] and after["table public.t"].startswith("1 row")
     assert before["sequence public.t_id_seq"] == "at 1"
+
+
+_HOLDER = """
+import sys, time
+sys.path.insert(0, {deps!r})
+from depserver import Server
+from faultbox.deps import free_port, kafka, postgres
+servers = [Server(postgres.prepare({workdir!r}, free_port())).start(),
+           Server(kafka.prepare({workdir!r}, free_port())).start()]
+print(" ".join(str(s.pid) for s in servers), flush=True)
+time.sleep(120)
+"""
+
+
+def test_servers_die_with_a_killed_test_process(workdir: str) -> None:
+    """A test run killed before its teardown (SIGKILL, a CI timeout) leaves no server behind: one
+    switched to the postgres user, one run as root."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER.format(deps=str(Path(__file__).parent), workdir=workdir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        pids = {int(p) for p in holder.stdout.readline().split()}
+        assert len(pids) == 2 and alive(pids) == sorted(pids)
+    finally:
+        holder.kill()
+        holder.wait()
+    try:
+        wait_until(lambda: not alive(pids), "the servers to die with the process that started them")
+    finally:
+        for pid in alive(pids):  # the failure shown, not left running
+            os.kill(pid, signal.SIGKILL)
