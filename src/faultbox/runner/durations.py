@@ -7,8 +7,8 @@ for a timeout. Two of them in flight at once leave the cores idle while short te
 them, wait in the queue; so `Dispatch` keeps the long ones apart (at most one per two workers) and
 hands the short ones out in their waits.
 
-The file is a cache: unreadable or unwritable, it is ignored, and a test it does not know counts as
-long (it may be)."""
+The file is a cache: unreadable or unwritable, it is ignored. A test it does not know goes first (it
+may be long), but is not kept apart from the others."""
 
 from __future__ import annotations
 
@@ -52,23 +52,18 @@ class Dispatch:
     """Which waiting test a free worker takes: the first in longest-first order, unless that one is
     long and enough long tests are already running; then the first short one (if any is left)."""
 
-    def __init__(self, known: Mapping[str, int], jobs: int) -> None:
-        self.known = known
-        self.long_at_once = max(1, jobs // 2)
-        self._long: set[str] = set()
-
-    def order(self, names: Iterable[str]) -> list[str]:
-        ordered = longest_first(names, self.known)
-        times = [self.known[n] for n in ordered if n in self.known]
+    def __init__(self, names: Iterable[str], known: Mapping[str, int], jobs: int) -> None:
+        self.order = longest_first(names, known)  # the tests waiting, before any has started
+        times = [known[n] for n in self.order if n in known]
         threshold = LONG_FACTOR * statistics.median(times) if times else 0
-        self._long = {n for n in ordered if n in self.known and self.known[n] >= threshold > 0}
-        return ordered
+        self._long = {n for n in self.order if n in known and known[n] >= threshold > 0}
+        self.long_at_once = max(1, jobs // 2)
 
     def is_long(self, name: str) -> bool:
         return name in self._long
 
     def pick(self, waiting: Sequence[str], running: Iterable[str]) -> int:
-        """The index in `waiting` (in `order`'s order) of the test to start next."""
+        """The index in `waiting` (what is left of `order`, in its order) of the test to start next."""
         if not self.is_long(waiting[0]) or sum(map(self.is_long, running)) < self.long_at_once:
             return 0
         return next((i for i, n in enumerate(waiting) if not self.is_long(n)), 0)

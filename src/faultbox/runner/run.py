@@ -107,8 +107,8 @@ def run_spec(spec: Spec, options: RunOptions, listeners: Sequence[RunListener] =
                 shrink=options.shrink,
                 concurrent_start=options.concurrent_start,
             )
-            dispatch = durations.Dispatch(durations.load(spec.path), jobs)
-            WorkerPool(job, jobs).run(dispatch.order(selected), started, finished, dispatch.pick)
+            dispatch = durations.Dispatch(selected, durations.load(spec.path), jobs)
+            WorkerPool(job, jobs).run(dispatch.order, started, finished, dispatch.pick)
         else:
             _run_serially(spec, options, result.spec, selected, started, finished)
     except KeyboardInterrupt:

@@ -41,8 +41,8 @@ SHOP_LIKE = {"slow_a": 14000, "slow_b": 13000, "slow_c": 11000, "s1": 2100, "s2"
 
 
 def test_long_tests_are_kept_apart_two_workers_one_long_at_a_time() -> None:
-    dispatch = durations.Dispatch(SHOP_LIKE, jobs=2)
-    waiting = dispatch.order(list(SHOP_LIKE))
+    dispatch = durations.Dispatch(list(SHOP_LIKE), SHOP_LIKE, jobs=2)
+    waiting = list(dispatch.order)
     assert waiting[:3] == ["slow_a", "slow_b", "slow_c"]
     assert [n for n in waiting if dispatch.is_long(n)] == ["slow_a", "slow_b", "slow_c"]
     assert dispatch.pick(waiting, []) == 0  # nothing long running: the longest
@@ -52,28 +52,26 @@ def test_long_tests_are_kept_apart_two_workers_one_long_at_a_time() -> None:
 
 
 def test_only_long_tests_left_are_started_anyway() -> None:
-    dispatch = durations.Dispatch(SHOP_LIKE, jobs=2)
-    waiting = dispatch.order(["slow_a", "slow_b", "s1"])
-    assert dispatch.pick(["slow_b", "slow_c"], ["slow_a"]) == 0
-    assert waiting == ["slow_a", "slow_b", "s1"]
+    dispatch = durations.Dispatch(["s1", "slow_b", "slow_a"], SHOP_LIKE, jobs=2)
+    assert dispatch.order == ["slow_a", "slow_b", "s1"]
+    assert dispatch.pick(["slow_b"], ["slow_a"]) == 0
 
 
 def test_four_workers_run_two_long_tests_at_once() -> None:
-    dispatch = durations.Dispatch(SHOP_LIKE, jobs=4)
-    waiting = dispatch.order(list(SHOP_LIKE))[1:]
-    assert dispatch.pick(waiting, ["slow_a"]) == 0
+    dispatch = durations.Dispatch(list(SHOP_LIKE), SHOP_LIKE, jobs=4)
+    assert dispatch.pick(dispatch.order[1:], ["slow_a"]) == 0  # slow_b joins it
+    waiting = dispatch.order[2:]
     assert waiting[dispatch.pick(waiting, ["slow_a", "slow_b"])] == "s1"
 
 
 def test_without_history_or_with_even_tests_nothing_is_long() -> None:
-    fresh = durations.Dispatch({}, jobs=2)
-    assert fresh.order(["b", "a", "c"]) == ["b", "a", "c"]
+    fresh = durations.Dispatch(["b", "a", "c"], {}, jobs=2)
+    assert fresh.order == ["b", "a", "c"]
     assert not any(map(fresh.is_long, "abc"))
     assert fresh.pick(["a", "c"], ["b"]) == 0
-    even = durations.Dispatch({"a": 2000, "b": 2500, "c": 1500}, jobs=2)
-    even.order(["a", "b", "c"])
+    even = durations.Dispatch(["a", "b", "c"], {"a": 2000, "b": 2500, "c": 1500}, jobs=2)
     assert not any(map(even.is_long, "abc"))
     # a test the cache does not know is not long: it goes first, in the suite's order
-    partial = durations.Dispatch(SHOP_LIKE, jobs=2)
-    assert partial.order(["new", "s1", "slow_a"]) == ["new", "slow_a", "s1"]
+    partial = durations.Dispatch(["new", "s1", "slow_a"], SHOP_LIKE, jobs=2)
+    assert partial.order == ["new", "slow_a", "s1"]
     assert not partial.is_long("new")
