@@ -21,9 +21,10 @@ Every figure comes from this one run, side by side:
 * shards: the light suite as N shards (N = 2, 3, 4): each shard's size against ⌈tests/N⌉, and the
   merged result against the unsharded one, test for test (name, outcome, seed).
 
-Targets, printed with PASS/MISS (the exit status is 0 unless a suite itself failed): the shop's
-suite as it was when the target was set (26 of today's 33 tests, TARGET_SUITE) at --jobs 2 in
-≤ 45 s; light ≥ 1.8× at --jobs 2; every shard ≤ ⌈tests/N⌉; merged == unsharded.
+Targets, printed with PASS/MISS (the exit status is 0 unless a suite itself failed): the shop at
+--jobs 2 in ≤ 45 s, marked both on the suite it was set on (26 of today's 33 tests, TARGET_SUITE)
+and on the whole suite (its better of --jobs 2 and --jobs 2 --concurrent-start); light ≥ 1.8× at
+--jobs 2; every shard ≤ ⌈tests/N⌉; merged == unsharded.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from faultbox.spec import load_spec
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "examples" / "shop" / "shop.star"
 
-# The shop's suite when the target was set (26 tests, about 155 s serially on 2 cores). The tests
-# added since (the payment provider's scenarios, protocol faults) are in the whole suite's figures,
-# not in the target's, which measures the tool on the suite it was set on. Every test here still exists.
+# The shop's suite when the target was set: "the shop's 26 tests take about 155 s on 2 cores", said
+# the issue that set it (the suite of commit ffdbcff). The seven tests added since (the payment
+# provider's scenarios, protocol faults) are measured with the whole suite, whose mark is printed
+# beside this one. Every test here still exists.
 TARGET_SUITE = [
     "bad_request_is_rejected",
     "bulk_import",
@@ -161,8 +163,9 @@ def main() -> int:
             f"start per test: {_start_ms(parallel):5.0f} ms, concurrent {_start_ms(eager):5.0f} ms"
         )
         print(
-            f"        the {len(target.tests)} tests the target was set on, --jobs 2 {target_s:6.1f}s   "
-            f"target <= 45s: {_mark(target_s <= 45 and len(target.tests) == len(TARGET_SUITE))}"
+            f"        target --jobs 2 <= 45s: on the {len(target.tests)} tests it was set on {target_s:6.1f}s "
+            f"{_mark(target_s <= 45 and len(target.tests) == len(TARGET_SUITE))}   "
+            f"on all {len(parallel.tests)} {min(parallel_s, eager_s):6.1f}s {_mark(min(parallel_s, eager_s) <= 45)}"
         )
         cpu = [("--jobs 1", serial_cpu), ("--jobs 2", parallel_cpu), ("--jobs 4", wide_cpu), ("concurrent", eager_cpu)]
         print(_cpu_line(cpu))

@@ -5,7 +5,7 @@ alone while the other workers sit idle (longest-first is the classic greedy answ
 A long test is usually long because it waits: its faults delay replies by seconds, its steps wait
 for a timeout. Two of them in flight at once leave the cores idle while short tests, which could use
 them, wait in the queue; so `Dispatch` keeps the long ones apart (at most one per two workers) and
-hands the short ones out in their waits.
+hands the short ones out in their waits, as long as enough short work is left to fill them.
 
 The file is a cache: unreadable or unwritable, it is ignored. A test it does not know goes first (it
 may be long), but is not kept apart from the others."""
@@ -50,10 +50,13 @@ def longest_first(names: Iterable[str], known: Mapping[str, int]) -> list[str]:
 
 class Dispatch:
     """Which waiting test a free worker takes: the first in longest-first order, unless that one is
-    long and enough long tests are already running; then the first short one (if any is left)."""
+    long, enough long tests are already running, and the short tests left would fill its time;
+    then the first short one. (Held back with too little short work left, a long test would only
+    start later and end the run later.)"""
 
     def __init__(self, names: Iterable[str], known: Mapping[str, int], jobs: int) -> None:
         self.order = longest_first(names, known)  # the tests waiting, before any has started
+        self.known = known
         times = [known[n] for n in self.order if n in known]
         threshold = LONG_FACTOR * statistics.median(times) if times else 0
         self._long = {n for n in self.order if n in known and known[n] >= threshold > 0}
@@ -64,9 +67,13 @@ class Dispatch:
 
     def pick(self, waiting: Sequence[str], running: Iterable[str]) -> int:
         """The index in `waiting` (what is left of `order`, in its order) of the test to start next."""
-        if not self.is_long(waiting[0]) or sum(map(self.is_long, running)) < self.long_at_once:
+        first = waiting[0]
+        if not self.is_long(first) or sum(map(self.is_long, running)) < self.long_at_once:
             return 0
-        return next((i for i, n in enumerate(waiting) if not self.is_long(n)), 0)
+        short = [i for i, n in enumerate(waiting) if not self.is_long(n)]
+        if sum(self.known.get(waiting[i], 0) for i in short) < self.known[first]:
+            return 0
+        return short[0]
 
 
 def save(spec_path: str, results: Iterable[TestResult]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -258,9 +259,10 @@ time.sleep(120)
 """
 
 
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
 def test_servers_die_with_a_killed_test_process(workdir: str) -> None:
-    """A test run killed before its teardown (SIGKILL, a CI timeout) leaves no server behind: one
-    switched to the postgres user, one run as root."""
+    """A test run killed before its teardown (SIGKILL, a CI timeout) leaves no server behind: a
+    PostgreSQL (run as the postgres user when the tests run as root) and a Tansu."""
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER.format(deps=str(Path(__file__).parent), workdir=workdir)],
         stdout=subprocess.PIPE,

@@ -37,7 +37,7 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path) -> None:
 
 
 # A suite like the shop's: three tests that mostly wait on their faults, the rest a second or two.
-SHOP_LIKE = {"slow_a": 14000, "slow_b": 13000, "slow_c": 11000, "s1": 2100, "s2": 2000, "s3": 1900, "s4": 1800}
+SHOP_LIKE = {"slow_a": 14000, "slow_b": 13000, "slow_c": 11000, **{f"s{i}": 2000 - 10 * i for i in range(1, 11)}}
 
 
 def test_long_tests_are_kept_apart_two_workers_one_long_at_a_time() -> None:
@@ -54,12 +54,30 @@ def test_long_tests_are_kept_apart_two_workers_one_long_at_a_time() -> None:
 def test_only_long_tests_left_are_started_anyway() -> None:
     dispatch = durations.Dispatch(["s1", "slow_b", "slow_a"], SHOP_LIKE, jobs=2)
     assert dispatch.order == ["slow_a", "slow_b", "s1"]
-    assert dispatch.pick(["slow_b"], ["slow_a"]) == 0
+    assert dispatch.pick(["slow_b", "slow_c"], ["slow_a"]) == 0
+
+
+def test_a_long_test_is_not_held_back_when_the_short_ones_left_cannot_fill_its_time() -> None:
+    # two 10 s tests and 4 s of short ones on two workers: holding the second long test back until
+    # the short ones ran out would end the run at ~14 s instead of ~12 s
+    few = {"long_a": 10000, "long_b": 10000, "s1": 1000, "s2": 1000, "s3": 1000, "s4": 1000}
+    dispatch = durations.Dispatch(list(few), few, jobs=2)
+    assert dispatch.is_long("long_b")
+    assert dispatch.pick(dispatch.order[1:], ["long_a"]) == 0
+    # with 12 s of short work the second waits, until what is left of it is less than its 10 s
+    many = {"long_a": 10000, "long_b": 10000, **{f"s{i:02d}": 1000 for i in range(12)}}
+    dispatch = durations.Dispatch(list(many), many, jobs=2)
+    waiting = dispatch.order[1:]  # long_b, s00 ... s11
+    assert waiting[dispatch.pick(waiting, ["long_a"])] == "s00"  # 12 s of short work left
+    ten = [waiting[0], *waiting[3:]]  # s00 and s01 taken: 10 s left, still held
+    assert ten[dispatch.pick(ten, ["long_a"])] == "s02"
+    nine = [waiting[0], *waiting[4:]]  # 9 s left: long_b starts
+    assert dispatch.pick(nine, ["long_a"]) == 0
 
 
 def test_four_workers_run_two_long_tests_at_once() -> None:
     dispatch = durations.Dispatch(list(SHOP_LIKE), SHOP_LIKE, jobs=4)
-    assert dispatch.pick(dispatch.order[1:], ["slow_a"]) == 0  # slow_b joins it
+    assert dispatch.order[1:][dispatch.pick(dispatch.order[1:], ["slow_a"])] == "slow_b"  # joins it
     waiting = dispatch.order[2:]
     assert waiting[dispatch.pick(waiting, ["slow_a", "slow_b"])] == "s1"
 
