@@ -12,7 +12,9 @@ Every figure comes from this one run, side by side:
   tests mostly wait, so more workers than cores still help), the mean time to start a test's
   services, and the CPU time each run took (the runner, its workers and every service they
   started): that CPU time over the machine's cores is the least wall time any number of workers
-  can reach. Then --jobs 2 on the 26 tests the suite had when the target was set.
+  can reach. Then --jobs 2 on the 26 tests the suite had when the target was set. Before and after,
+  the CPU time this machine takes to import the apps' clients (psycopg, redis-py, confluent-kafka),
+  the largest part of a test's start: on a shared VM it moves by half or more within an hour.
 * light: a generated suite of --tests (16) tests, each starting one small TCP service and waiting
   --wait (1.5 s) in its body: what a suite of tests that mostly wait gains from workers.
 * overhead: per test, its wall time minus its body's (starting and stopping services, the barrier,
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,6 +145,20 @@ def _summary(result: RunResult) -> list[tuple[str, str, int]]:
     return [(t.name, t.outcome.value, t.seed) for t in result.tests]
 
 
+def _machine_speed() -> float:
+    """CPU seconds this machine takes, now, to import the shop apps' clients (median of three): the
+    largest part of a shop test's start. A shared VM's figure moves by half or more from one hour to
+    the next; printed at the start and end of a run, it says how fast the machine was meanwhile."""
+    python = SHOP.parent / ".venv" / "bin" / "python"
+    times = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([str(python), "-c", "import psycopg, redis, confluent_kafka"], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return sorted(times)[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-shop", action="store_true", help="skip the shop suite")
@@ -151,6 +168,7 @@ def main() -> int:
     status = 0
 
     if not args.no_shop and SHOP.exists():
+        speed = _machine_speed()
         serial, serial_s, serial_cpu = _run(SHOP, 1)
         parallel, parallel_s, parallel_cpu = _run(SHOP, 2)
         wide, wide_s, wide_cpu = _run(SHOP, 4)
@@ -169,6 +187,8 @@ def main() -> int:
         )
         cpu = [("--jobs 1", serial_cpu), ("--jobs 2", parallel_cpu), ("--jobs 4", wide_cpu), ("concurrent", eager_cpu)]
         print(_cpu_line(cpu))
+        after = _machine_speed()
+        print(f"        machine: importing the apps' clients took {speed:4.2f}s of CPU before, {after:4.2f}s after")
         for label, other in (("2", parallel), ("4", wide), ("2 --concurrent-start", eager)):
             if _summary(serial) != _summary(other):
                 print(f"  results differ between --jobs 1 and --jobs {label}:")
