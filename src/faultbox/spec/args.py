@@ -21,6 +21,10 @@ from faultbox._util.durations import DurationError, parse_duration
 from faultbox._util.spell import did_you_mean
 from faultbox.errors import Code, FaultboxError
 
+# The most numbers range() may count, or characters or items a repetition (`"ab" * n`) may build: a
+# spec builds small values, and a huge one is built in a C call nothing can interrupt.
+SIZE_LIMIT = 10_000_000
+
 
 class ArgError(FaultboxError):
     """A builtin was called with bad arguments or values; the caller adds the spec location."""

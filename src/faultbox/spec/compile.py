@@ -21,6 +21,7 @@ from faultbox._util.frozen import FrozenError, freeze
 from faultbox._util.hints import WHERE_HINTS, WhereHint
 from faultbox._util.spell import did_you_mean
 from faultbox.errors import Code, FaultboxError, SourceLocation, SpecError, SpecFailure
+from faultbox.spec.args import SIZE_LIMIT, ArgError, type_name
 from faultbox.spec.dialect import CheckedModule
 
 # filename -> source lines, for every compiled spec file
@@ -28,7 +29,6 @@ SPEC_FILES: dict[str, list[str]] = {}
 
 MODULE_KEY = "__fb_module__"  # hidden global: spec code cannot name it (the resolver refuses it)
 REPEAT_KEY = "__fb_repeat__"  # hidden global: what every `*` of spec code calls (_repeat)
-REPEAT_LIMIT = 10_000_000  # characters or items a repetition may build, as range() may count
 _STDLIB = str(Path(__file__).resolve().parent.parent / "stdlib")
 
 
@@ -119,11 +119,9 @@ def _repeat_call(at: ast.AST, left: ast.expr, right: ast.expr) -> ast.Call:
 
 def _repeat(a: Any, b: Any) -> Any:
     times, seq = (b, a) if isinstance(b, int) else (a, b)
-    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) and len(seq) * times > REPEAT_LIMIT:
-        from faultbox.spec.args import ArgError, type_name
-
+    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) and len(seq) * times > SIZE_LIMIT:
         raise ArgError(
-            f"a repetition of more than {REPEAT_LIMIT:,} items ({type_name(seq)} of {len(seq):,} * {times:,})",
+            f"a repetition of more than {SIZE_LIMIT:,} items ({type_name(seq)} of {len(seq):,} * {times:,})",
             "a spec builds small values; check the count",
         )
     return a * b

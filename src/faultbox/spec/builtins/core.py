@@ -13,7 +13,7 @@ from typing import Any
 from faultbox.errors import Halted, SourceLocation, SpecFailure
 from faultbox.spec import host as host_mod
 from faultbox.spec import interleavings as interleavings_mod
-from faultbox.spec.args import ArgError, check_arity, type_name
+from faultbox.spec.args import SIZE_LIMIT, ArgError, check_arity, type_name
 from faultbox.spec.builtins import builtin
 from faultbox.spec.compile import current_location, current_module
 from faultbox.spec.registry import SpecBuilder
@@ -38,21 +38,18 @@ def _dir(value: Any) -> list[str]:
     return sorted(a for a in dir(value) if not a.startswith("_"))
 
 
-RANGE_LIMIT = 10_000_000
-
-
 def _range(*args: Any) -> range:
-    """Python's range, refusing more than RANGE_LIMIT numbers: a loop over billions never ends (and
+    """Python's range, refusing more than SIZE_LIMIT numbers: a loop over billions never ends (and
     a C-level one, such as max(range(n)), cannot even be interrupted)."""
     numbers = range(*args)
     try:
         size = len(numbers)
     except OverflowError:
-        size = RANGE_LIMIT + 1
-    if size > RANGE_LIMIT:
+        size = SIZE_LIMIT + 1
+    if size > SIZE_LIMIT:
         asked = ", ".join(str(a) if a.bit_length() <= 64 else "a huge number" for a in args)
         raise ArgError(
-            f"range() of more than {RANGE_LIMIT:,} numbers (asked: range({asked}))",
+            f"range() of more than {SIZE_LIMIT:,} numbers (asked: range({asked}))",
             "a spec loops over a few values; check the bounds",
         )
     return numbers
