@@ -152,10 +152,9 @@ def _machine_speed() -> float:
     python = SHOP.parent / ".venv" / "bin" / "python"
     times = []
     for _ in range(3):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = _cpu()
         subprocess.run([str(python), "-c", "import psycopg, redis, confluent_kafka"], check=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        times.append(_cpu() - before)
     return sorted(times)[1]
 
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -146,3 +146,10 @@ def wait_until(cond: Callable[[], object], what: str, timeout: float = 10.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+def ours_alive(marker: str, busy: Iterable[int | None] = ()) -> list[int]:
+    """The live processes under this one whose command line holds `marker`, but for the `busy` pids
+    (readers a running source holds, say)."""
+    ours = [p for p in process_tree(os.getpid()) if marker in cmdline(p)]
+    return sorted(set(descendants_alive(ours)) - set(busy))

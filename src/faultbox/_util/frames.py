@@ -12,9 +12,13 @@ from typing import Any
 _HEADER = struct.Struct("!Q")
 
 
-def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+def encode_frame(message: dict[str, Any]) -> bytes:
     data = json.dumps(message, ensure_ascii=False, default=_default).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(encode_frame(message))
 
 
 def _default(value: Any) -> Any:

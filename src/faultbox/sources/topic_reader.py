@@ -238,11 +238,10 @@ class Reader:
     def close(self) -> None:
         """Close the consumer (it never joined a group: nothing to leave, nothing to commit) and
         drop the admin client; librdkafka's threads for both end here."""
-        consumer, admin = self._consumer, self._admin
-        self._consumer = self._admin = None
+        consumer = self._consumer
+        self._consumer = self._admin = None  # the admin client is destroyed with its last reference
         if consumer is not None:
             consumer.close()
-        del consumer, admin  # the admin client is destroyed with its last reference
 
     def _serve(self, request: _Barrier) -> None:
         error: str | None = None

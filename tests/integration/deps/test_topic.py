@@ -17,7 +17,7 @@ from depserver import Server
 from faultbox.deps import ServerPlan, free_port, kafka
 from faultbox.sources import SourceError, topic
 from faultbox.sources.topic import TopicSource
-from support import cmdline, descendants_alive, process_tree, wait_until
+from support import cmdline, descendants_alive, ours_alive, process_tree, wait_until
 
 Serve = Callable[[ServerPlan], Server]
 
@@ -279,8 +279,7 @@ def test_the_next_source_reuses_a_healthy_reader_afresh(broker: str) -> None:
 
 def idle_readers(*running: TopicSource) -> list[int]:
     """The reader processes alive under this process that none of the running sources holds."""
-    ours = [p for p in process_tree(os.getpid()) if "faultbox.sources.topic_reader" in cmdline(p)]
-    return sorted(set(descendants_alive(ours)) - {source.reader_pid for source in running})
+    return ours_alive("faultbox.sources.topic_reader", (source.reader_pid for source in running))
 
 
 def _poll(consumer: Consumer, n: int, timeout: float = 20.0) -> list[tuple[int, int]]:

@@ -15,13 +15,11 @@ reader end in the ways a real one can: `fake_topic_reader.py MODE FD PARENT_PID`
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import struct
 import sys
 
-from faultbox._util.frames import FrameReader, send_frame
+from faultbox._util.frames import FrameReader, encode_frame, send_frame
 
 ASSERTION = "python3: rdkafka_broker.c:4711: rd_kafka_broker_op_serve: Assertion `rkb->rkb_state' failed."
 
@@ -61,18 +59,13 @@ def main() -> None:
                 config = None
                 if mode == "chatty":  # in one write: the parent reads both at once
                     event = {"action": "produce", "topic": "late", "partition": "0", "offset": "0"}
-                    sock.sendall(frame({"op": "released"}) + frame({"op": "events", "events": [event]}))
+                    sock.sendall(encode_frame({"op": "released"}) + encode_frame({"op": "events", "events": [event]}))
                 else:
                     send_frame(sock, {"op": "released"})
             elif op == "stop":
                 return
         if reader.closed:
             return
-
-
-def frame(message: dict[str, object]) -> bytes:
-    data = json.dumps(message).encode()
-    return struct.pack("!Q", len(data)) + data
 
 
 if __name__ == "__main__":

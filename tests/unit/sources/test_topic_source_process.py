@@ -18,7 +18,7 @@ import pytest
 
 from faultbox.sources import SourceError, topic
 from faultbox.sources.topic import TopicSource
-from support import cmdline, descendants_alive, process_tree, wait_until
+from support import descendants_alive, ours_alive, wait_until
 
 FAKE = Path(__file__).resolve().parent / "fake_topic_reader.py"
 
@@ -260,8 +260,7 @@ def test_a_reader_that_does_not_answer_release_is_ended_in_time(
 
 def idle_readers(*running: TopicSource) -> list[int]:
     """The stand-in readers alive under this process that none of the running sources holds."""
-    ours = [p for p in process_tree(os.getpid()) if "fake_topic_reader.py" in cmdline(p)]
-    return sorted(set(descendants_alive(ours)) - {source.reader_pid for source in running})
+    return ours_alive("fake_topic_reader.py", (source.reader_pid for source in running))
 
 
 def test_the_runner_side_never_loads_librdkafka() -> None:
