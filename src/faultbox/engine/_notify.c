@@ -748,6 +748,33 @@ static PyObject *Loop_release_delays(Loop *self, PyObject *Py_UNUSED(ignored)) {
     return out;
 }
 
+/* Answer now the pending delays of one listener (its test ended: a service kept for the next test
+   must not carry the last one's faults into it). Each is recorded as fired, with its lateness
+   negative: how long before its deadline it was answered. The others keep their place. */
+static PyObject *Loop_cut_delays(Loop *self, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i", &fd)) return NULL;
+    size_t n = self->ndelays, kept = 0, cut = 0;
+    if (n == 0) return PyLong_FromSize_t(0);
+    Delay *ordered = malloc(n * sizeof *ordered);
+    if (!ordered) return PyErr_NoMemory();
+    for (size_t i = 0; i < n; i++) ordered[i] = delay_pop(self); /* earliest deadline first */
+    double now = monotonic();
+    for (size_t i = 0; i < n; i++) {
+        Delay d = ordered[i];
+        if (d.fd != fd) {
+            self->delays[kept++] = d; /* in deadline order: still a heap */
+            continue;
+        }
+        send_continue(self, d.fd, d.id);
+        fired_append(self, d.token, now - d.due);
+        cut++;
+    }
+    self->ndelays = kept;
+    free(ordered);
+    return PyLong_FromSize_t(cut);
+}
+
 static PyObject *Loop_set_spin(Loop *self, PyObject *args) {
     double spin;
     if (!PyArg_ParseTuple(args, "d", &spin)) return NULL;
@@ -935,6 +962,7 @@ static PyMethodDef Loop_methods[] = {
     {"delay", (PyCFunction)Loop_delay, METH_VARARGS, "delay(fd, id, due, token): answer CONTINUE at monotonic `due`"},
     {"take_fired", (PyCFunction)Loop_take_fired, METH_NOARGS, "[(token, ts, lateness)] of the delays answered"},
     {"release_delays", (PyCFunction)Loop_release_delays, METH_NOARGS, "answer every pending delay: [token]"},
+    {"cut_delays", (PyCFunction)Loop_cut_delays, METH_VARARGS, "cut_delays(fd): answer that listener's pending delays now -> how many"},
     {"set_spin", (PyCFunction)Loop_set_spin, METH_VARARGS, "set_spin(seconds): poll, not sleep, so close to a delay"},
     {NULL, NULL, 0, NULL},
 };

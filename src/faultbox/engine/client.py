@@ -109,6 +109,12 @@ class SupervisorClient:
     def unregister(self, svc_id: int) -> None:
         self.request("unregister", svc_id)
 
+    def cut_delays(self, svc_id: int) -> int:
+        """Answer the service's delayed syscalls now, before their deadlines (its test ended, the
+        service is kept for the next); each is recorded with a negative lateness."""
+        cut: int = self.request("cut", svc_id)
+        return cut
+
     def sync(self, timeout: float = 15.0) -> None:
         self.request("sync", timeout=timeout)
 

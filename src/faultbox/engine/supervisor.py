@@ -320,6 +320,13 @@ class Supervisor:
         if op == "release":
             _, tag, err, count, _req = msg
             return self._release(tag, err, count)
+        if op == "cut":  # the service's test ended: its delayed syscalls go on now (holds end with their rules)
+            kept = self.by_svc.get(msg[1])
+            if kept is None:
+                return 0
+            cut = self.loop.cut_delays(kept.fd)
+            self._flush()  # their events before the reply: the runner records them in the ending test
+            return cut
         if op == "unregister":
             gone = self.by_svc.get(msg[1])
             if gone is not None:

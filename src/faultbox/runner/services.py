@@ -293,6 +293,14 @@ class ServiceSet:
         self.running.clear()
 
     def _keep(self, rs: RunningService) -> None:
+        # Its faults end with the test (the rules went at teardown): a syscall still delayed would
+        # hold the kept server past its deadline into the next test (a healthcheck, a replication
+        # slot waiting on the transaction it parks). Cut short, it is recorded in this test.
+        if rs.svc_id is not None and self.ctx.supervisor is not None:
+            try:
+                self.ctx.supervisor.cut_delays(rs.svc_id)
+            except Exception:
+                pass  # a supervisor gone: the next test renews it, with nothing parked
         self.ctx.pump.drain(1.0)  # what it printed during the test belongs to the test
         rs.owner, rs.reused, rs.clean = None, False, False
         rs.emit = _nowhere  # between tests its output is recorded nowhere (its tail still fills)

@@ -102,6 +102,26 @@ def test_release_answers_every_pending_delay_at_once(loop: _notify.Loop, pipe: t
     assert loop.release_delays() == []
 
 
+def test_cutting_a_listeners_delays_answers_them_now_and_leaves_the_others(
+    loop: _notify.Loop, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    far = time.monotonic() + 3600.0
+    loop.delay(r, 1, far + 2, 1)
+    loop.delay(w, 2, far + 1, 2)
+    loop.delay(r, 3, far, 3)
+    loop.delay(w, 4, far + 3, 4)
+    assert loop.cut_delays(r) == 2
+    cut = loop.take_fired()
+    assert [token for token, _, _ in cut] == [3, 1]  # deadline order
+    assert all(lateness < -3000 for _, _, lateness in cut)  # recorded as answered before their deadlines
+    stats = loop.stats()
+    assert (stats["delays"], stats["send_failed"]) == (2, 2)  # the cut two were answered, the others wait
+    assert loop.cut_delays(r) == 0
+    loop.delay(w, 5, time.monotonic() - 1.0, 5)  # the heap still orders what is left, and a new one
+    assert loop.release_delays() == [5, 2, 4]
+
+
 def test_a_pending_delay_bounds_the_wait(loop: _notify.Loop, pipe: tuple[int, int]) -> None:
     """wait() with no timeout of its own still returns once a delay fired (its record is buffered)."""
     loop.delay(pipe[1], 1, time.monotonic() + 0.003, 7)

@@ -120,6 +120,32 @@ def test_a_kept_redis_with_flushall_passes(tmp_path: Path) -> None:
         assert_passed(find_test(result, name))
 
 
+def test_a_kept_server_does_not_carry_a_delay_into_the_next_test(tmp_path: Path) -> None:
+    """Test a ends while Redis's write is parked in a 20 s delay; test b adopts the same server at
+    once (without the cut, its healthcheck would fail and a fresh Redis would be started)."""
+    spec = """
+load("@faultbox/services.star", "redis")
+cache = redis("cache", reset = lambda: cache.main.command(args = ["FLUSHALL"]), reuse = True)
+
+def test_a():
+    r = fault(cache, write = delay("20s"),
+              run = lambda: cache.main.command(args = ["SET", "k", "v"], timeout = "300ms"))
+    assert_eq(r.ok, False, "the SET waits for its delayed write")
+
+def test_b():
+    assert_eq(cache.main.command(args = ["PING"]).data["value"], "PONG")
+"""
+    result = run_spec_text(tmp_path, spec)
+    a, b = find_test(result, "test_a"), find_test(result, "test_b")
+    assert_passed(a)
+    assert_passed(b)
+    assert _started(b)[0]["reused"] == "true" and _started(b)[0]["pid"] == _started(a)[0]["pid"]
+    delayed = [e.fields for e in a.events if e.type == "syscall" and e.fields.get("fault") == "write"]
+    assert len(delayed) == 1 and delayed[0]["decision"] == "delay(20s)", delayed
+    assert float(delayed[0]["late_ms"]) < -10_000, "cut short at the end of test a, in test a's trace"
+    assert not [e for e in b.events if e.type == "syscall" and e.fields.get("fault")], "nothing of a's fault in b"
+
+
 def test_reuse_on_a_service_that_depends_on_others_is_refused(tmp_path: Path) -> None:
     spec = """
 a = service("a", "/bin/sleep", args = ["60"])
