@@ -93,3 +93,18 @@ def test_without_history_or_with_even_tests_nothing_is_long() -> None:
     partial = durations.Dispatch(["new", "s1", "slow_a"], SHOP_LIKE, jobs=2)
     assert partial.order == ["new", "slow_a", "s1"]
     assert not partial.is_long("new")
+
+
+def test_a_workers_first_start_is_not_counted_as_the_tests_own(tmp_path: Path) -> None:
+    def result(name: str, start: int, body: int) -> TestResult:
+        return TestResult(name, Outcome.PASSED, duration_ms=start + body + 50, timings={"start_ms": start})
+
+    spec = tmp_path / "spec.star"
+    first = result("test_first", start=6000, body=900)  # paid the worker's one-time starts
+    later = [result("test_b", 1100, 900), result("test_c", 1200, 10_000), result("test_d", 1000, 800)]
+    later.append(result("test_e", 1100, 900))
+    durations.save(str(spec), [first, *later])
+    known = durations.load(str(spec))  # each start counted as the median start, 1100 ms
+    assert known == {"test_first": 2050, "test_b": 2050, "test_c": 11150, "test_d": 1950, "test_e": 2050}
+    dispatch = durations.Dispatch(known, known, jobs=2)
+    assert dispatch.is_long("test_c") and not dispatch.is_long("test_first")  # as recorded raw (6950 ms), it was
