@@ -7,7 +7,8 @@ Prints, measured against target:
   first successful SELECT), Redis and the Tansu broker (spawn to first successful PING / metadata);
 * COMMIT -> `wal` event and produce -> `topic` event latency (p50/p95 over --samples), each timed
   from the moment the client issues the COMMIT / produce until the source calls emit();
-* an idle barrier() of each source.
+* an idle barrier() of each source;
+* a topic source's start on a broker just started (what each test that starts its broker waits for).
 
 Servers are launched with the test suite's launcher (tests/integration/deps/conftest.py), the way the
 runner launches them: plan.argv as plan.user in a new process group, stopped by the plan's signal.
@@ -154,6 +155,26 @@ def bench_topic(samples: int) -> tuple[list[float], list[float]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def time_topic_attach(starts: int) -> float:
+    """Median seconds for a topic source to start following a broker just started, as in each test
+    that starts its broker (the reader process kept from the source before, as in a run)."""
+    times = []
+    for i in range(starts + 1):
+        workdir = tempfile.mkdtemp(prefix="fb-bench-", dir="/tmp")
+        server = Server(kafka.prepare(workdir, free_port())).start()
+        source = TopicSource(server.plan.endpoint, "bus", lambda *a: None)
+        try:
+            t0 = time.perf_counter()
+            source.start()
+            if i:  # the first one started the reader process
+                times.append(time.perf_counter() - t0)
+        finally:
+            source.stop()
+            server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--starts", type=int, default=5)
@@ -172,6 +193,8 @@ def main() -> None:
     rows.append(("  of which copying the template (prepare)", pg_prepare, 1.0, "median"))
     rows.append(("redis: spawn to PING", time_starts("redis", redis.prepare, args.starts)[1], 0.2, "median"))
     rows.append(("tansu: spawn to metadata", time_starts("kafka", kafka.prepare, args.starts)[1], 0.2, "median"))
+
+    rows.append(("topic source: start on a new broker", time_topic_attach(args.starts * 2), 0.05, "median"))
 
     wal, wal_barrier = bench_wal(args.samples)
     rows.append(("COMMIT -> wal event", percentile(wal, 0.5), 0.05, "p50"))

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from faultbox._util.rdkafka import FAST_CONNECT
 from faultbox.deps.base import (
     LOCALHOST,
     SETUP_COMMAND,
@@ -127,7 +128,7 @@ def _probe(port: int, cluster_id: str, timeout: float) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap(port)}, logger=_quiet)
+    admin = AdminClient({"bootstrap.servers": bootstrap(port), **FAST_CONNECT}, logger=_quiet)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -61,6 +61,7 @@ from confluent_kafka import (
 )
 
 from faultbox._util.frozen import FrozenDict, FrozenList, freeze, thaw
+from faultbox._util.rdkafka import FAST_CONNECT
 from faultbox.model.response import Response
 
 # librdkafka logs every refused connection; the steps report what matters through Response.error.
@@ -71,9 +72,9 @@ _rdkafka_log.propagate = False
 _SLICE = 0.05  # longest single wait inside a step: how fast a connection failure is noticed
 _COMMON: dict[str, Any] = {
     "client.id": "faultbox",
-    # Reconnect promptly after a broker restart (the default backoff grows to 10 s).
-    "reconnect.backoff.ms": 50,
-    "reconnect.backoff.max.ms": 500,
+    # Connect to the broker the bootstrap named without librdkafka's default 50 ms wait, and
+    # reconnect promptly after a broker restart (the default backoff grows to 10 s).
+    **FAST_CONNECT,
 }
 
 

@@ -60,6 +60,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from faultbox._util.frames import FrameReader, send_frame
+from faultbox._util.rdkafka import FAST_CONNECT
 from faultbox.sources.topic import message_fields
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ class Reader:
         """Connect, read what the topics already hold (no events for it), record each group's
         committed offsets as the baseline."""
         self._admin = AdminClient(
-            {"bootstrap.servers": self._bootstrap, "client.id": "faultbox-observer"}, logger=_rdkafka_log
+            {"bootstrap.servers": self._bootstrap, "client.id": "faultbox-observer", **FAST_CONNECT},
+            logger=_rdkafka_log,
         )
         self._consumer = Consumer(
             {
@@ -196,8 +198,7 @@ class Reader:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_uncommitted",  # every appended message, as the broker has it
                 "fetch.wait.max.ms": self._fetch_wait_ms,
-                "reconnect.backoff.ms": 10,
-                "reconnect.backoff.max.ms": 250,
+                **FAST_CONNECT,
                 "error_cb": self._on_client_error,
             },
             logger=_rdkafka_log,
