@@ -159,18 +159,20 @@ def time_topic_attach(starts: int) -> float:
     """Median seconds for a topic source to start following a broker just started, as in each test
     that starts its broker (the reader process kept from the source before, as in a run)."""
     times = []
-    for i in range(starts + 1):
+    for i in range(max(starts, 1) + 1):
         workdir = tempfile.mkdtemp(prefix="fb-bench-", dir="/tmp")
-        server = Server(kafka.prepare(workdir, free_port())).start()
-        source = TopicSource(server.plan.endpoint, "bus", lambda *a: None)
         try:
-            t0 = time.perf_counter()
-            source.start()
-            if i:  # the first one started the reader process
-                times.append(time.perf_counter() - t0)
+            server = Server(kafka.prepare(workdir, free_port())).start()
+            source = TopicSource(server.plan.endpoint, "bus", lambda *a: None)
+            try:
+                t0 = time.perf_counter()
+                source.start()
+                if i:  # the first one started the reader process
+                    times.append(time.perf_counter() - t0)
+            finally:
+                source.stop()
+                server.stop()
         finally:
-            source.stop()
-            server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
     return statistics.median(times)
 

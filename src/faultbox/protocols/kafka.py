@@ -75,6 +75,7 @@ _COMMON: dict[str, Any] = {
     # Connect to the broker the bootstrap named without librdkafka's default 50 ms wait, and
     # reconnect promptly after a broker restart (the default backoff grows to 10 s).
     **FAST_CONNECT,
+    "reconnect.backoff.max.ms": 500,
 }
 
 

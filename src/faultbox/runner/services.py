@@ -271,6 +271,7 @@ class ServiceSet:
     def stop_all(self) -> None:
         """Stop in reverse start order (a reuse=True service that is still alive is kept for the
         next test instead). Never raises: teardown must always finish."""
+        keep = {rs.name for rs in self.running.values() if self._may_keep(rs)}
         for rs in self.running.values():
             for source in rs.sources:
                 try:
@@ -283,7 +284,7 @@ class ServiceSet:
             if rs.process is None:
                 self._stop_mock(rs)
                 continue
-            if rs.model.reuse and rs.clean and rs.alive():
+            if rs.name in keep and rs.alive():
                 self._keep(rs)
                 continue
             code = _stop_process(self.ctx, rs)
@@ -292,15 +293,25 @@ class ServiceSet:
                 self.emit("service_exited", rs.name, _exit_fields(code, "stopped"))
         self.running.clear()
 
+    def _may_keep(self, rs: RunningService) -> bool:
+        """Whether a service can be kept for the next test: reuse=True, its hooks and check passed,
+        and none of its syscalls left parked. Its faults end with the test (their rules went at
+        teardown), but a syscall still delayed would hold the server past its deadline into the
+        next test (its healthcheck; a replication slot waiting on the transaction it parks). So its
+        delays are cut short first, before its sources stop and before the services that use it
+        stop (whose shutdown may wait on it): recorded in this test, with a negative late_ms."""
+        if not (rs.model.reuse and rs.clean and rs.process is not None and rs.alive()):
+            return False
+        if rs.svc_id is None or self.ctx.supervisor is None:
+            return True
+        try:
+            self.ctx.supervisor.cut_delays(rs.svc_id)
+        except Exception as exc:  # its syscalls may still be parked: not fit for the next test
+            self.emit("teardown_error", rs.name, {"error": f"could not end its delayed syscalls: {exc}"})
+            return False
+        return True
+
     def _keep(self, rs: RunningService) -> None:
-        # Its faults end with the test (the rules went at teardown): a syscall still delayed would
-        # hold the kept server past its deadline into the next test (a healthcheck, a replication
-        # slot waiting on the transaction it parks). Cut short, it is recorded in this test.
-        if rs.svc_id is not None and self.ctx.supervisor is not None:
-            try:
-                self.ctx.supervisor.cut_delays(rs.svc_id)
-            except Exception:
-                pass  # a supervisor gone: the next test renews it, with nothing parked
         self.ctx.pump.drain(1.0)  # what it printed during the test belongs to the test
         rs.owner, rs.reused, rs.clean = None, False, False
         rs.emit = _nowhere  # between tests its output is recorded nowhere (its tail still fills)
